@@ -1,0 +1,5 @@
+"""`python -m autoscaler` runs the CLI."""
+
+from autoscaler.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,195 @@
+"""The one settings root, built by the CLI and passed down (never at import time).
+
+Sources, highest precedence first: CLI overrides, environment (`AUTOSCALER_*`, nested with
+`__`), a `.env` file in the working directory, the TOML file named by `--config` or
+`AUTOSCALER_CONFIG`, then the defaults below. The env names are a documented contract.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from autoscaler.constants import DEFAULT_REDIS_PREFIX
+
+CONFIG_ENV = "AUTOSCALER_CONFIG"
+MASK = "***"
+
+
+class Settings(BaseSettings):
+    """Everything the daemon and the CLI need to know about this host."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTOSCALER_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis holding the Laravel queues: redis://[:password@]host:port/db, "
+        "rediss://... or unix:///path/redis.sock?db=0. A password in it is masked in output.",
+    )
+    redis_prefix: str = Field(
+        default=DEFAULT_REDIS_PREFIX,
+        description="Laravel's Redis key prefix: `<app>_database_` up to Laravel 11, "
+        "`<app>-database-` from 12, or REDIS_PREFIX from the app's .env.",
+    )
+    supervisor_url: str = Field(
+        default="unix:///var/run/supervisor.sock",
+        description="supervisord's XML-RPC endpoint: unix:///path/supervisor.sock or "
+        "http://host:port (inet_http_server).",
+    )
+    supervisor_username: str | None = Field(
+        default=None, description="Username of supervisord's http server, if it has one."
+    )
+    supervisor_password: SecretStr | None = Field(
+        default=None, description="Password of supervisord's http server (a secret, never logged)."
+    )
+    include_file: Path = Field(
+        default=Path("/etc/supervisor/conf.d/autoscaler-workers.conf"),
+        description="The Supervisor program file autoscaler owns and rewrites; it must be "
+        "matched by an [include] line of supervisord.conf and hold nothing else.",
+    )
+    policies_dir: Path = Field(
+        default=Path("policies"), description="Directory of the per-pool policy files (*.toml)."
+    )
+    memory_budget_mb: float = Field(
+        default=4608.0,
+        gt=0,
+        description="Host memory budget for all managed workers together, in MB.",
+    )
+    memory_reserve_mb: float = Field(
+        default=0.0,
+        ge=0,
+        description="Part of the budget held back as a safety margin, in MB.",
+    )
+    interval_s: float = Field(
+        default=5.0, gt=0, description="Seconds between two ticks of the control loop."
+    )
+    dry_run: bool = Field(
+        default=False, description="Log decisions and file diffs but change nothing."
+    )
+    log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="Minimum level of log lines."
+    )
+    log_json: bool = Field(default=False, description="Write log lines as JSON objects.")
+
+    @field_validator("supervisor_url")
+    @classmethod
+    def _supervisor_url_scheme(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in ("unix", "http", "https"):
+            raise ValueError("must start with unix:// or http(s)://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def usable_memory_mb(self) -> float:
+        """The budget the workers may fill: the host budget minus the reserve."""
+        return max(0.0, self.memory_budget_mb - self.memory_reserve_mb)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        config_file = settings_cls.model_config.get("toml_file") or _config_file_from_env()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+def _config_file_from_env() -> Path | None:
+    from_env = os.environ.get(CONFIG_ENV)
+    return Path(from_env) if from_env else None
+
+
+class SettingsError(Exception):
+    """Settings could not be built; the message names the source and the field."""
+
+
+def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings root. `config_file` wins over AUTOSCALER_CONFIG."""
+    from pydantic import ValidationError
+
+    path = config_file if config_file is not None else _config_file_from_env()
+    if path is not None and not path.is_file():
+        raise SettingsError(f"{path}: config file not found")
+
+    class ConfiguredSettings(Settings):
+        # pydantic-settings builds its sources from the class, so the file rides on a subclass.
+        model_config = SettingsConfigDict(toml_file=path)
+
+    try:
+        return ConfiguredSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        origin = f"settings (env AUTOSCALER_*, .env{f', {path}' if path else ''})"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"{origin}: {problems}") from exc
+    except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
+        raise SettingsError(f"{path}: {exc}") from exc
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, for output and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:{MASK}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def effective_settings(settings: Settings) -> dict[str, Any]:
+    """Every field with its effective value, secrets masked: what `autoscaler config` prints."""
+    shown: dict[str, Any] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = MASK if value.get_secret_value() else ""
+        elif name.endswith("_url") and isinstance(value, str):
+            value = mask_url(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        shown[name] = value
+    return shown
+
+
+def describe_fields() -> dict[str, str]:
+    """Field name -> description, for `autoscaler config --describe` and the README."""
+    return {name: field.description or "" for name, field in Settings.model_fields.items()}

@@ -1,0 +1,108 @@
+"""Settings precedence: CLI overrides > env > .env > TOML file > defaults; secrets masked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autoscaler.settings import SettingsError, effective_settings, load_settings, mask_url
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("AUTOSCALER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert settings.redis_prefix == "laravel_database_"
+    assert settings.interval_s == 5.0
+    assert settings.dry_run is False
+
+
+def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "autoscaler.toml"
+    config.write_text(
+        'redis_prefix = "file_"\ninterval_s = 7\nmemory_budget_mb = 1000\nlog_level = "debug"\n'
+    )
+    (tmp_path / ".env").write_text("AUTOSCALER_INTERVAL_S=8\nAUTOSCALER_MEMORY_BUDGET_MB=2000\n")
+    monkeypatch.setenv("AUTOSCALER_MEMORY_BUDGET_MB", "3000")
+    settings = load_settings(config_file=config, dry_run=True)
+    assert settings.redis_prefix == "file_"  # only the file sets it
+    assert settings.interval_s == 8  # .env beats the file
+    assert settings.memory_budget_mb == 3000  # env beats .env
+    assert settings.dry_run is True  # CLI override beats all
+    assert settings.log_level == "DEBUG"
+
+
+def test_config_file_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("interval_s = 11\n")
+    monkeypatch.setenv("AUTOSCALER_CONFIG", str(config))
+    assert load_settings().interval_s == 11
+
+
+def test_contract_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "AUTOSCALER_REDIS_URL": "redis://:pw@10.0.0.1:6380/2",
+        "AUTOSCALER_REDIS_PREFIX": "app-database-",
+        "AUTOSCALER_SUPERVISOR_URL": "http://127.0.0.1:9001",
+        "AUTOSCALER_SUPERVISOR_USERNAME": "admin",
+        "AUTOSCALER_SUPERVISOR_PASSWORD": "s3cret",
+        "AUTOSCALER_INCLUDE_FILE": "/etc/supervisor/conf.d/app-workers.conf",
+        "AUTOSCALER_POLICIES_DIR": "/srv/policies",
+        "AUTOSCALER_MEMORY_BUDGET_MB": "6144",
+        "AUTOSCALER_INTERVAL_S": "2.5",
+        "AUTOSCALER_DRY_RUN": "true",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.redis_prefix == "app-database-"
+    assert settings.supervisor_password is not None
+    assert settings.supervisor_password.get_secret_value() == "s3cret"
+    assert str(settings.include_file) == "/etc/supervisor/conf.d/app-workers.conf"
+    assert settings.memory_budget_mb == 6144 and settings.interval_s == 2.5
+    assert settings.dry_run is True
+    shown = effective_settings(settings)
+    assert shown["redis_url"] == "redis://:***@10.0.0.1:6380/2"
+    assert shown["supervisor_password"] == "***"
+    assert "s3cret" not in repr(shown) and "pw@" not in repr(shown)
+
+
+def test_errors_name_the_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AUTOSCALER_INTERVAL_S", "-1")
+    with pytest.raises(SettingsError, match="interval_s"):
+        load_settings()
+    monkeypatch.delenv("AUTOSCALER_INTERVAL_S")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("interval_s = \n")
+    with pytest.raises(SettingsError, match=str(bad)):
+        load_settings(config_file=bad)
+    bad.write_text("intervall_s = 3\n")
+    with pytest.raises(SettingsError, match="intervall_s"):
+        load_settings(config_file=bad)
+    with pytest.raises(SettingsError, match="not found"):
+        load_settings(config_file=tmp_path / "missing.toml")
+    monkeypatch.setenv("AUTOSCALER_SUPERVISOR_URL", "ftp://x")
+    with pytest.raises(SettingsError, match="supervisor_url"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
+        ("redis://user:pw@h/0", "redis://user:***@h/0"),
+        ("rediss://default:p%40ss@h:6380", "rediss://default:***@h:6380"),
+    ],
+)
+def test_mask_url(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
