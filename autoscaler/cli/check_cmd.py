@@ -1,0 +1,114 @@
+"""`autoscaler check [DIR]`: validate every policy, print a summary or every error at once."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from autoscaler.cli.common import add_format, build_settings, fail_usage, print_json
+from autoscaler.constants import EXIT_FAILED, EXIT_OK
+from autoscaler.policy_loader import PolicyErrors, PolicySet, load_policies
+from autoscaler.settings import Settings
+from autoscaler.table import render_table
+
+
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = verbs.add_parser(
+        "check",
+        help="validate the policy files",
+        description="Validate every policy in DIR (default: AUTOSCALER_POLICIES_DIR) and the "
+        "pools' minimum memory against the host budget. Exit 0 when all are valid, 1 with "
+        "every problem listed (file, field, problem) otherwise.",
+    )
+    parser.add_argument("directory", nargs="?", type=Path, help="policy directory")
+    add_format(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = build_settings(args)
+    directory: Path = args.directory or settings.policies_dir
+    if not directory.is_dir():
+        return fail_usage(f"{directory}: not a directory")
+    try:
+        policies = load_policies(directory, usable_memory_mb=settings.usable_memory_mb)
+    except PolicyErrors as exc:
+        if args.format == "json":
+            print_json(
+                {
+                    "ok": False,
+                    "errors": [
+                        {
+                            "file": str(e.file),
+                            "line": e.line,
+                            "field": e.field,
+                            "problem": e.problem,
+                        }
+                        for e in exc.errors
+                    ],
+                }
+            )
+        else:
+            for error in exc.errors:
+                print(error, file=sys.stderr)
+            print(f"{len(exc.errors)} problem(s) in {directory}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.format == "json":
+        print_json({"ok": True, "pools": summary_rows(policies), "budget": _budget(settings)})
+    else:
+        print(summary_table(policies, settings))
+    return EXIT_OK
+
+
+def summary_rows(policies: PolicySet) -> list[dict[str, object]]:
+    return [
+        {
+            "pool": pool,
+            "queues": ",".join(p.queues),
+            "min": p.min_processes,
+            "static": p.static_processes,
+            "max": p.max_processes,
+            "memory_at_min_mb": p.memory_at_min_mb,
+            "memory_at_max_mb": p.memory_at_max_mb,
+            "slo_wait_s": p.slo.wait_s,
+            "slo_percentile": p.slo.percentile,
+            "strategy": p.strategy.name,
+        }
+        for pool, p in policies.items()
+    ]
+
+
+def _budget(settings: Settings) -> dict[str, float]:
+    return {
+        "memory_budget_mb": settings.memory_budget_mb,
+        "memory_reserve_mb": settings.memory_reserve_mb,
+        "usable_memory_mb": settings.usable_memory_mb,
+    }
+
+
+def summary_table(policies: PolicySet, settings: Settings) -> str:
+    rows = [
+        (
+            r["pool"],
+            r["queues"],
+            f"{r['min']} / {r['static']} / {r['max']}",
+            r["memory_at_min_mb"],
+            r["memory_at_max_mb"],
+            f"p{r['slo_percentile']:g} <= {r['slo_wait_s']:g}s",
+            r["strategy"],
+        )
+        for r in summary_rows(policies)
+    ]
+    table = render_table(
+        ("pool", "queues", "min / static / max", "MB at min", "MB at max", "SLO", "strategy"),
+        rows,
+    )
+    at_min = sum(p.memory_at_min_mb for p in policies.values())
+    at_max = sum(p.memory_at_max_mb for p in policies.values())
+    at_static = sum(p.static_processes * p.memory_per_worker_mb for p in policies.values())
+    return (
+        f"{table}\n\n{len(policies)} pools valid. Memory: {at_min:.0f} MB at min, "
+        f"{at_static:.0f} MB at static, {at_max:.0f} MB at max; usable budget "
+        f"{settings.usable_memory_mb:.0f} MB."
+    )

@@ -1,0 +1,50 @@
+"""What every verb shares: settings from the global flags, output formats, error exits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from autoscaler.constants import EXIT_USAGE
+from autoscaler.settings import Settings, SettingsError, load_settings
+
+
+class UsageError(Exception):
+    """Bad arguments or configuration: printed without a traceback, exit code 2."""
+
+
+def build_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    """The settings root from --config, the environment, .env and per-verb overrides."""
+    try:
+        return load_settings(config_file=args.config, **overrides)
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def add_format(parser: argparse.ArgumentParser, *choices: str) -> None:
+    options = choices or ("table", "json")
+    parser.add_argument(
+        "--format",
+        choices=options,
+        default=options[0],
+        help=f"output format (default {options[0]})",
+    )
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=False, default=_json_default)
+    sys.stdout.write("\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def fail_usage(message: str) -> int:
+    print(f"autoscaler: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
