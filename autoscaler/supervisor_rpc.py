@@ -1,0 +1,130 @@
+"""A thin XML-RPC client for supervisord with a timeout on every call.
+
+Supervisor's own transport has no timeout, so a wedged supervisord would hang the daemon;
+here every connection gets one. Credentials go in the Authorization header only and are
+never part of a message. Connection problems become SupervisorUnavailable; a Fault from
+supervisord (BAD_NAME, STILL_RUNNING, ...) is passed through for the caller to handle.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import xmlrpc.client
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from autoscaler.constants import SUPERVISOR_STATES
+
+
+class SupervisorUnavailable(Exception):
+    """supervisord cannot be reached or refused us; the message says why (never a secret)."""
+
+
+@dataclass(slots=True, kw_only=True)
+class ProcessInfo:
+    """One entry of getAllProcessInfo."""
+
+    name: str
+    group: str
+    state: int
+    pid: int
+    start_s: int
+    now_s: int
+    stdout_logfile: str
+    spawnerr: str
+    exitstatus: int
+
+    @property
+    def statename(self) -> str:
+        return SUPERVISOR_STATES.get(self.state, "UNKNOWN")
+
+    @classmethod
+    def from_rpc(cls, raw: dict[str, Any]) -> ProcessInfo:
+        return cls(
+            name=str(raw["name"]),
+            group=str(raw["group"]),
+            state=int(raw["state"]),
+            pid=int(raw.get("pid", 0)),
+            start_s=int(raw.get("start", 0)),
+            now_s=int(raw.get("now", 0)),
+            stdout_logfile=str(raw.get("stdout_logfile", "")),
+            spawnerr=str(raw.get("spawnerr", "")),
+            exitstatus=int(raw.get("exitstatus", 0)),
+        )
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout_s: float) -> None:
+        super().__init__("localhost", timeout=timeout_s)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.path)
+        self.sock = sock
+
+
+class _TimeoutTransport(SupervisorTransport):  # type: ignore[misc]
+    def __init__(self, url: str, username: str | None, password: str | None, timeout_s: float):
+        super().__init__(username, password, url)
+        self._url = urlsplit(url)
+        self._timeout_s = timeout_s
+        self._get_connection = self._connect
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._url.scheme == "unix":
+            return _UnixConnection(self._url.path or self._url.netloc, self._timeout_s)
+        host, port = self._url.hostname or "127.0.0.1", self._url.port or 80
+        return http.client.HTTPConnection(host, port, timeout=self._timeout_s)
+
+
+class SupervisorClient:
+    """supervisord's `supervisor.*` namespace with timeouts and clear errors."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.url = url
+        self._transport = _TimeoutTransport(url, username, password, timeout_s)
+        endpoint = "http://127.0.0.1" if url.startswith("unix://") else url.rstrip("/") + "/RPC2"
+        self._proxy = xmlrpc.client.ServerProxy(endpoint, transport=self._transport)
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Call `supervisor.<method>`; raise SupervisorUnavailable on transport problems."""
+        try:
+            return getattr(self._proxy.supervisor, method)(*args)
+        except xmlrpc.client.Fault:
+            raise
+        except xmlrpc.client.ProtocolError as exc:
+            self._transport.close()
+            why = (
+                "authentication failed (check the username/password)"
+                if exc.errcode == 401
+                else (f"HTTP {exc.errcode} {exc.errmsg}")
+            )
+            raise SupervisorUnavailable(f"supervisord at {self.url}: {why}") from None
+        except (OSError, http.client.HTTPException, xmlrpc.client.Error) as exc:
+            self._transport.close()
+            raise SupervisorUnavailable(
+                f"supervisord at {self.url} unreachable: {type(exc).__name__}: {exc}"
+            ) from None
+
+    def state(self) -> str:
+        return str(cast(dict[str, Any], self.call("getState"))["statename"])
+
+    def processes(self) -> list[ProcessInfo]:
+        raw = cast(list[dict[str, Any]], self.call("getAllProcessInfo"))
+        return [ProcessInfo.from_rpc(entry) for entry in raw]
+
+    def close(self) -> None:
+        self._transport.close()
