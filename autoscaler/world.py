@@ -1,0 +1,331 @@
+"""The simulated world: per-pool FIFO queues served by Supervisor-run workers.
+
+What it models (docs/simulator.md explains why each rule is there):
+- a pool's workers take jobs first come, first served; a pool consuming several queues takes
+  the first non-empty queue in its `--queue` order, as Laravel's worker pops them;
+- a job runs for its own run time (job traces) or its bucket's mean (rate traces);
+- a worker added at t takes jobs from t + startup_s on and counts as "starting" until then;
+- a worker told to stop stops at once when idle or still starting; a busy one finishes its
+  job first ("draining") and holds its memory until then. The newest slots stop first, as
+  the actuator removes the highest-numbered slots;
+- the controller sees, at each tick, only what the Redis sampler and Supervisor would show:
+  `observe` builds exactly the Observation the daemon builds.
+
+Speed: a week of traffic is a few million jobs, so jobs are never objects. Each queue's jobs
+are two lists of floats (arrival, run time) and a pointer to the first job not yet started;
+the workers are a heap of (free at, slot). Between two ticks the pool's worker set does not
+change except for start-ups, so the jobs of the interval are dispatched in one tight loop.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from autoscaler.observation import PoolObservation, QueueSample, WorkerCounts, WorkSample
+from autoscaler.trace import QueueJobs
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def percentile_sorted(values: Sequence[float], q: float) -> float:
+    """numpy's default (linear) percentile of already sorted values, without numpy's per-call
+    overhead (this runs for every pool at every tick)."""
+    position = (len(values) - 1) * q / 100.0
+    low = math.floor(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
+
+
+@dataclass(slots=True, kw_only=True)
+class WorkerSnapshot:
+    """A pool's workers at a tick, for look-ahead (the oracle): when each is next free."""
+
+    serving: list[tuple[float, int]]  # (free at, slot) of running or starting workers
+    draining: int  # busy workers told to stop
+
+
+class PoolWorld:
+    """One pool: its queues (in priority order), its workers and what they have done."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        queues: Sequence[str],
+        jobs: Sequence[QueueJobs | None],
+        workers: int,
+        startup_s: float,
+        memory_per_worker_mb: float,
+    ) -> None:
+        self.name = name
+        self.queues = tuple(queues)
+        self.startup_s = startup_s
+        self.memory_per_worker_mb = memory_per_worker_mb
+        self.arrival: list[list[float]] = []
+        self.service: list[list[float]] = []
+        for queue_jobs in jobs:
+            if queue_jobs is None:
+                self.arrival.append([])
+                self.service.append([])
+            else:
+                self.arrival.append(queue_jobs.arrival_s.tolist())
+                self.service.append(queue_jobs.service_s.tolist())
+        self.sizes = [len(a) for a in self.arrival]
+        self.next_start = [0] * len(self.queues)  # first job of each queue not started yet
+        self.finished = [0] * len(self.queues)
+        self.starts: list[list[float]] = [[] for _ in self.queues]  # start time per job
+        # Workers: a heap of (free at, slot); free at <= now means idle since then.
+        self.heap: list[tuple[float, int]] = []
+        self.added_at: dict[int, float] = {}
+        self.ready_at: dict[int, float] = {}  # slots still starting at the last look
+        self.draining: list[tuple[float, float]] = []  # (free at, added at) of stopping workers
+        self.in_flight: list[tuple[float, int, float]] = []  # heap of (end, queue, run time)
+        self.next_slot = 0
+        self.worker_seconds = 0.0
+        self.scale_events = 0
+        self.last_finish_s = 0.0
+        # What finished since the previous observation.
+        self.completions = 0
+        self.run_times: list[float] = []
+        for _ in range(workers):  # the hand-written config's workers, already warm
+            self._add(0.0, ready_s=0.0)
+
+    # -- the world moving on ------------------------------------------------------------
+
+    def advance(self, until_s: float) -> None:
+        """Start every job that a worker can take before `until_s`."""
+        if len(self.queues) == 1:
+            self._advance_single(until_s)
+        else:
+            self._advance_priority(until_s)
+
+    def _advance_single(self, until_s: float) -> None:
+        heap, in_flight = self.heap, self.in_flight
+        arrival, service, starts = self.arrival[0], self.service[0], self.starts[0]
+        size, index = self.sizes[0], self.next_start[0]
+        replace, push = heapq.heapreplace, heapq.heappush
+        while heap and index < size:
+            free_at, slot = heap[0]
+            if free_at >= until_s:
+                break
+            arrives = arrival[index]
+            if arrives > free_at:  # the worker idles until the job arrives
+                if arrives >= until_s:
+                    break
+                free_at = arrives
+            run = service[index]
+            end = free_at + run
+            replace(heap, (end, slot))
+            push(in_flight, (end, 0, run))
+            starts.append(free_at)
+            index += 1
+        self.next_start[0] = index
+
+    def _advance_priority(self, until_s: float) -> None:
+        heap, in_flight = self.heap, self.in_flight
+        arrival, service, starts = self.arrival, self.service, self.starts
+        sizes, next_start = self.sizes, self.next_start
+        order = range(len(self.queues))
+        while heap:
+            free_at, slot = heap[0]
+            if free_at >= until_s:
+                break
+            pick = pick_later = -1
+            earliest = math.inf
+            for queue in order:
+                index = next_start[queue]
+                if index < sizes[queue]:
+                    arrives = arrival[queue][index]
+                    if arrives <= free_at:
+                        pick = queue
+                        break
+                    if arrives < earliest:  # strict: a tie goes to the earlier queue
+                        earliest, pick_later = arrives, queue
+            if pick < 0:
+                if earliest >= until_s:
+                    break
+                free_at, pick = earliest, pick_later
+            index = next_start[pick]
+            run = service[pick][index]
+            end = free_at + run
+            heapq.heapreplace(heap, (end, slot))
+            heapq.heappush(in_flight, (end, pick, run))
+            starts[pick].append(free_at)
+            next_start[pick] = index + 1
+
+    # -- what the controller can see ----------------------------------------------------
+
+    def observe(self, now_s: float, interval_s: float) -> PoolObservation:
+        """The pool as the sampler would see it at `now_s` (call after `advance(now_s)`)."""
+        in_flight = self.in_flight
+        finished, run_times = self.finished, self.run_times
+        while in_flight and in_flight[0][0] <= now_s:
+            end, queue, run = heapq.heappop(in_flight)
+            finished[queue] += 1
+            run_times.append(run)
+            self.last_finish_s = end
+        samples = []
+        for queue, name in enumerate(self.queues):
+            started = self.next_start[queue]
+            arrivals = self.arrival[queue]
+            pending = bisect_right(arrivals, now_s) - started
+            samples.append(
+                QueueSample(
+                    queue=name,
+                    pending=pending,
+                    reserved=started - finished[queue],
+                    delayed=0,
+                    delayed_due=0,
+                    oldest_wait_s=now_s - arrivals[started] if pending > 0 else None,
+                    oldest_wait_source="createdAt" if pending > 0 else "empty",
+                )
+            )
+        work = self._work_sample(len(in_flight))
+        return PoolObservation(
+            pool=self.name, queues=tuple(samples), work=work, workers=self.counts(now_s)
+        )
+
+    def _work_sample(self, busy: int) -> WorkSample:
+        run_times = self.run_times
+        completions = len(run_times)
+        if completions:
+            run_times.sort()
+            mean: float | None = math.fsum(run_times) / completions
+            p95: float | None = percentile_sorted(run_times, 95.0)
+            self.completions += completions
+            self.run_times = []
+        else:
+            mean = p95 = None
+        return WorkSample(
+            completions=completions,
+            failures=0,
+            run_time_mean_s=mean,
+            run_time_p95_s=p95,
+            busy_workers=float(busy),  # each job in flight is in a worker's hands
+            source="logs",
+        )
+
+    def counts(self, now_s: float) -> WorkerCounts:
+        ready_at = self.ready_at
+        if ready_at:
+            for slot in [s for s, ready in ready_at.items() if ready <= now_s]:
+                del ready_at[slot]
+        self._retire_drained(now_s)
+        return WorkerCounts(
+            running=len(self.heap) - len(ready_at),
+            starting=len(ready_at),
+            draining=len(self.draining),
+        )
+
+    def _retire_drained(self, now_s: float) -> None:
+        if self.draining:
+            still = []
+            for free_at, added_at in self.draining:
+                if free_at <= now_s:
+                    self.worker_seconds += free_at - added_at
+                else:
+                    still.append((free_at, added_at))
+            self.draining = still
+
+    def memory_mb(self) -> float:
+        """Memory held now: every running, starting and draining worker."""
+        return (len(self.heap) + len(self.draining)) * self.memory_per_worker_mb
+
+    @property
+    def size(self) -> int:
+        """Running plus starting workers: the count a plan sets."""
+        return len(self.heap)
+
+    def done(self) -> bool:
+        """Every job has started and finished."""
+        return not self.in_flight and all(
+            index >= size for index, size in zip(self.next_start, self.sizes, strict=True)
+        )
+
+    # -- applying a plan -----------------------------------------------------------------
+
+    def scale_to(self, count: int, now_s: float) -> None:
+        """Add or stop workers so that `count` run or start (call after `counts(now_s)`)."""
+        change = count - len(self.heap)
+        if change == 0:
+            return
+        self.scale_events += 1
+        if change > 0:
+            for _ in range(change):
+                self._add(now_s, ready_s=now_s + self.startup_s)
+            return
+        newest = sorted(self.heap, key=lambda entry: entry[1], reverse=True)[:-change]
+        stopped = {slot for _, slot in newest}
+        for free_at, slot in newest:
+            added_at = self.added_at.pop(slot)
+            starting = self.ready_at.pop(slot, None) is not None
+            if free_at > now_s and not starting:  # busy: finish the job, then exit
+                self.draining.append((free_at, added_at))
+            else:
+                self.worker_seconds += now_s - added_at
+        self.heap = [entry for entry in self.heap if entry[1] not in stopped]
+        heapq.heapify(self.heap)
+
+    def _add(self, now_s: float, *, ready_s: float) -> None:
+        slot = self.next_slot
+        self.next_slot += 1
+        heapq.heappush(self.heap, (ready_s, slot))
+        self.added_at[slot] = now_s
+        if ready_s > now_s:
+            self.ready_at[slot] = ready_s
+
+    def snapshot(self) -> WorkerSnapshot:
+        return WorkerSnapshot(serving=list(self.heap), draining=len(self.draining))
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def finish(self, end_s: float) -> None:
+        """Stop the clock at `end_s`: every worker still there exits then."""
+        for added_at in self.added_at.values():
+            self.worker_seconds += max(0.0, end_s - added_at)
+        self.added_at = {}
+        for free_at, added_at in self.draining:
+            self.worker_seconds += min(free_at, end_s) - added_at
+        self.draining = []
+        while self.in_flight:
+            end, queue, _ = heapq.heappop(self.in_flight)
+            if end <= end_s:
+                self.finished[queue] += 1
+                self.last_finish_s = max(self.last_finish_s, end)
+
+    def waits(self, end_s: float) -> tuple[FloatArray, int]:
+        """Every job's wait, in queue then arrival order, and how many never started (their
+        wait runs until `end_s`, so they count as misses)."""
+        parts: list[FloatArray] = []
+        unserved = 0
+        for queue in range(len(self.queues)):
+            arrival = np.asarray(self.arrival[queue], dtype=np.float64)
+            starts = np.asarray(self.starts[queue], dtype=np.float64)
+            started = starts.shape[0]
+            parts.append(starts - arrival[:started])
+            if started < arrival.shape[0]:
+                unserved += arrival.shape[0] - started
+                parts.append(np.maximum(end_s - arrival[started:], 0.0))
+        if not parts:
+            return np.zeros(0, dtype=np.float64), 0
+        return np.concatenate(parts), unserved
+
+    def max_backlog(self) -> int:
+        """The most jobs ever waiting at once (exact: backlog peaks when a job arrives)."""
+        if not any(self.sizes):
+            return 0
+        arrival = np.sort(np.concatenate([np.asarray(a, dtype=np.float64) for a in self.arrival]))
+        starts = np.sort(np.concatenate([np.asarray(s, dtype=np.float64) for s in self.starts]))
+        arrived = np.arange(1, arrival.shape[0] + 1)
+        # A job starting at the instant it arrives never waited: count starts up to then.
+        started = np.searchsorted(starts, arrival, side="right")
+        # Several jobs may arrive at one instant: only the last of them shows the peak.
+        last_at_instant = np.append(arrival[1:] != arrival[:-1], True)
+        return int(max(0, np.max((arrived - started)[last_at_instant])))
