@@ -97,7 +97,7 @@ def busy_among_stopped(pool: PoolWorld, count: int, now_s: float) -> int:
     if stop <= 0:
         return 0
     newest = sorted(pool.heap, key=lambda entry: entry[1], reverse=True)[:stop]
-    return sum(1 for free_at, slot in newest if free_at > now_s and slot not in pool.ready_at)
+    return sum(1 for free_at, slot in newest if free_at > now_s and slot not in pool.serving_from)
 
 
 def cheapest_count(

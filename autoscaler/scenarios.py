@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from autoscaler.trace_writer import JobRows
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -72,15 +74,6 @@ class Scenario:
     batches: tuple[Batch, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class GeneratedTrace:
-    comments: list[str]
-    queues: list[str]
-    arrival_s: FloatArray
-    queue_index: npt.NDArray[np.int64]
-    service_s: FloatArray
-
-
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -109,22 +102,23 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             name="all_busy",
-            description="1 h; from 10 to 40 min every pool is busy at once (4-6x its afternoon "
-            "rate): together they would need about 36 workers, twice what the 4608 MB "
-            "budget holds (18 at 256 MB), so the budget decides by priority.",
+            description="1 h; from 10 to 40 min every pool is busy at once (3-5x its afternoon "
+            "rate): together they keep about 16 workers busy and need some 22 to meet their "
+            "SLOs, more than the 4608 MB budget holds (18 at 256 MB), so the budget decides "
+            "by priority.",
             duration_s=3600,
             base_factor=1.0,
             phases=tuple(
                 Phase(queue, 600, 2400, factor)
                 for queue, factor in (
-                    ("gift_card_exchange", 5.0),
-                    ("card_query", 5.0),
-                    ("wechat-message", 6.0),
-                    ("forecast_crawler", 6.0),
-                    ("bill_processing", 6.0),
-                    ("mail", 5.0),
+                    ("gift_card_exchange", 3.0),
+                    ("card_query", 3.0),
+                    ("wechat-message", 4.0),
+                    ("forecast_crawler", 3.0),
+                    ("bill_processing", 3.0),
+                    ("mail", 4.0),
                     ("high", 4.0),
-                    ("default", 6.0),
+                    ("default", 5.0),
                 )
             ),
         ),
@@ -170,7 +164,7 @@ def _rate_pieces(scenario: Scenario, queue: str) -> list[tuple[float, float, flo
     return pieces
 
 
-def generate(name: str, *, seed: int = DEFAULT_SEED) -> GeneratedTrace:
+def generate(name: str, *, seed: int = DEFAULT_SEED) -> JobRows:
     """The named scenario's jobs; KeyError for an unknown name."""
     scenario = SCENARIOS[name]
     rng = np.random.default_rng(seed)
@@ -201,7 +195,7 @@ def generate(name: str, *, seed: int = DEFAULT_SEED) -> GeneratedTrace:
         + ", ".join(f"{q} {p.rate_per_s:.3g}" for q, p in SEED_QUEUES.items())
         + ".",
     ]
-    return GeneratedTrace(
+    return JobRows(
         comments=comments,
         queues=QUEUES,
         arrival_s=np.concatenate(arrivals),

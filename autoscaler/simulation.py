@@ -33,7 +33,7 @@ class WorldSettings:
     """How the simulated world behaves and how often the controller acts."""
 
     interval_s: float = 5.0  # seconds between two decisions (AUTOSCALER_INTERVAL_S)
-    startup_s: float = 1.0  # seconds from adding a worker until it takes jobs
+    startup_s: float = 0.26  # seconds from adding a worker until it takes jobs
     memory_budget_mb: float = 4608.0
     memory_reserve_mb: float = 0.0
     drain_limit_s: float = DRAIN_LIMIT_S
@@ -62,6 +62,7 @@ class World:
                 jobs=[trace.queues.get(queue) for queue in policy.queues],
                 workers=policy.static_processes,
                 startup_s=settings.startup_s,
+                startsecs_s=float(policy.supervisor.startsecs),
                 memory_per_worker_mb=policy.memory_per_worker_mb,
             )
             for pool, policy in policies.items()
@@ -184,8 +185,10 @@ def simulate(
     end = min(max(trace.duration_s, last_finish), max(now, trace.duration_s))
     results: dict[str, PoolResult] = {}
     for name, pool in world.pools.items():
-        pool.finish(end)
-        waits, unserved = pool.waits(end)
+        # A pool's cost ends when its own last job does, not when another pool's does.
+        pool_end = min(max(trace.duration_s, pool.last_finish_s), end)
+        pool.finish(pool_end)
+        waits, unserved = pool.waits(pool_end)
         policy = policies[name]
         results[name] = PoolResult(
             jobs=int(waits.shape[0]),

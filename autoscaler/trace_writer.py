@@ -7,7 +7,8 @@ so that the same rows always give the same bytes (regenerated traces diff cleanl
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,59 +28,68 @@ def comment_block(lines: Iterable[str]) -> str:
     return "".join(f"# {line}".rstrip() + "\n" for line in lines)
 
 
-def job_trace_text(
-    comments: Iterable[str],
-    *,
-    arrival_s: npt.NDArray[np.float64],
-    queues: Sequence[str],
-    queue_index: npt.NDArray[np.int64],
-    service_s: npt.NDArray[np.float64],
-) -> str:
-    """Rows sorted by arrival (stable), one per job."""
-    order = np.argsort(arrival_s, kind="stable")
-    rows = [
-        f"{number(a)},{queues[q]},{number(s)}\n"
-        for a, q, s in zip(
-            arrival_s[order].tolist(),
-            queue_index[order].tolist(),
-            service_s[order].tolist(),
-            strict=True,
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRows:
+    """A job trace to write: one row per job."""
+
+    comments: list[str]
+    queues: list[str]  # names; each row holds an index into them
+    arrival_s: npt.NDArray[np.float64]
+    queue_index: npt.NDArray[np.int64]
+    service_s: npt.NDArray[np.float64]
+
+    def text(self) -> str:
+        """Rows sorted by arrival (stable), one per job."""
+        order = np.argsort(self.arrival_s, kind="stable")
+        rows = [
+            f"{number(a)},{self.queues[q]},{number(s)}\n"
+            for a, q, s in zip(
+                self.arrival_s[order].tolist(),
+                self.queue_index[order].tolist(),
+                self.service_s[order].tolist(),
+                strict=True,
+            )
+        ]
+        return comment_block(self.comments) + ",".join(JOB_COLUMNS) + "\n" + "".join(rows)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateRows:
+    """A rate trace to write: one row per queue per bucket with arrivals."""
+
+    comments: list[str]
+    queues: list[str]
+    time_s: npt.NDArray[np.float64]
+    queue_index: npt.NDArray[np.int64]
+    arrivals: npt.NDArray[np.int64]
+    service_s: npt.NDArray[np.float64] | None = None
+
+    def text(self) -> str:
+        """Rows sorted by time then queue; buckets without arrivals are left out (the trace
+        format allows it: the bucket is the smallest step between two times)."""
+        keep = self.arrivals > 0
+        time_s, index, counts = self.time_s[keep], self.queue_index[keep], self.arrivals[keep]
+        order = np.lexsort((index, time_s))
+        times, names, numbers = (
+            time_s[order].tolist(),
+            index[order].tolist(),
+            counts[order].tolist(),
         )
-    ]
-    return comment_block(comments) + ",".join(JOB_COLUMNS) + "\n" + "".join(rows)
-
-
-def rate_trace_text(
-    comments: Iterable[str],
-    *,
-    time_s: npt.NDArray[np.float64],
-    queues: Sequence[str],
-    queue_index: npt.NDArray[np.int64],
-    arrivals: npt.NDArray[np.int64],
-    service_s: npt.NDArray[np.float64] | None,
-) -> str:
-    """Rows sorted by time then queue; buckets with no arrivals are left out (allowed)."""
-    keep = arrivals > 0
-    time_s, queue_index, arrivals = time_s[keep], queue_index[keep], arrivals[keep]
-    service = service_s[keep] if service_s is not None else None
-    order = np.lexsort((queue_index, time_s))
-    columns = [*RATE_COLUMNS, RATE_OPTIONAL] if service is not None else list(RATE_COLUMNS)
-    out = [comment_block(comments), ",".join(columns), "\n"]
-    times, names, counts = (
-        time_s[order].tolist(),
-        queue_index[order].tolist(),
-        arrivals[order].tolist(),
-    )
-    if service is None:
-        out += [
-            f"{number(t)},{queues[q]},{n}\n" for t, q, n in zip(times, names, counts, strict=True)
-        ]
-    else:
-        out += [
-            f"{number(t)},{queues[q]},{n},{number(s)}\n"
-            for t, q, n, s in zip(times, names, counts, service[order].tolist(), strict=True)
-        ]
-    return "".join(out)
+        queues = self.queues
+        if self.service_s is None:
+            header = ",".join(RATE_COLUMNS)
+            rows = [
+                f"{number(t)},{queues[q]},{n}\n"
+                for t, q, n in zip(times, names, numbers, strict=True)
+            ]
+        else:
+            header = ",".join((*RATE_COLUMNS, RATE_OPTIONAL))
+            service = self.service_s[keep][order].tolist()
+            rows = [
+                f"{number(t)},{queues[q]},{n},{number(s)}\n"
+                for t, q, n, s in zip(times, names, numbers, service, strict=True)
+            ]
+        return comment_block(self.comments) + header + "\n" + "".join(rows)
 
 
 def write_trace(path: Path, text: str) -> None:

@@ -4,7 +4,8 @@ What it models (docs/simulator.md explains why each rule is there):
 - a pool's workers take jobs first come, first served; a pool consuming several queues takes
   the first non-empty queue in its `--queue` order, as Laravel's worker pops them;
 - a job runs for its own run time (job traces) or its bucket's mean (rate traces);
-- a worker added at t takes jobs from t + startup_s on and counts as "starting" until then;
+- a worker added at t takes jobs from t + startup_s on, and Supervisor shows it STARTING
+  until `startsecs` have passed (it may serve before that: Supervisor's state lags);
 - a worker told to stop stops at once when idle or still starting; a busy one finishes its
   job first ("draining") and holds its memory until then. The newest slots stop first, as
   the actuator removes the highest-numbered slots;
@@ -23,7 +24,6 @@ import heapq
 import math
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -43,14 +43,6 @@ def percentile_sorted(values: Sequence[float], q: float) -> float:
     return values[low] + (values[high] - values[low]) * (position - low)
 
 
-@dataclass(slots=True, kw_only=True)
-class WorkerSnapshot:
-    """A pool's workers at a tick, for look-ahead (the oracle): when each is next free."""
-
-    serving: list[tuple[float, int]]  # (free at, slot) of running or starting workers
-    draining: int  # busy workers told to stop
-
-
 class PoolWorld:
     """One pool: its queues (in priority order), its workers and what they have done."""
 
@@ -62,11 +54,13 @@ class PoolWorld:
         jobs: Sequence[QueueJobs | None],
         workers: int,
         startup_s: float,
+        startsecs_s: float,
         memory_per_worker_mb: float,
     ) -> None:
         self.name = name
         self.queues = tuple(queues)
         self.startup_s = startup_s
+        self.startsecs_s = startsecs_s
         self.memory_per_worker_mb = memory_per_worker_mb
         self.arrival: list[list[float]] = []
         self.service: list[list[float]] = []
@@ -84,7 +78,8 @@ class PoolWorld:
         # Workers: a heap of (free at, slot); free at <= now means idle since then.
         self.heap: list[tuple[float, int]] = []
         self.added_at: dict[int, float] = {}
-        self.ready_at: dict[int, float] = {}  # slots still starting at the last look
+        self.serving_from: dict[int, float] = {}  # slots not yet taking jobs at the last look
+        self.running_at: dict[int, float] = {}  # slots Supervisor still showed STARTING
         self.draining: list[tuple[float, float]] = []  # (free at, added at) of stopping workers
         self.in_flight: list[tuple[float, int, float]] = []  # heap of (end, queue, run time)
         self.next_slot = 0
@@ -95,7 +90,7 @@ class PoolWorld:
         self.completions = 0
         self.run_times: list[float] = []
         for _ in range(workers):  # the hand-written config's workers, already warm
-            self._add(0.0, ready_s=0.0)
+            self._add(0.0, warm=True)
 
     # -- the world moving on ------------------------------------------------------------
 
@@ -213,15 +208,14 @@ class PoolWorld:
         )
 
     def counts(self, now_s: float) -> WorkerCounts:
-        ready_at = self.ready_at
-        if ready_at:
-            for slot in [s for s, ready in ready_at.items() if ready <= now_s]:
-                del ready_at[slot]
+        for waiting in (self.serving_from, self.running_at):
+            if waiting:
+                for slot in [s for s, at in waiting.items() if at <= now_s]:
+                    del waiting[slot]
         self._retire_drained(now_s)
+        starting = len(self.running_at)
         return WorkerCounts(
-            running=len(self.heap) - len(ready_at),
-            starting=len(ready_at),
-            draining=len(self.draining),
+            running=len(self.heap) - starting, starting=starting, draining=len(self.draining)
         )
 
     def _retire_drained(self, now_s: float) -> None:
@@ -259,30 +253,35 @@ class PoolWorld:
         self.scale_events += 1
         if change > 0:
             for _ in range(change):
-                self._add(now_s, ready_s=now_s + self.startup_s)
+                self._add(now_s)
             return
         newest = sorted(self.heap, key=lambda entry: entry[1], reverse=True)[:-change]
         stopped = {slot for _, slot in newest}
         for free_at, slot in newest:
             added_at = self.added_at.pop(slot)
-            starting = self.ready_at.pop(slot, None) is not None
-            if free_at > now_s and not starting:  # busy: finish the job, then exit
+            self.running_at.pop(slot, None)
+            booting = self.serving_from.pop(slot, None) is not None
+            if free_at > now_s and not booting:  # busy: finish the job, then exit
                 self.draining.append((free_at, added_at))
             else:
                 self.worker_seconds += now_s - added_at
         self.heap = [entry for entry in self.heap if entry[1] not in stopped]
         heapq.heapify(self.heap)
 
-    def _add(self, now_s: float, *, ready_s: float) -> None:
+    def _add(self, now_s: float, *, warm: bool = False) -> None:
         slot = self.next_slot
         self.next_slot += 1
-        heapq.heappush(self.heap, (ready_s, slot))
         self.added_at[slot] = now_s
-        if ready_s > now_s:
-            self.ready_at[slot] = ready_s
-
-    def snapshot(self) -> WorkerSnapshot:
-        return WorkerSnapshot(serving=list(self.heap), draining=len(self.draining))
+        if warm:
+            heapq.heappush(self.heap, (now_s, slot))
+            return
+        serving = now_s + self.startup_s
+        heapq.heappush(self.heap, (serving, slot))
+        if serving > now_s:
+            self.serving_from[slot] = serving
+        running = now_s + max(self.startup_s, self.startsecs_s)
+        if running > now_s:
+            self.running_at[slot] = running
 
     # -- the end ---------------------------------------------------------------------------
 
