@@ -67,19 +67,28 @@ class World:
             )
             for pool, policy in policies.items()
         }
+        self._applied: dict[str, int] = {}
 
     def observe(self, now_s: float) -> Observation:
         """Move every pool to `now_s` and return what the sampler would see there."""
         interval = self.settings.interval_s
         seen: dict[str, PoolObservation] = {}
         for name, pool in self.pools.items():
-            pool.advance(now_s)
-            seen[name] = pool.observe(now_s, interval)
+            seen[name] = pool.look(now_s)
         return Observation(at_s=now_s, interval_s=interval, pools=seen)
 
-    def apply(self, counts: Mapping[str, int], now_s: float) -> None:
+    def apply(self, counts: Mapping[str, int], now_s: float) -> bool:
+        """Scale every pool to its count; True when any worker was added or stopped."""
+        if counts == self._applied:
+            return False  # the same counts as last tick: every pool already has them
+        changed = False
         for name, pool in self.pools.items():
-            pool.scale_to(counts.get(name, pool.size), now_s)
+            wanted = counts.get(name, len(pool.heap))
+            if wanted != len(pool.heap):
+                pool.scale_to(wanted, now_s)
+                changed = True
+        self._applied = dict(counts)
+        return changed
 
     def memory_mb(self) -> float:
         return sum(pool.memory_mb() for pool in self.pools.values())
@@ -168,8 +177,9 @@ def simulate(
     while True:
         now = tick * interval  # multiplied, not summed: no drift over a million ticks
         observation = world.observe(now)
-        world.apply(controller.choose(observation, world), now)
-        peak = max(peak, world.memory_mb())
+        # Memory only grows when workers are added (draining ones only leave): measure then.
+        if world.apply(controller.choose(observation, world), now) or tick == 0:
+            peak = max(peak, world.memory_mb())
         if keep_series:
             times.append(now)
             for name in names:

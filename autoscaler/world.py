@@ -28,7 +28,13 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from autoscaler.observation import PoolObservation, QueueSample, WorkerCounts, WorkSample
+from autoscaler.observation import (
+    PoolObservation,
+    QueueSample,
+    WaitSource,
+    WorkerCounts,
+    WorkSample,
+)
 from autoscaler.trace import QueueJobs
 
 FloatArray = npt.NDArray[np.float64]
@@ -37,10 +43,12 @@ FloatArray = npt.NDArray[np.float64]
 def percentile_sorted(values: Sequence[float], q: float) -> float:
     """numpy's default (linear) percentile of already sorted values, without numpy's per-call
     overhead (this runs for every pool at every tick)."""
-    position = (len(values) - 1) * q / 100.0
-    low = math.floor(position)
-    high = min(low + 1, len(values) - 1)
-    return values[low] + (values[high] - values[low]) * (position - low)
+    last = len(values) - 1
+    position = last * q / 100.0
+    low = int(position)  # position >= 0: int() is floor
+    if low >= last:
+        return values[last]
+    return values[low] + (values[low + 1] - values[low]) * (position - low)
 
 
 class PoolWorld:
@@ -86,9 +94,34 @@ class PoolWorld:
         self.worker_seconds = 0.0
         self.scale_events = 0
         self.last_finish_s = 0.0
-        # What finished since the previous observation.
-        self.completions = 0
-        self.run_times: list[float] = []
+        self.completions = 0  # jobs finished so far, as the observations counted them
+        # The last observation's parts, handed out again while nothing changes.
+        self._samples = [
+            QueueSample(
+                queue=queue,
+                pending=0,
+                reserved=0,
+                delayed=0,
+                delayed_due=0,
+                oldest_wait_s=None,
+                oldest_wait_source="empty",
+            )
+            for queue in self.queues
+        ]
+        self._queue_samples = tuple(self._samples)
+        self._idle_work = WorkSample(
+            completions=0,
+            failures=0,
+            run_time_mean_s=None,
+            run_time_p95_s=None,
+            busy_workers=0.0,
+            source="logs",
+        )
+        self._counts = WorkerCounts(running=0, starting=0, draining=0)
+        self._last: PoolObservation | None = None
+        self._quiet_until = -math.inf  # no event before this: the last observation holds
+        self._dirty = True  # the worker set changed since the counts were taken
+        self._advance = self._advance_single if len(self.queues) == 1 else self._advance_priority
         for _ in range(workers):  # the hand-written config's workers, already warm
             self._add(0.0, warm=True)
 
@@ -96,10 +129,7 @@ class PoolWorld:
 
     def advance(self, until_s: float) -> None:
         """Start every job that a worker can take before `until_s`."""
-        if len(self.queues) == 1:
-            self._advance_single(until_s)
-        else:
-            self._advance_priority(until_s)
+        self._advance(until_s)
 
     def _advance_single(self, until_s: float) -> None:
         heap, in_flight = self.heap, self.in_flight
@@ -157,66 +187,139 @@ class PoolWorld:
 
     # -- what the controller can see ----------------------------------------------------
 
-    def observe(self, now_s: float, interval_s: float) -> PoolObservation:
-        """The pool as the sampler would see it at `now_s` (call after `advance(now_s)`)."""
+    def look(self, now_s: float) -> PoolObservation:
+        """`advance(now_s)`, then `observe(now_s)`; when no event (an arrival, a completion,
+        a worker starting or leaving) has happened since the last look and nothing waits,
+        the world is as it was and the last observation is handed out again."""
+        if now_s < self._quiet_until:
+            assert self._last is not None
+            return self._last
+        self._advance(now_s)
+        seen = self.observe(now_s)
+        self._quiet_until = self._next_event_s(now_s)
+        return seen
+
+    def _next_event_s(self, now_s: float) -> float:
+        """When the next event can change what an observation shows (now, if a job waits:
+        its wait grows, or jobs finished: the next observation counts none)."""
+        last = self._last
+        if last is not None and last.work is not None and last.work.completions:
+            return now_s
+        upcoming = math.inf
+        for queue, sample in enumerate(self._samples):
+            if sample.pending:
+                return now_s
+            index = self.next_start[queue]
+            if index < self.sizes[queue]:
+                upcoming = min(upcoming, self.arrival[queue][index])
+        if self.in_flight:
+            upcoming = min(upcoming, self.in_flight[0][0])
+        for waiting in (self.serving_from, self.running_at):
+            if waiting:
+                upcoming = min(upcoming, *waiting.values())
+        for free_at, _ in self.draining:
+            upcoming = min(upcoming, free_at)
+        return upcoming
+
+    def observe(self, now_s: float) -> PoolObservation:
+        """The pool as the sampler would see it at `now_s` (call after `advance(now_s)`).
+
+        This runs for every pool at every tick, so it is one flat function, and parts that
+        did not change since the last look are handed out again instead of rebuilt (decide
+        treats them as immutable).
+        """
+        # Jobs finished since the last look: what the workers' log lines would report.
         in_flight = self.in_flight
-        finished, run_times = self.finished, self.run_times
-        while in_flight and in_flight[0][0] <= now_s:
-            end, queue, run = heapq.heappop(in_flight)
-            finished[queue] += 1
-            run_times.append(run)
+        work = self._idle_work
+        if in_flight and in_flight[0][0] <= now_s:
+            finished, pop = self.finished, heapq.heappop
+            run_times = []
+            while in_flight and in_flight[0][0] <= now_s:
+                end, queue, run = pop(in_flight)
+                finished[queue] += 1
+                run_times.append(run)
             self.last_finish_s = end
-        samples = []
-        for queue, name in enumerate(self.queues):
-            started = self.next_start[queue]
+            completions = len(run_times)
+            self.completions += completions
+            run_times.sort()
+            work = WorkSample(
+                completions=completions,
+                failures=0,
+                run_time_mean_s=sum(run_times) / completions,
+                run_time_p95_s=percentile_sorted(run_times, 95.0),
+                busy_workers=float(len(in_flight)),  # each job in flight is in a worker's hands
+                source="logs",
+            )
+        elif work.busy_workers != len(in_flight):
+            work = self._idle_work = WorkSample(
+                completions=0,
+                failures=0,
+                run_time_mean_s=None,
+                run_time_p95_s=None,
+                busy_workers=float(len(in_flight)),
+                source="logs",
+            )
+        queues = self._observe_queues(now_s)
+        workers = self.counts(now_s) if self._transitions() else self._counts
+        last = self._last
+        if (
+            last is not None
+            and last.queues is queues
+            and last.work is work
+            and last.workers is workers
+        ):
+            return last
+        self._last = PoolObservation(pool=self.name, queues=queues, work=work, workers=workers)
+        return self._last
+
+    def _transitions(self) -> bool:
+        """Whether any worker is starting or draining (else the counts cannot change)."""
+        return bool(self.serving_from or self.running_at or self.draining or self._dirty)
+
+    def _observe_queues(self, now_s: float) -> tuple[QueueSample, ...]:
+        samples, next_start, finished = self._samples, self.next_start, self.finished
+        changed = False
+        for queue, previous in enumerate(samples):
+            started = next_start[queue]
             arrivals = self.arrival[queue]
             pending = bisect_right(arrivals, now_s) - started
-            samples.append(
-                QueueSample(
-                    queue=name,
-                    pending=pending,
-                    reserved=started - finished[queue],
-                    delayed=0,
-                    delayed_due=0,
-                    oldest_wait_s=now_s - arrivals[started] if pending > 0 else None,
-                    oldest_wait_source="createdAt" if pending > 0 else "empty",
-                )
+            reserved = started - finished[queue]
+            wait: float | None = None
+            source: WaitSource = "empty"
+            if pending == 0:
+                if previous.pending == 0 and previous.reserved == reserved:
+                    continue  # still empty, nothing new in flight: the same sample
+            else:
+                wait, source = now_s - arrivals[started], "createdAt"
+            samples[queue] = QueueSample(
+                queue=previous.queue,
+                pending=pending,
+                reserved=reserved,
+                delayed=0,
+                delayed_due=0,
+                oldest_wait_s=wait,
+                oldest_wait_source=source,
             )
-        work = self._work_sample(len(in_flight))
-        return PoolObservation(
-            pool=self.name, queues=tuple(samples), work=work, workers=self.counts(now_s)
-        )
-
-    def _work_sample(self, busy: int) -> WorkSample:
-        run_times = self.run_times
-        completions = len(run_times)
-        if completions:
-            run_times.sort()
-            mean: float | None = math.fsum(run_times) / completions
-            p95: float | None = percentile_sorted(run_times, 95.0)
-            self.completions += completions
-            self.run_times = []
-        else:
-            mean = p95 = None
-        return WorkSample(
-            completions=completions,
-            failures=0,
-            run_time_mean_s=mean,
-            run_time_p95_s=p95,
-            busy_workers=float(busy),  # each job in flight is in a worker's hands
-            source="logs",
-        )
+            changed = True
+        if changed:
+            self._queue_samples = tuple(samples)
+        return self._queue_samples
 
     def counts(self, now_s: float) -> WorkerCounts:
+        """Supervisor's view of the slots: RUNNING, STARTING, STOPPING."""
+        self._dirty = False
         for waiting in (self.serving_from, self.running_at):
             if waiting:
                 for slot in [s for s, at in waiting.items() if at <= now_s]:
                     del waiting[slot]
-        self._retire_drained(now_s)
+        if self.draining:
+            self._retire_drained(now_s)
         starting = len(self.running_at)
-        return WorkerCounts(
-            running=len(self.heap) - starting, starting=starting, draining=len(self.draining)
-        )
+        last = self._counts
+        running, draining = len(self.heap) - starting, len(self.draining)
+        if last.running != running or last.starting != starting or last.draining != draining:
+            self._counts = WorkerCounts(running=running, starting=starting, draining=draining)
+        return self._counts
 
     def _retire_drained(self, now_s: float) -> None:
         if self.draining:
@@ -251,6 +354,8 @@ class PoolWorld:
         if change == 0:
             return
         self.scale_events += 1
+        self._quiet_until = -math.inf
+        self._dirty = True
         if change > 0:
             for _ in range(change):
                 self._add(now_s)

@@ -49,9 +49,7 @@ def run(
     startup_s: float = 0.0,
     budget_mb: float = 100_000.0,
 ) -> SimulationResult:
-    settings = WorldSettings(
-        interval_s=interval_s, startup_s=startup_s, memory_budget_mb=budget_mb
-    )
+    settings = WorldSettings(interval_s=interval_s, startup_s=startup_s, memory_budget_mb=budget_mb)
     chosen = controller or DecideController(policies.with_strategy("static"), settings.budget)
     return simulate(trace, policies, chosen, strategy="test", settings=settings)
 
@@ -108,9 +106,7 @@ def test_priority_queues_are_taken_in_order(tmp_path: Path) -> None:
     assert sorted(waits(result, "web")) == [0.0, 3.0, 5.0]
 
 
-def reference_fifo_waits(
-    arrival: np.ndarray, service: np.ndarray, servers: int
-) -> np.ndarray:
+def reference_fifo_waits(arrival: np.ndarray, service: np.ndarray, servers: int) -> np.ndarray:
     """An independent multi-server FIFO: each job, in arrival order, goes to the server that
     frees first (a plain list scan, no heap), starting when both it and the server are there."""
     free = [0.0] * servers

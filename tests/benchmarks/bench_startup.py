@@ -72,8 +72,9 @@ def main() -> int:
                 proxy.supervisor.addProcessGroup(name)
                 popped = wait_for(lambda: client.llen(keys.queue) == 0)
                 running = wait_for(
-                    lambda n=name: proxy.supervisor.getProcessInfo(f"{n}:{n}")["statename"]
-                    == "RUNNING"
+                    lambda n=name: (
+                        proxy.supervisor.getProcessInfo(f"{n}:{n}")["statename"] == "RUNNING"
+                    )
                 )
                 to_pop.append(popped - start)
                 to_running.append(running - start)
