@@ -3,8 +3,9 @@
 Two shapes, told apart by the header: a job trace (`arrival_s,queue,service_s`, one row per
 job) and a rate trace (`time_s,queue,arrivals[,service_s]`, one row per queue per bucket).
 Either may be gzipped, have `#` comment lines and extra columns. A rate trace's jobs are
-spread evenly over their bucket; the bucket is the smallest step between two of the trace's
-times, so rows with no arrivals may be left out.
+spread evenly over their bucket. The bucket is what a `# bucket_s: N` comment above the header
+declares, else the smallest step between two of the trace's times; either way, rows with no
+arrivals may be left out.
 
 Traces can be millions of rows, so the rows are parsed by numpy in one pass. Only when that
 pass finds something wrong are the rows read again one by one, to name the first bad line.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -31,6 +33,9 @@ TraceKind = Literal["job", "rate"]
 JOB_COLUMNS = ("arrival_s", "queue", "service_s")
 RATE_COLUMNS = ("time_s", "queue", "arrivals")
 RATE_OPTIONAL = "service_s"
+# A rate trace may declare its bucket in a comment above the header (`# bucket_s: 60`); then
+# buckets with no arrivals can be left out freely. Without it, the bucket is inferred.
+BUCKET_COMMENT = re.compile(r"^#\s*bucket_s\s*[:=]\s*(\S+)\s*$")
 _NAME_BYTES = 32  # queue names this long or longer take the (slower) wide read
 
 
@@ -77,6 +82,17 @@ class _Header:
     line: int  # 1-based line number of the header
     columns: dict[str, int]  # needed column -> index in the row
     width: int  # fields in the header
+    bucket: tuple[float, int] | None  # a `# bucket_s: N` comment above it, and its line
+
+
+def _bucket(raw: str, name: str, line: int) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not (np.isfinite(value) and value > 0):
+        raise TraceError(name, f"bucket_s must be a positive number, found {raw!r}", line=line)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +169,15 @@ def _lines(source: _Source) -> Iterator[tuple[int, str]]:
 
 
 def _find_header(source: _Source, name: str) -> _Header:
+    bucket: tuple[float, int] | None = None
     for number, line in _lines(source):
         stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
+        if stripped.startswith("#"):
+            declared = BUCKET_COMMENT.match(stripped)
+            if declared is not None:
+                bucket = (_bucket(declared.group(1), name, number), number)
+            continue
+        if not stripped:
             continue
         fields = [f.strip() for f in stripped.split(",")]
         for kind, needed in (("job", JOB_COLUMNS), ("rate", RATE_COLUMNS)):
@@ -164,7 +186,7 @@ def _find_header(source: _Source, name: str) -> _Header:
                 if kind == "rate" and RATE_OPTIONAL in fields:
                     wanted.append(RATE_OPTIONAL)
                 columns = {column: fields.index(column) for column in wanted}
-                return _Header(kind, number, columns, len(fields))  # type: ignore[arg-type]
+                return _Header(kind, number, columns, len(fields), bucket)  # type: ignore[arg-type]
         raise TraceError(
             name,
             f"the header must name the columns `{','.join(JOB_COLUMNS)}` (a job trace) or "
@@ -365,6 +387,15 @@ def _rate_trace(
 ) -> Trace | None:
     times = rows["time_s"]
     bucket = bucket_width_s(times)
+    if header.bucket is not None:
+        declared, line = header.bucket
+        if bucket < declared and np.unique(times).shape[0] > 1:
+            raise TraceError(
+                name,
+                f"bucket_s is declared {declared:g} but two times are only {bucket:g} s apart",
+                line=line,
+            )
+        bucket = declared
     counts = rows["arrivals"].astype(np.int64)
     has_service = RATE_OPTIONAL in header.columns
     queues: dict[str, QueueJobs] = {}

@@ -63,6 +63,7 @@ class RateRows:
     queue_index: npt.NDArray[np.int64]
     arrivals: npt.NDArray[np.int64]
     service_s: npt.NDArray[np.float64] | None = None
+    bucket_s: float = 1.0
 
     def text(self) -> str:
         """Rows sorted by time then queue; buckets without arrivals are left out (the trace
@@ -89,7 +90,8 @@ class RateRows:
                 f"{number(t)},{queues[q]},{n},{number(s)}\n"
                 for t, q, n, s in zip(times, names, numbers, service, strict=True)
             ]
-        return comment_block(self.comments) + header + "\n" + "".join(rows)
+        declared = comment_block(self.comments) + f"# bucket_s: {number(self.bucket_s)}\n"
+        return declared + header + "\n" + "".join(rows)
 
 
 def write_trace(path: Path, text: str) -> None:

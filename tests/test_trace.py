@@ -127,3 +127,26 @@ def test_bucket_width_is_the_smallest_step() -> None:
     assert bucket_width_s(np.array([0.0, 60.0, 60.0, 180.0])) == 60.0
     assert bucket_width_s(np.array([30.0, 0.0, 60.0])) == 30.0  # unsorted
     assert bucket_width_s(np.array([7.0, 7.0])) == 1.0
+
+
+def test_a_declared_bucket_wins_over_the_inferred_one(policies: PolicySet) -> None:
+    text = "# from a converter\n# bucket_s: 1\ntime_s,queue,arrivals\n10,mail,2\n3600,mail,1\n"
+    trace = parse_trace(text, policies, name="t.csv")
+    assert trace.bucket_s == 1.0 and trace.duration_s == 3601.0
+    assert trace.queues["mail"].arrival_s.tolist() == [10.25, 10.75, 3600.5]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("# bucket_s: 60\ntime_s,queue,arrivals\n0,mail,1\n30,mail,1\n", 1, "only 30 s apart"),
+        ("# x\n# bucket_s = soon\ntime_s,queue,arrivals\n0,mail,1\n", 2, "must be a positive"),
+        ("# bucket_s: 0\ntime_s,queue,arrivals\n0,mail,1\n", 1, "must be a positive"),
+    ],
+)
+def test_a_bad_bucket_declaration_names_its_line(
+    policies: PolicySet, text: str, line: int, problem: str
+) -> None:
+    with pytest.raises(TraceError) as caught:
+        parse_trace(text, policies, name="t.csv")
+    assert caught.value.line == line and problem in str(caught.value)
