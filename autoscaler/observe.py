@@ -375,5 +375,5 @@ def _logs_problem(logs: _PoolLogs, live_without_log: list[str]) -> str | None:
     if broken:
         return broken[0].problem or "unreadable log"
     if not any(w.exists for w in logs.works.values()):
-        return "no log file found (and Supervisor unreachable)"
+        return "no worker log found and supervisord unreachable"
     return None

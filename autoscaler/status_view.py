@@ -135,10 +135,12 @@ def notes(observation: Observation, log_problems: Mapping[str, str]) -> list[str
         lines.append("done/min and run times need a window: use --window S (or --watch)")
     else:
         lines.append(f"done/min and run times over the last {observation.interval_s:.1f} s")
+    estimated: dict[str, list[str]] = {}
     for pool, obs in observation.pools.items():
         if obs.work is not None and obs.work.source == "redis":
-            why = log_problems.get(pool, "logs unreadable")
-            lines.append(f"{pool}: done/min estimated from Redis ({why})")
+            estimated.setdefault(log_problems.get(pool, "logs unreadable"), []).append(pool)
+    for why, pools in estimated.items():
+        lines.append(f"done/min estimated from Redis for {', '.join(pools)}: {why}")
     return lines
 
 

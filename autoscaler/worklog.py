@@ -47,6 +47,7 @@ _ONELINE_START = re.compile(rf"^  {_STAMP} (?P<detail>\S.*)$")
 _BANNER = re.compile(r"^\s*INFO\s+Processing jobs from the \[[^\]]*\] queues?\.\s*$")
 _MS = re.compile(r"^(?P<ms>\d{1,3}(?:,\d{3})*(?:\.\d+)?|\d+(?:\.\d+)?)ms$")
 _PART = re.compile(r"(?P<count>\d+(?:\.\d+)?) ?(?P<unit>[^\d\s.,]+)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colours, when a worker runs with --ansi
 
 _SECOND = 1.0
 _MINUTE = 60.0
@@ -119,7 +120,7 @@ def parse_duration(text: str) -> float | None:
 
 def parse_line(line: str) -> JobEvent | None:
     """The event a complete log line records, or None for any other line."""
-    line = line.rstrip("\r\n")
+    line = _plain(line.rstrip("\r\n"))
     if not line:
         return None
     first = line[0]
@@ -148,8 +149,7 @@ def parse_line(line: str) -> JobEvent | None:
 def parse_partial(text: str) -> JobEvent | None:
     """A line still being written: 9.21 to 9.40 leave `  <date> <name>` open while the job
     runs, so an open line of that shape is a job in flight."""
-    text = text.rstrip("\r")
-    match = _ONELINE_START.match(text)
+    match = _ONELINE_START.match(_plain(text.rstrip("\r")))
     # The 9.41+ lines carry their dots from the start; an open line with dots is a chunk of
     # one of those that Supervisor has not finished writing, not a job in flight.
     if match is None or " ." in match.group("detail"):
@@ -193,6 +193,10 @@ def queue_of(event: JobEvent, queues: tuple[str, ...]) -> str | None:
 def stamp_seconds(stamp: str) -> float:
     """A printed `Y-m-d H:i:s` as seconds on a naive clock: only differences are meaningful."""
     return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").timestamp()
+
+
+def _plain(text: str) -> str:
+    return _ANSI.sub("", text) if "\x1b" in text else text
 
 
 def _parse_legacy(line: str) -> JobEvent | None:

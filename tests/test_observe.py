@@ -146,7 +146,7 @@ def test_redis_estimate_when_there_are_no_logs(
     # Little's law: 2 busy workers x 10 s / 4 s expected run time = 5 jobs.
     assert (work.completions, work.busy_workers, work.run_time_mean_s) == (5, 2.0, None)
     assert work.arrivals == 5.0  # nothing changed in Redis, so what finished was replaced
-    assert "no log file" in observer.log_problems["emails"]
+    assert "no worker log found" in observer.log_problems["emails"]
 
 
 def test_redis_down_is_an_observation_not_a_crash(

@@ -112,6 +112,15 @@ def test_verbose_lines_name_the_queue_and_memory_is_not_a_duration() -> None:
     assert worklog.queue_of(plain, ("high", "default")) is None
 
 
+def test_colours_of_a_worker_run_with_ansi_are_ignored() -> None:
+    coloured = (
+        "  \x1b[90m2023-06-01 10:00:00\x1b[39m App\\Jobs\\SendMail \x1b[90m.\x1b[39m"
+        "\x1b[90m.\x1b[39m \x1b[90m12.34ms\x1b[39m \x1b[32;1mDONE\x1b[39;22m"
+    )
+    (event,) = events([coloured])
+    assert (event.kind, event.ok, event.run_s) == ("end", True, pytest.approx(0.01234))
+
+
 def test_chinese_locale_duration() -> None:
     (event,) = events([CHINESE])
     assert event.run_s == 123.5
