@@ -17,9 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import redis
 
 from autoscaler.estimators import arrivals as flow_arrivals
+from autoscaler.estimators import run_time_stats
 from autoscaler.logtail import DEFAULT_MAX_BYTES, LogTail, SlotLog, SlotWork
 from autoscaler.meminfo import MEMINFO, memory_available_mb
 from autoscaler.observation import (
@@ -58,6 +60,14 @@ class QueueFlow:
     failures: float
     run_times_s: list[float]
     source: WorkSource
+
+    @property
+    def run_time_mean_s(self) -> float | None:
+        return run_time_stats(np.asarray(self.run_times_s, dtype=np.float64))[0]
+
+    @property
+    def run_time_p95_s(self) -> float | None:
+        return run_time_stats(np.asarray(self.run_times_s, dtype=np.float64))[1]
 
 
 @dataclass(slots=True)
@@ -149,7 +159,7 @@ class Observer:
         self.log_problems = {}
         for pool, policy in self.policies.items():
             queues = _pool_queues(policy, sample)
-            logs = self._read_logs(pool, policy, processes, first=first)
+            logs = self._read_logs(pool, policy, processes)
             if logs.problem is not None:
                 self.log_problems[pool] = logs.problem
             work: WorkSample | None = None
@@ -195,8 +205,6 @@ class Observer:
         pool: str,
         policy: Policy,
         processes: list[ProcessInfo] | None,
-        *,
-        first: bool,
     ) -> _PoolLogs:
         """Read every log file of the pool's slots: those Supervisor reports, and the paths
         the policy gives slots 0..max-1 (tracked even while stopped, so a slot that starts
@@ -227,7 +235,9 @@ class Observer:
         for path, name in paths.items():
             slot_log = tails.get(path)
             if slot_log is None:
-                tail = LogTail(path, max_bytes=self._log_max_bytes, from_start=not first)
+                # Read from its end: a path never seen before may hold history. (A tail that
+                # finds its file missing reads it from the start once it appears.)
+                tail = LogTail(path, max_bytes=self._log_max_bytes)
                 slot_log = tails[path] = SlotLog(tail, queues=policy.queues)
             logs.works[path] = work = slot_log.read()
             self._in_flight[name] = work.in_flight

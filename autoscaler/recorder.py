@@ -55,8 +55,9 @@ class TraceRecorder:
             carry = self._carry.get(queue, 0.0) + flow.arrivals
             whole = max(0, round(carry))
             self._carry[queue] = carry - whole
-            if flow.run_times_s:
-                self._service_s[queue] = sum(flow.run_times_s) / len(flow.run_times_s)
+            mean = flow.run_time_mean_s
+            if mean is not None:
+                self._service_s[queue] = mean
             start = max(0.0, at_s - flow.interval_s - self.started_at_s)
             self.rows.append(
                 TraceRow(

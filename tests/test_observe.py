@@ -106,7 +106,10 @@ def test_logs_redis_and_memory_without_supervisor(
     assert work.run_time_mean_s == pytest.approx((0.01234 * 2 + 123.5) / 3)
     # Flow balance: 3 finished and queued went from 4 to 4 pending + 1 reserved: 4 arrived.
     assert work.arrivals == 4.0
-    assert observer.flows["emails"].arrivals == 4.0
+    flow = observer.flows["emails"]
+    assert (flow.arrivals, flow.completions, flow.failures) == (4.0, 3.0, 1.0)
+    assert flow.run_time_mean_s == work.run_time_mean_s
+    assert flow.run_time_p95_s == work.run_time_p95_s
     default = second.pools["default"]
     assert default.queues is not None
     assert [(q.queue, q.pending, q.delayed_due) for q in default.queues] == [
