@@ -15,9 +15,11 @@ ticks (a job in hand, when it started) so each tick yields a `SlotWork`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from autoscaler import worklog
+from autoscaler.supervisor_rpc import ProcessInfo
 
 DEFAULT_MAX_BYTES = 1 << 20
 BEHIND_FACTOR = 4  # skip to the end when more than this many reads behind
@@ -91,7 +93,13 @@ class LogTail:
             self._identity = identity
             if not self._from_start or stat.st_size > self.max_bytes:
                 self.offset = stat.st_size
-                result.context = self._tail_before(self.path, stat.st_size)
+                context = self._tail_before(self.path, stat.st_size)
+                # An unfinished last line is the start of a line still being written (a
+                # 9.21-9.40 job in flight): keep it so the rest of it joins it.
+                cut = context.rfind(b"\n")
+                self._partial = context[cut + 1 :] if cut >= 0 else b""
+                result.context = context.decode("utf-8", errors="replace")
+                result.partial = self._partial_text()
                 return result
         chunks: list[bytes] = []
         budget = self.max_bytes
@@ -171,12 +179,11 @@ class LogTail:
         return self._partial.decode("utf-8", errors="replace")
 
     @staticmethod
-    def _tail_before(path: str, end: int) -> str:
+    def _tail_before(path: str, end: int) -> bytes:
         start = max(0, end - CONTEXT_BYTES)
         with open(path, "rb") as handle:
             handle.seek(start)
-            data = handle.read(end - start)
-        return data.decode("utf-8", errors="replace")
+            return handle.read(end - start)
 
 
 def slot_in_flight(path: str, *, tail_bytes: int = CONTEXT_BYTES) -> bool | None:
@@ -191,6 +198,16 @@ def slot_in_flight(path: str, *, tail_bytes: int = CONTEXT_BYTES) -> bool | None
     except OSError:
         return None
     return worklog.job_in_flight(data.decode("utf-8", errors="replace"))
+
+
+def busy_slots(processes: Iterable[ProcessInfo], *, tail_bytes: int = CONTEXT_BYTES) -> set[str]:
+    """Names of the processes whose stdout log shows a job in hand (for the actuator's
+    `busy_slots`: stop idle workers first). Unreadable logs count as not busy."""
+    return {
+        process.name
+        for process in processes
+        if process.stdout_logfile and slot_in_flight(process.stdout_logfile, tail_bytes=tail_bytes)
+    }
 
 
 @dataclass(slots=True, kw_only=True)

@@ -147,6 +147,13 @@ class Observer:
         """Whether the slot's log showed a job in hand at the last tick (None: unknown)."""
         return self._in_flight.get(slot)
 
+    def busy_slots(self) -> set[str] | None:
+        """Slots whose log showed a job in hand at the last tick, for the actuator's
+        `busy_slots` (stop idle workers first); None before the first tick."""
+        if self._last_at is None:
+            return None
+        return {slot for slot, busy in self._in_flight.items() if busy}
+
     def observe(self) -> Observation:
         now = self._clock()
         sample = self.sampler.sample(now)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from autoscaler.logtail import MAX_LINE_BYTES, LogTail, SlotLog, slot_in_flight
+from autoscaler.logtail import MAX_LINE_BYTES, LogTail, SlotLog, busy_slots, slot_in_flight
+from autoscaler.supervisor_rpc import ProcessInfo
 
 RUN = "  2023-06-01 10:00:00 App\\Jobs\\SendMail .............................. RUNNING\n"
 DONE = "  2023-06-01 10:00:00 App\\Jobs\\SendMail ......................... 12.34ms DONE\n"
@@ -193,6 +194,16 @@ def test_legacy_run_time_from_stamps_and_silent_release(tmp_path: Path) -> None:
     assert work.unlabeled.completions == 2 and not work.by_queue  # text names no queue
 
 
+def test_a_line_open_at_first_sight_is_finished_and_counted(tmp_path: Path) -> None:
+    log = tmp_path / "w.log"
+    log.write_text(DONE + "  2022-10-01 10:00:00 App\\Jobs\\SendMail")  # 9.21-9.40, running
+    slot = SlotLog(LogTail(str(log)), queues=("default",))
+    assert slot.read().in_flight is True
+    append(log, " ......................... 12.34ms DONE\n")
+    work = slot.read()
+    assert (work.completions, work.in_flight, work.run_times_s) == (1, False, [0.01234])
+
+
 def test_oneline_open_line_is_in_flight(tmp_path: Path) -> None:
     log = tmp_path / "w.log"
     log.write_text("")
@@ -230,3 +241,21 @@ def test_slot_in_flight_reads_a_file_tail(tmp_path: Path) -> None:
     append(log, DONE)
     assert slot_in_flight(str(log)) is False
     assert slot_in_flight(str(tmp_path / "missing.log")) is None
+
+
+def test_busy_slots_from_supervisor_process_infos(tmp_path: Path) -> None:
+    def info(name: str, log: str) -> ProcessInfo:
+        return ProcessInfo(
+            name=name, group=name, state=20, pid=1, start_s=0, now_s=0,
+            stdout_logfile=log, spawnerr="", exitstatus=0,
+        )  # fmt: skip
+
+    (tmp_path / "a.log").write_text(RUN)
+    (tmp_path / "b.log").write_text(RUN + DONE)
+    processes = [
+        info("w_00", str(tmp_path / "a.log")),
+        info("w_01", str(tmp_path / "b.log")),
+        info("w_02", str(tmp_path / "gone.log")),
+        info("w_03", ""),
+    ]
+    assert busy_slots(processes) == {"w_00"}

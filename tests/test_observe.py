@@ -120,6 +120,7 @@ def test_logs_redis_and_memory_without_supervisor(
     assert default.work is not None and default.work.arrivals == 2.0  # both queues, in total
     assert observer.in_flight("emails-worker_01") is True
     assert observer.in_flight("emails-worker_00") is False
+    assert observer.busy_slots() == {"emails-worker_01"}
 
 
 def test_redis_estimate_when_there_are_no_logs(
