@@ -140,12 +140,12 @@ def test_records_live_traffic_from_supervised_workers(
     proxy.supervisor.reloadConfig()
     proxy.supervisor.addProcessGroup("w_00")
     # Jobs that become due during the recording arrive then (delayed jobs are not queued yet).
-    due = time.time() + 2.5
+    due = time.time() + 4.0  # after the first tick, even on a loaded machine
     jobs = 6
     for _ in range(jobs):
         later(redis_client, PREFIX, "emails", make_payload(run_s=0.2), due)
     out = env / "live.csv"
-    assert main(["record", "--out", str(out), "--duration", "6", "--interval", "1"]) == 0
+    assert main(["record", "--out", str(out), "--duration", "8", "--interval", "1"]) == 0
     assert "row(s)" in capsys.readouterr().err
     text = out.read_text()
     header = [line for line in text.splitlines() if line.startswith("#")]
