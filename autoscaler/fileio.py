@@ -13,7 +13,7 @@ def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
 
 
 def write_atomic_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """`write_atomic` for bytes (gzipped traces, pictures)."""
+    """`write_atomic` for bytes (a gzipped trace, for one)."""
     directory = path.parent
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
