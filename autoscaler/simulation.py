@@ -75,7 +75,9 @@ class World:
         seen: dict[str, PoolObservation] = {}
         for name, pool in self.pools.items():
             seen[name] = pool.look(now_s)
-        return Observation(at_s=now_s, interval_s=interval, pools=seen)
+        # The daemon's first observation covers no interval yet.
+        first = now_s == 0.0
+        return Observation(at_s=now_s, interval_s=0.0 if first else interval, pools=seen)
 
     def apply(self, counts: Mapping[str, int], now_s: float) -> bool:
         """Scale every pool to its count; True when any worker was added or stopped."""

@@ -116,8 +116,11 @@ class PoolWorld:
             run_time_p95_s=None,
             busy_workers=0.0,
             source="logs",
+            arrivals=0.0,
         )
         self._counts = WorkerCounts(running=0, starting=0, draining=0)
+        self._looked = False  # the first observation has no work sample, as the daemon's
+        self._arrived = 0  # jobs arrived by the last look
         self._last: PoolObservation | None = None
         self._quiet_until = -math.inf  # no event before this: the last observation holds
         self._dirty = True  # the worker set changed since the counts were taken
@@ -203,8 +206,8 @@ class PoolWorld:
         """When the next event can change what an observation shows (now, if a job waits:
         its wait grows, or jobs finished: the next observation counts none)."""
         last = self._last
-        if last is not None and last.work is not None and last.work.completions:
-            return now_s
+        if last is None or last.work is None or last.work.completions or last.work.arrivals:
+            return now_s  # the next observation differs: a new interval's counts
         upcoming = math.inf
         for queue, sample in enumerate(self._samples):
             if sample.pending:
@@ -224,21 +227,32 @@ class PoolWorld:
     def observe(self, now_s: float) -> PoolObservation:
         """The pool as the sampler would see it at `now_s` (call after `advance(now_s)`).
 
+        As the daemon's Observer: the first observation has no work sample (there is no
+        interval yet); later ones count the jobs finished since the previous one (the
+        workers' log lines) and the jobs that arrived (Redis flow balance: completions plus
+        the change in pending and reserved, which in the simulator is exact).
+
         This runs for every pool at every tick, so it is one flat function, and parts that
         did not change since the last look are handed out again instead of rebuilt (decide
         treats them as immutable).
         """
-        # Jobs finished since the last look: what the workers' log lines would report.
         in_flight = self.in_flight
-        work = self._idle_work
+        run_times: list[float] = []
         if in_flight and in_flight[0][0] <= now_s:
             finished, pop = self.finished, heapq.heappop
-            run_times = []
             while in_flight and in_flight[0][0] <= now_s:
                 end, queue, run = pop(in_flight)
                 finished[queue] += 1
                 run_times.append(run)
             self.last_finish_s = end
+        queues, arrived = self._observe_queues(now_s)
+        arrivals = arrived - self._arrived
+        self._arrived = arrived
+        work: WorkSample | None = self._idle_work
+        if not self._looked:
+            work = None  # no interval yet
+            self._looked = True
+        elif run_times:
             completions = len(run_times)
             self.completions += completions
             run_times.sort()
@@ -249,17 +263,20 @@ class PoolWorld:
                 run_time_p95_s=percentile_sorted(run_times, 95.0),
                 busy_workers=float(len(in_flight)),  # each job in flight is in a worker's hands
                 source="logs",
+                arrivals=float(arrivals),
             )
-        elif work.busy_workers != len(in_flight):
-            work = self._idle_work = WorkSample(
+        elif arrivals or self._idle_work.busy_workers != len(in_flight):
+            work = WorkSample(
                 completions=0,
                 failures=0,
                 run_time_mean_s=None,
                 run_time_p95_s=None,
                 busy_workers=float(len(in_flight)),
                 source="logs",
+                arrivals=float(arrivals),
             )
-        queues = self._observe_queues(now_s)
+            if not arrivals:
+                self._idle_work = work
         workers = self.counts(now_s) if self._transitions() else self._counts
         last = self._last
         if (
@@ -276,13 +293,17 @@ class PoolWorld:
         """Whether any worker is starting or draining (else the counts cannot change)."""
         return bool(self.serving_from or self.running_at or self.draining or self._dirty)
 
-    def _observe_queues(self, now_s: float) -> tuple[QueueSample, ...]:
+    def _observe_queues(self, now_s: float) -> tuple[tuple[QueueSample, ...], int]:
+        """Every queue's sample, and how many jobs have arrived by `now_s` in all."""
         samples, next_start, finished = self._samples, self.next_start, self.finished
         changed = False
+        arrived = 0
         for queue, previous in enumerate(samples):
             started = next_start[queue]
             arrivals = self.arrival[queue]
-            pending = bisect_right(arrivals, now_s) - started
+            by_now = bisect_right(arrivals, now_s)
+            arrived += by_now
+            pending = by_now - started
             reserved = started - finished[queue]
             wait: float | None = None
             source: WaitSource = "empty"
@@ -303,7 +324,7 @@ class PoolWorld:
             changed = True
         if changed:
             self._queue_samples = tuple(samples)
-        return self._queue_samples
+        return self._queue_samples, arrived
 
     def counts(self, now_s: float) -> WorkerCounts:
         """Supervisor's view of the slots: RUNNING, STARTING, STOPPING."""
