@@ -54,6 +54,7 @@ class OracleController:
                 world.pools[name],
                 low=policy.min_processes,
                 high=self.ceiling[name],
+                fits=self._fits(name, world),
                 now_s=now,
                 interval_s=settings.interval_s,
                 slo_wait_s=policy.slo.wait_s,
@@ -62,11 +63,43 @@ class OracleController:
         }
         return self._fit_budget(wanted, world, now)
 
+    def _fits(self, name: str, world: World) -> int:
+        """How many workers of the pool the memory could hold at the next tick: what neither
+        the pools at least as important (as they hold it now) nor the less important ones
+        take (their minimum, or their busy workers: stopped, those drain for a while). The
+        look-ahead counts on no more reinforcements than this."""
+        policy = self.policies[name]
+        taken = 0.0
+        for other, pool in world.pools.items():
+            if other == name:
+                taken += len(pool.draining) * pool.memory_per_worker_mb
+                continue
+            held = (pool.size + len(pool.draining)) * pool.memory_per_worker_mb
+            if self.policies[other].priority <= policy.priority:
+                taken += held
+            else:
+                taken += max(
+                    self.policies[other].memory_at_min_mb,
+                    len(pool.in_flight) * pool.memory_per_worker_mb,  # busy or draining
+                )
+        return int(max(0.0, self.usable_memory_mb - taken) // policy.memory_per_worker_mb)
+
     def _fit_budget(self, wanted: dict[str, int], world: World, now_s: float) -> dict[str, int]:
-        """Shrinking never needs memory; growth is granted by priority while memory lasts.
-        A busy worker that is stopped keeps its memory until its job ends, so it counts."""
-        pools = world.pools
-        chosen = {name: min(count, pools[name].size) for name, count in wanted.items()}
+        """Share the budget by priority, as decide's allocator does: every pool keeps its
+        minimum, then the more important pools get what they want first. A pool above its
+        share shrinks now; a pool below it grows as far as the memory held right now allows
+        (a stopped busy worker keeps its memory until its job ends, so growth may wait)."""
+        pools, policies = world.pools, self.policies
+        order = sorted(wanted, key=lambda name: (policies[name].priority, name))
+        room = self.usable_memory_mb - sum(policies[n].memory_at_min_mb for n in order)
+        share: dict[str, int] = {}
+        for name in order:
+            policy = policies[name]
+            extra = max(0, wanted[name] - policy.min_processes)
+            fits = max(0, int(room // policy.memory_per_worker_mb))
+            share[name] = policy.min_processes + min(extra, fits)
+            room -= min(extra, fits) * policy.memory_per_worker_mb
+        chosen = {name: min(share[name], pools[name].size) for name in order}
 
         def held(name: str, count: int) -> float:
             pool = pools[name]
@@ -75,19 +108,13 @@ class OracleController:
             )
 
         used = sum(held(name, count) for name, count in chosen.items())
-        order = sorted(chosen, key=lambda name: (self.policies[name].priority, name))
-        for name in reversed(order):  # over budget before growing: cut the least important
-            while used > self.usable_memory_mb and chosen[name] > self.policies[name].min_processes:
-                before = held(name, chosen[name])
-                chosen[name] -= 1
-                used += held(name, chosen[name]) - before
         for name in order:
-            while chosen[name] < wanted[name]:
-                extra = held(name, chosen[name] + 1) - held(name, chosen[name])
-                if used + extra > self.usable_memory_mb:
+            while chosen[name] < share[name]:
+                extra_mb = held(name, chosen[name] + 1) - held(name, chosen[name])
+                if used + extra_mb > self.usable_memory_mb:
                     break
                 chosen[name] += 1
-                used += extra
+                used += extra_mb
         return chosen
 
 
@@ -101,16 +128,30 @@ def busy_among_stopped(pool: PoolWorld, count: int, now_s: float) -> int:
 
 
 def cheapest_count(
-    pool: PoolWorld, *, low: int, high: int, now_s: float, interval_s: float, slo_wait_s: float
+    pool: PoolWorld,
+    *,
+    low: int,
+    high: int,
+    fits: int,
+    now_s: float,
+    interval_s: float,
+    slo_wait_s: float,
 ) -> int:
     """The fewest workers in [low, high] whose look-ahead misses no job; `high` when even
-    `high` misses some (then clearing the backlog fast is all that can be done)."""
+    `high` misses some (then clearing the backlog fast is all that can be done).
+
+    The look-ahead reinforces the pool at the next tick up to `high`, and no further than
+    `fits` workers' memory, less what the workers stopped now still hold while they finish
+    their jobs (so shrinking a busy pool to grow it again a tick later looks as costly as
+    it is under a tight budget)."""
     if not any(index < size for index, size in zip(pool.next_start, pool.sizes, strict=True)):
         return low  # nothing left to serve, ever
+    high = max(low, high)
 
     def misses(count: int) -> int:
+        later = max(count, min(high, fits - busy_among_stopped(pool, count, now_s)))
         return look_ahead_misses(
-            pool, count, later=high, now_s=now_s, interval_s=interval_s, slo_wait_s=slo_wait_s
+            pool, count, later=later, now_s=now_s, interval_s=interval_s, slo_wait_s=slo_wait_s
         )
 
     if low >= high or misses(low) == 0:
