@@ -53,7 +53,7 @@ def check_targets(report: dict[str, Any]) -> list[Verdict]:
         Verdict(
             "meets each SLO the oracle meets",
             not short,
-            ("missed: " + "; ".join(short) if short else "all met") + where,
+            ("; ".join(short) if short else "all met") + where,
         )
     )
 

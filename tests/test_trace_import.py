@@ -171,3 +171,28 @@ def test_every_bundled_trace_loads_and_says_where_it_came_from(seed: PolicySet) 
         with gzip.open(path, "rt", encoding="utf-8") as handle:
             assert handle.readline().startswith("# "), path
         assert load_trace(path, seed).jobs > 0
+
+
+def test_a_recorded_trace_replays(seed: PolicySet) -> None:
+    """`autoscaler record` writes rate traces; the simulator reads them."""
+    from autoscaler.observe import QueueFlow
+    from autoscaler.recorder import TraceRecorder
+
+    recorder = TraceRecorder(policies=seed, started_at_s=1000.0)
+    for tick in range(1, 5):
+        flows = {
+            "mail": QueueFlow(
+                queue="mail",
+                pool="mail",
+                interval_s=5.0,
+                arrivals=1.5 * tick,
+                completions=1.0,
+                failures=0.0,
+                run_times_s=[2.0],
+                source="logs",
+            )
+        }
+        recorder.add(at_s=1000.0 + 5.0 * tick, flows=flows, problem=None)
+    trace = parse_trace(recorder.render(["recorded"]), seed, name="recorded")
+    assert trace.kind == "rate" and trace.bucket_s == 5.0
+    assert trace.jobs == sum(r.arrivals for r in recorder.rows) == 15
