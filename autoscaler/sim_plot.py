@@ -14,14 +14,15 @@ import numpy.typing as npt
 from autoscaler.fileio import write_atomic_bytes
 from autoscaler.simulation import SimulationResult
 
-MAX_POINTS = 3000  # per line: more than a picture can show; longer series are binned
-COLORS = {
-    "slo": "#1f77b4",
-    "static": "#7f7f7f",
-    "horizon": "#2ca02c",
-    "hpa": "#9467bd",
-    "step": "#ff7f0e",
-    "oracle": "#d62728",
+MAX_POINTS = 300  # per line: about what a panel can show; longer series are binned
+# The oracle is the reference: drawn first, wide and pale, so the others show on top of it.
+STYLES: dict[str, dict[str, Any]] = {
+    "oracle": {"color": "#f4a6a6", "linewidth": 3.0, "zorder": 1},
+    "static": {"color": "#555555", "linewidth": 1.0, "linestyle": "--", "zorder": 2},
+    "hpa": {"color": "#9467bd", "linewidth": 1.0, "zorder": 3},
+    "step": {"color": "#ff7f0e", "linewidth": 1.0, "zorder": 3},
+    "horizon": {"color": "#2ca02c", "linewidth": 1.0, "zorder": 3},
+    "slo": {"color": "#1f4fb4", "linewidth": 1.4, "zorder": 4},
 }
 
 
@@ -62,6 +63,7 @@ def plot_results(results: Sequence[SimulationResult], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     first = results[0]
     pools = list(first.pools)
@@ -83,20 +85,26 @@ def plot_results(results: Sequence[SimulationResult], path: Path) -> None:
         slo_wait = first.pools[pool].slo_wait_s
         for column, (title, attribute, how) in enumerate(columns):
             ax = axes[row][column]
+            peak = 0.0
             for result in results:
                 series = result.series
                 values = getattr(series, attribute)[pool]
+                if attribute == "oldest_wait_s":
+                    values = np.nan_to_num(values, nan=0.0)  # nothing waits: no wait
                 x, y = _binned(series.times_s, values, how)
-                ax.plot(
-                    x / scale,
-                    y,
-                    label=result.strategy,
-                    color=COLORS.get(result.strategy),
-                    linewidth=0.9,
-                    drawstyle="steps-post",
-                )
+                peak = max(peak, float(np.max(y)) if y.size else 0.0)
+                style = STYLES.get(result.strategy, {"linewidth": 1.0})
+                ax.plot(x / scale, y, label=result.strategy, drawstyle="steps-post", **style)
             if attribute == "oldest_wait_s":
                 ax.axhline(slo_wait, color="black", linestyle=":", linewidth=0.8)
+            # One strategy's disaster (static: minutes of wait) would flatten the others:
+            # past 20x the interesting range the axis turns logarithmic.
+            linear_up_to = 2 * slo_wait if attribute == "oldest_wait_s" else 10.0
+            if attribute != "workers" and peak > 20 * linear_up_to:
+                ax.set_yscale("symlog", linthresh=linear_up_to)
+                ax.yaxis.set_major_formatter(ScalarFormatter())
+                title += ", log scale"
+            ax.set_ylim(bottom=0)
             ax.set_title(f"{pool}: {title}", fontsize=9, loc="left")
             ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
