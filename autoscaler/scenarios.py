@@ -93,9 +93,9 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             name="crawler_backlog",
-            description="4 h of an ordinary afternoon; every hour on the hour a scheduler "
-            "enqueues 30 forecast crawls at once (7.5 worker-minutes each batch at 45 s a "
-            "crawl: 2 workers need 11 minutes, 6 need under 4).",
+            description="4 h of an ordinary afternoon; a minute past every hour a scheduler "
+            "enqueues 30 forecast crawls at once (22.5 worker-minutes at 45 s a crawl: 2 "
+            "workers need 11 minutes, 6 about 4).",
             duration_s=4 * 3600,
             base_factor=1.0,
             batches=tuple(Batch("forecast_crawler", h * 3600.0 + 60.0, 30) for h in range(4)),

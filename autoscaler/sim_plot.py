@@ -83,7 +83,8 @@ def plot_results(results: Sequence[SimulationResult], path: Path) -> None:
     )
     for row, pool in enumerate(pools):
         slo_wait = first.pools[pool].slo_wait_s
-        for column, (title, attribute, how) in enumerate(columns):
+        for column, (label, attribute, how) in enumerate(columns):
+            title = label
             ax = axes[row][column]
             peak = 0.0
             for result in results:

@@ -47,6 +47,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--jobs",
         type=int,
         default=None,
+        metavar="N",
         help="strategies run in parallel (default: one per CPU)",
     )
     parser.set_defaults(func=run)
@@ -64,6 +65,7 @@ def add_simulation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--memory-budget-mb",
         type=float,
+        metavar="MB",
         help="memory budget for all workers (default: AUTOSCALER_MEMORY_BUDGET_MB)",
     )
     parser.add_argument(
@@ -74,6 +76,7 @@ def add_simulation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--startup-s",
         type=float,
+        metavar="S",
         help="seconds from adding a worker to its first job (default: "
         "AUTOSCALER_SIMULATE_STARTUP_S, measured on a real supervisord)",
     )

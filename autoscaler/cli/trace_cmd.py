@@ -55,7 +55,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "generate",
         help="write a synthetic scenario",
         description="Scenarios: "
-        + "; ".join(f"{name}: {s.description}" for name, s in SCENARIOS.items()),
+        + " ".join(f"{name}: {s.description}" for name, s in SCENARIOS.items()),
     )
     gen.add_argument("name", choices=sorted(SCENARIOS))
     gen.add_argument("--out", type=Path, required=True, help="trace file (.csv or .csv.gz)")
