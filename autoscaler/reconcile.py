@@ -237,6 +237,9 @@ def _replacements(
     changed: Collection[str],
     busy_slots: Collection[str],
 ) -> list[SlotChange]:
+    """Changed slots: re-add stopped ones now, stop not-yet-serving ones now, and stop one
+    running slot per pool only while every other wanted slot of that pool runs (so a policy
+    edit costs a pool at most one worker at a time)."""
     changes: list[SlotChange] = []
     by_pool: dict[str | None, list[Slot]] = {}
     for name in sorted(set(changed) & set(target)):
@@ -244,10 +247,15 @@ def _replacements(
         if slot is not None and slot.process is not None:
             by_pool.setdefault(slot.pool, []).append(slot)
     for pool, members in by_pool.items():
-        in_progress = any(s.state == "STOPPING" for s in members)
-        running = []
+        in_progress = any(
+            s.state in ("STARTING", "STOPPING")
+            for s in slots.values()
+            if s.pool == pool and s.name in target
+        )
+        running: list[Slot] = []
         for slot in members:
             if slot.state in STOPPED_STATES:
+                in_progress = True
                 changes.append(
                     SlotChange(
                         slot=slot.name,
@@ -256,9 +264,9 @@ def _replacements(
                         reason="configuration changed: re-adding it with the new one",
                     )
                 )
-            elif slot.state in SERVING and stop_rank(slot, busy_slots) == 0:
-                changes.append(_replace_stop(slot))  # not serving yet: nothing to lose
-            elif slot.state in SERVING:
+            elif slot.state == "BACKOFF":
+                changes.append(_replace_stop(slot))  # not serving: nothing to lose
+            elif slot.state == "RUNNING":
                 running.append(slot)
         if running and not in_progress:
             first = min(running, key=lambda s: (stop_rank(s, busy_slots), -s.index))
