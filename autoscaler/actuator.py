@@ -158,7 +158,7 @@ class Actuator:
         return counts
 
     def plan(
-        self, desired: Mapping[str, int] | None = None, *, busy_slots: Collection[str] = ()
+        self, desired: Mapping[str, int] | None = None, *, busy_slots: Collection[str] | None = None
     ) -> ApplyPlan:
         """What the next apply would do, from one read of supervisord and of the file.
         `desired`: counts for some pools; the others keep what the file holds."""
@@ -193,10 +193,11 @@ class Actuator:
 
     # -- applying --------------------------------------------------------------------------
     def apply(
-        self, desired: Mapping[str, int] | None = None, *, busy_slots: Collection[str] = ()
+        self, desired: Mapping[str, int] | None = None, *, busy_slots: Collection[str] | None = None
     ) -> ApplyReport:
         """Move Supervisor towards `desired` (pool -> slots; pools left out keep what the file
-        holds). `busy_slots`: slots with a job in flight, stopped last on scale-down.
+        holds). `busy_slots`: slots with a job in flight, stopped last on scale-down (None:
+        unknown, so the highest index goes first).
         Never raises for supervisord or file trouble: the report's `error` says what failed,
         and until `retry_in_s` has passed further calls return at once (backoff)."""
         wait_s = self.backoff.remaining_s()
@@ -229,7 +230,7 @@ class Actuator:
         return report
 
     def _apply_locked(
-        self, desired: Mapping[str, int] | None, busy: Collection[str], report: ApplyReport
+        self, desired: Mapping[str, int] | None, busy: Collection[str] | None, report: ApplyReport
     ) -> None:
         processes = self.client.processes()
         old_text = self.file.read()
@@ -287,7 +288,7 @@ class Actuator:
         old_text: str | None,
         processes: list[ProcessInfo],
         desired: Mapping[str, int] | None,
-        busy: Collection[str],
+        busy: Collection[str] | None,
     ) -> tuple[ApplyPlan, Layout, dict[str, Slot]]:
         slots = our_slots(self.policies, sections_of(old_text or "").keys(), processes)
         layout = choose_layout(self.policies, slots, desired, busy)

@@ -93,9 +93,9 @@ def our_slots(
     return slots
 
 
-def stop_rank(slot: Slot, busy_slots: Collection[str]) -> int:
-    """Which slots to stop first: 0 not serving, 1 idle, 2 a job in flight."""
-    if slot.name in busy_slots:
+def stop_rank(slot: Slot, busy_slots: Collection[str] | None) -> int:
+    """Which slots to stop first: 0 not serving, 1 idle (or unknown), 2 a job in flight."""
+    if busy_slots is not None and slot.name in busy_slots:
         return 2
     return 1 if slot.state in ("RUNNING", "STARTING") else 0
 
@@ -104,10 +104,11 @@ def choose_layout(
     policies: Mapping[str, Policy],
     slots: Mapping[str, Slot],
     desired: Mapping[str, int] | None,
-    busy_slots: Collection[str],
+    busy_slots: Collection[str] | None,
 ) -> Layout:
     """Which indices each pool keeps. A pool missing from `desired` keeps what the file
-    holds (or, when the file has none of it, what runs; when nothing runs, its static count)."""
+    holds (or, when the file has none of it, what runs; when nothing runs, its static count).
+    `busy_slots`: slots with a job in flight (None: unknown, the highest index goes first)."""
     wanted = dict(desired or {})
     unknown = sorted(set(wanted) - set(policies))
     if unknown:
@@ -149,10 +150,12 @@ def choose_layout(
     return layout
 
 
-def _drop_reason(slot: Slot, busy_slots: Collection[str]) -> str:
+def _drop_reason(slot: Slot, busy_slots: Collection[str] | None) -> str:
     rank = stop_rank(slot, busy_slots)
     if rank == 2:
         return "scale down: busy, finishes its job first"
+    if rank == 1 and busy_slots is None:
+        return "scale down: highest index (whether it has a job in flight is unknown)"
     if rank == 1:
         return "scale down: idle"
     return f"scale down: not serving ({slot.state})"
@@ -165,7 +168,7 @@ def slot_changes(
     *,
     target: Collection[str],
     changed: Collection[str],
-    busy_slots: Collection[str],
+    busy_slots: Collection[str] | None,
     hold: Collection[str] = (),
 ) -> list[SlotChange]:
     """The calls that move Supervisor towards `target` (the slot names of `layout`).
@@ -235,7 +238,7 @@ def _replacements(
     slots: Mapping[str, Slot],
     target: Collection[str],
     changed: Collection[str],
-    busy_slots: Collection[str],
+    busy_slots: Collection[str] | None,
 ) -> list[SlotChange]:
     """Changed slots: re-add stopped ones now, stop not-yet-serving ones now, and stop one
     running slot per pool only while every other wanted slot of that pool runs (so a policy

@@ -35,13 +35,18 @@ def build_actuator(args: argparse.Namespace) -> tuple[Settings, PolicySet, Actua
     go to stderr at WARNING and above (the verbs print what changed themselves)."""
     settings = build_settings(args)
     logger.remove()
-    logger.add(sys.stderr, level="WARNING", format="{level}: {message}")
+    logger.add(_to_stderr, level="WARNING", format="{level}: {message}")
     directory: Path = args.policies or settings.policies_dir
     try:
         policies = load_policies(directory)
     except PolicyErrors as exc:
         raise UsageError(f"invalid policies (run `autoscaler check {directory}`):\n{exc}") from None
     return settings, policies, Actuator.from_settings(settings, policies)
+
+
+def _to_stderr(line: object) -> None:
+    """sys.stderr looked up per line: whatever stderr is when the line is written."""
+    sys.stderr.write(str(line))
 
 
 def clamp(pool: str, policy: Policy, count: int) -> tuple[int, str | None]:
@@ -75,11 +80,12 @@ def check_pool(pool: str, policies: Mapping[str, Policy]) -> str:
     return pool
 
 
-def busy_slots(processes: Iterable[ProcessInfo]) -> set[str]:
-    """Slots whose log says a job is in flight, so a scale-down stops them last.
+def busy_slots(processes: Iterable[ProcessInfo]) -> set[str] | None:
+    """Slots whose log says a job is in flight, so a scale-down stops them last; None when
+    that cannot be told (then the highest index goes first).
 
-    Placeholder until the log reader lands: no slot is known busy (highest index first)."""
-    return set()
+    The workers' log reader (autoscaler/worklog.py) is not available yet: unknown."""
+    return None
 
 
 def changes_table(changes: Collection[SlotChange]) -> str:
@@ -88,8 +94,8 @@ def changes_table(changes: Collection[SlotChange]) -> str:
 
 
 def counts_table(before: Mapping[str, int], after: Mapping[str, int]) -> str:
-    rows = [
-        (pool, before.get(pool, 0), count, "" if before.get(pool, 0) == count else "changes")
-        for pool, count in after.items()
-    ]
-    return render_table(("pool", "slots now", "after", ""), rows)
+    rows = []
+    for pool, count in after.items():
+        delta = count - before.get(pool, 0)
+        rows.append((pool, before.get(pool, 0), count, f"{delta:+d}" if delta else "="))
+    return render_table(("pool", "slots now", "after", "change"), rows)

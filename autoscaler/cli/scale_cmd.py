@@ -83,12 +83,13 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print_json(
             {
+                **report.to_json(),  # the last apply: counts, draining, problems, error
                 "pool": pool,
                 "requested": args.count,
                 "count": count,
                 "clamped": clamp_note,
-                "before": first.before.get(pool),
-                **report.to_json(),
+                "before": first.before.get(pool),  # this pool's slots before the first apply
+                "after": count,
                 "changes": [
                     {"slot": c.slot, "pool": c.pool, "action": c.action, "reason": c.reason}
                     for c in changes
