@@ -44,7 +44,12 @@ from autoscaler.reconcile import (
 from autoscaler.render import render
 from autoscaler.settings import Settings
 from autoscaler.slots import parse_slot, pool_of_programs, slot_name
-from autoscaler.supervisor_file import SupervisorFile, SupervisorFileError, sections_of
+from autoscaler.supervisor_file import (
+    SupervisorFile,
+    SupervisorFileError,
+    section_names,
+    sections_of,
+)
 from autoscaler.supervisor_rpc import (
     Faults,
     ProcessInfo,
@@ -150,7 +155,7 @@ class Actuator:
         starts from these instead of the static counts."""
         owner = pool_of_programs(self.policies)
         counts = dict.fromkeys(self.policies, 0)
-        for name in sections_of(self.file.read() or ""):
+        for name in section_names(self.file.read() or ""):
             parsed = parse_slot(name)
             pool = owner.get(parsed.program) if parsed is not None else None
             if pool is not None:
@@ -234,13 +239,14 @@ class Actuator:
     ) -> None:
         processes = self.client.processes()
         old_text = self.file.read()
-        plan, layout, slots = self._plan(old_text, processes, desired, busy)
+        plan, layout, slots = self._plan(old_text, processes, desired, busy, check=False)
         report.before, report.after, report.notes = plan.before, plan.after, plan.notes
         for note in plan.notes:
             logger.warning(note)
-        if plan.problem is not None:
-            raise SupervisorFileError(f"not applied, the live file is unchanged: {plan.problem}")
-        report.wrote_file = self.file.write(plan.new_text)
+        try:
+            report.wrote_file = self.file.write(plan.new_text)  # checks before writing
+        except SupervisorFileError as exc:
+            raise SupervisorFileError(f"not applied, the live file is unchanged: {exc}") from None
         if report.wrote_file:
             logger.info(f"wrote {self.file.path}: {_counts_text(plan.before, plan.after)}")
         changed: set[str] = set()
@@ -289,12 +295,14 @@ class Actuator:
         processes: list[ProcessInfo],
         desired: Mapping[str, int] | None,
         busy: Collection[str] | None,
+        *,
+        check: bool = True,
     ) -> tuple[ApplyPlan, Layout, dict[str, Slot]]:
-        slots = our_slots(self.policies, sections_of(old_text or "").keys(), processes)
+        slots = our_slots(self.policies, section_names(old_text or ""), processes)
         layout = choose_layout(self.policies, slots, desired, busy)
         text = render(self.policies, layout.indices)
         problem: str | None = None
-        if text != old_text:
+        if check and text != old_text:
             try:
                 self.file.check(text)
             except SupervisorFileError as exc:

@@ -21,6 +21,7 @@ import configparser
 import contextlib
 import fcntl
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,9 @@ from autoscaler.render import SLOT_KEYS
 from autoscaler.slots import parse_slot
 
 PROGRAM_PREFIX = "program:"
+MAX_ACCEPTED = 100_000  # section texts remembered as accepted (a few MB at most)
+_HEADER = re.compile(r"\[(?P<header>.+)\]")  # configparser's SECTCRE
+_PROGRAM_HEADER = re.compile(r"^\[program:([^\]\s]+)\]", re.MULTILINE)
 PENDING_MARKER = "reread-pending"
 LOCK_NAME = "apply.lock"
 
@@ -45,9 +49,38 @@ def default_state_dir(path: Path) -> Path:
     return path.parent / f".{path.name}.autoscaler"
 
 
-def check_text(text: str, *, path: Path) -> None:
+def check_text(text: str, *, path: Path, accepted: set[str] | None = None) -> None:
     """Raise SupervisorFileError unless supervisord would load `text` as the file at `path`
-    and it holds nothing but worker slots with numprocs=1 and known keys."""
+    and it holds nothing but worker slots with numprocs=1 and known keys.
+
+    `accepted`: a cache of sections (their text) that passed before for this path; only the
+    others are parsed (about a millisecond each with Supervisor's parser), and passing ones
+    are added. Both parsers judge each section on its own, so checking fewer is the same.
+    """
+    preamble, chunks = _section_chunks(text)
+    for line in preamble:
+        if line.strip() and not line.lstrip().startswith((";", "#")):
+            raise SupervisorFileError(f"{path}: {line.strip()!r} before the first section")
+    seen: set[str] = set()
+    for chunk in chunks:
+        header = _HEADER.match(chunk)
+        name = header.group(1) if header is not None else chunk.splitlines()[0]
+        if name in seen:
+            raise SupervisorFileError(f"{path}: section [{name}] appears twice")
+        seen.add(name)
+    todo = [chunk for chunk in chunks if accepted is None or chunk not in accepted]
+    if todo:
+        _check_structure("".join(todo), path=path)
+        _check_with_supervisor("".join(todo), path=path)
+    if accepted is not None:
+        if len(accepted) > MAX_ACCEPTED:
+            accepted.clear()
+        accepted.update(todo)
+
+
+def _check_structure(text: str, *, path: Path) -> None:
+    """What Supervisor's parser lets through: duplicate keys, unknown keys (`numproc=5`),
+    numprocs other than 1, and sections that are not worker slots."""
     strict = configparser.RawConfigParser(
         strict=True, interpolation=None, inline_comment_prefixes=(";", "#")
     )
@@ -70,6 +103,9 @@ def check_text(text: str, *, path: Path) -> None:
             raise SupervisorFileError(
                 f"{path}: [{section}]: numprocs={numprocs}; a slot runs exactly one process"
             )
+
+
+def _check_with_supervisor(text: str, *, path: Path) -> None:
     parser = UnhosedConfigParser()
     parser.expansions = {f"ENV_{key}": value for key, value in os.environ.items()}
     here = str(path.resolve().parent)
@@ -82,6 +118,25 @@ def check_text(text: str, *, path: Path) -> None:
     except (ValueError, configparser.Error) as exc:
         message = _one_line(exc).replace("(file: None)", "").strip()
         raise SupervisorFileError(f"{path}: supervisord would reject it: {message}") from None
+
+
+def _section_chunks(text: str) -> tuple[list[str], list[str]]:
+    """(lines before the first section, one text per section) as configparser cuts them."""
+    preamble: list[str] = []
+    chunks: list[list[str]] = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):
+            chunks.append([line])
+        elif chunks:
+            chunks[-1].append(line)
+        else:
+            preamble.append(line)
+    return preamble, ["".join(chunk) for chunk in chunks]
+
+
+def section_names(text: str) -> list[str]:
+    """The `[program:NAME]` names of a file, found by their header lines (fast, lenient)."""
+    return [match.group(1) for match in _PROGRAM_HEADER.finditer(text)]
 
 
 def sections_of(text: str) -> dict[str, dict[str, str]]:
@@ -112,6 +167,7 @@ class SupervisorFile:
         self.path = path
         self.state_dir = state_dir if state_dir is not None else default_state_dir(path)
         self.backups = backups
+        self._accepted: set[str] = set()  # section texts Supervisor's parser accepted
 
     # -- reading -------------------------------------------------------------------------
     def read(self) -> str | None:
@@ -134,7 +190,7 @@ class SupervisorFile:
 
     # -- writing -------------------------------------------------------------------------
     def check(self, text: str) -> None:
-        check_text(text, path=self.path)
+        check_text(text, path=self.path, accepted=self._accepted)
 
     def write(self, text: str) -> bool:
         """Check `text`, keep the current version, and replace the live file atomically.

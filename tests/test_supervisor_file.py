@@ -35,11 +35,11 @@ GOOD = "[program:w_00]\ncommand=/bin/sleep 100\nnumprocs=1\n"
         # What Supervisor's parser lets through:
         ("[program:w_00]\ncommand=x\nnumproc=5\n", "unknown key(s) numproc"),
         ("[program:w_00]\ncommand=x\nnumprocs=0\n", "numprocs=0"),
-        (GOOD + GOOD, "already exists"),
+        (GOOD + GOOD, "[program:w_00] appears twice"),
         ("[program:w_00]\ncommand=x\ncommand=y\n", "already exists"),
         ("[program:scheduler]\ncommand=x\n", "not a worker slot"),
         ("[group:w]\nprograms=w_00\n" + GOOD, "not a worker slot"),
-        ("command=x\n", "no section headers"),
+        ("command=x\n", "before the first section"),
     ],
 )
 def test_refused_texts(tmp_path: Path, text: str, problem: str) -> None:

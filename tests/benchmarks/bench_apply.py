@@ -119,13 +119,22 @@ def supervisorctl(sv: Supervisord, *words: str) -> float:
 
 
 def busy_pair(redis: RedisServer, client: SupervisorClient, job_s: float) -> None:
-    """Give both running workers a job of `job_s` and wait until both hold one."""
+    """Once the previous jobs are done, give both workers a job of `job_s` and wait until
+    both hold one."""
     queue = redis.client()
-    before = queue.zcard(QueueKeys.of(PREFIX, "mail").reserved)
+    keys = QueueKeys.of(PREFIX, "mail")
+
+    def in_flight() -> int:
+        return int(queue.zcard(keys.reserved)) + int(queue.llen(keys.queue))
+
+    deadline = time.monotonic() + 60
+    while in_flight() > 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the previous jobs did not finish")
+        time.sleep(0.05)
     for _ in range(2):
         push(queue, PREFIX, "mail", make_payload(run_s=job_s))
-    deadline = time.monotonic() + 30
-    while queue.zcard(QueueKeys.of(PREFIX, "mail").reserved) < before + 2:
+    while queue.zcard(keys.reserved) < 2:
         if time.monotonic() > deadline:
             raise RuntimeError("the workers did not take their jobs")
         time.sleep(0.02)
