@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from autoscaler import logtail
 from autoscaler.actuator import Actuator
 from autoscaler.apply_report import ApplyReport
 from autoscaler.policy import Policy
@@ -148,18 +149,6 @@ def running(client: SupervisorClient) -> int:
     return sum(1 for p in client.processes() if p.statename == "RUNNING")
 
 
-def last_log_line(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-    except FileNotFoundError:
-        return ""
-    return lines[-1] if lines else ""
-
-
 def busy_from_logs(client: SupervisorClient) -> set[str]:
-    """Slots whose log's last line is a RUNNING line (Laravel 9.41+ output)."""
-    return {
-        p.name
-        for p in client.processes()
-        if p.stdout_logfile and last_log_line(Path(p.stdout_logfile)).endswith("RUNNING")
-    }
+    """Slots whose log shows a job in hand, as the daemon and the CLI tell it."""
+    return logtail.busy_slots(p for p in client.processes() if p.group == p.name)

@@ -7,15 +7,20 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 
 from autoscaler.cli import scale_cmd
+from autoscaler.cli.actuation import busy_slots
 from autoscaler.cli.main import main
 from autoscaler.supervisor_rpc import SupervisorClient
+from autoscaler.testing.laravel import make_payload, push
 from autoscaler.testing.stack import RedisServer, Supervisord
-from tests.act_helpers import pids
+from tests.act_helpers import pids, wait_for
 from tests.policy_helpers import write_policy
 
 pytestmark = pytest.mark.integration
+
+PREFIX = "laravel_database_"
 
 
 @pytest.fixture
@@ -99,6 +104,28 @@ def test_scale_clamps_prints_and_plan_then_shows_nothing_to_do(
 
     assert main(["scale", "mail", "1"]) == 0
     assert "mail: 1 slot(s), unchanged" in capsys.readouterr().out
+
+
+def test_scale_reads_the_logs_and_stops_idle_workers_first(
+    setup: tuple[Path, SupervisorClient],
+    redis_client: redis.Redis,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _include, client = setup
+    assert main(["scale", "mail", "3", "--wait", "30"]) == 0
+    three = pids(client, "mail-worker_")
+    push(redis_client, PREFIX, "mail", make_payload(job_id="long", run_s=2.0))
+    (busy,) = wait_for(
+        lambda: found if len(found := busy_slots(client.processes())) == 1 else None,
+        what="one worker with the job in hand",
+    )
+    capsys.readouterr()
+    assert main(["scale", "mail", "1", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    stops = {c["slot"]: c["reason"] for c in data["changes"] if c["action"] == "stop"}
+    assert busy not in stops and len(stops) == 2
+    assert set(stops.values()) == {"scale down: idle"}
+    assert pids(client, "mail-worker_") == {busy: three[busy]}
 
 
 def test_usage_errors_and_an_unreachable_supervisord(

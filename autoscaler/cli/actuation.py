@@ -10,6 +10,7 @@ from pathlib import Path
 
 from loguru import logger
 
+from autoscaler import logtail
 from autoscaler.actuator import Actuator
 from autoscaler.cli.common import UsageError, build_settings
 from autoscaler.policy import Policy
@@ -80,12 +81,11 @@ def check_pool(pool: str, policies: Mapping[str, Policy]) -> str:
     return pool
 
 
-def busy_slots(processes: Iterable[ProcessInfo]) -> set[str] | None:
-    """Slots whose log says a job is in flight, so a scale-down stops them last; None when
-    that cannot be told (then the highest index goes first).
-
-    The workers' log reader (autoscaler/worklog.py) is not available yet: unknown."""
-    return None
+def busy_slots(processes: Iterable[ProcessInfo]) -> set[str]:
+    """Slots whose log tail shows a job in hand (worklog via logtail), so a scale-down stops
+    them last. A log that cannot be read counts as idle."""
+    live = [p for p in processes if p.group == p.name and p.statename in ("RUNNING", "STARTING")]
+    return logtail.busy_slots(live)
 
 
 def changes_table(changes: Collection[SlotChange]) -> str:
