@@ -24,26 +24,27 @@ from __future__ import annotations
 import time
 import xmlrpc.client
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
 
 from loguru import logger
 
 from autoscaler.apply_report import ApplyPlan, ApplyReport, SlotProblem
-from autoscaler.observation import WorkerCounts
+from autoscaler.backoff import Backoff
 from autoscaler.policy import Policy
 from autoscaler.reconcile import (
-    SERVING,
     Layout,
     Slot,
     SlotChange,
     choose_layout,
     our_slots,
+    pool_of_slot,
     predicted_changes,
     slot_changes,
 )
 from autoscaler.render import render
 from autoscaler.settings import Settings
-from autoscaler.slots import parse_slot, pool_of_programs, slot_name
+from autoscaler.slot_calls import execute, is_unknown_name
+from autoscaler.slot_watch import SlotWatch
+from autoscaler.slots import slot_name
 from autoscaler.supervisor_file import (
     SupervisorFile,
     SupervisorFileError,
@@ -51,21 +52,11 @@ from autoscaler.supervisor_file import (
     sections_of,
 )
 from autoscaler.supervisor_rpc import (
-    Faults,
     ProcessInfo,
     SupervisorClient,
     SupervisorUnavailable,
     fault_name,
 )
-
-# Faults that mean the call's goal is already met.
-_BENIGN = {
-    "add": {Faults.ALREADY_ADDED},
-    "remove": {Faults.BAD_NAME},
-    "stop": {Faults.BAD_NAME, Faults.NOT_RUNNING},
-    "start": {Faults.ALREADY_STARTED},
-}
-SUPERVISOR_DEFAULT_STOPWAITSECS = 10
 
 
 class ApplyError(Exception):
@@ -74,32 +65,6 @@ class ApplyError(Exception):
     def __init__(self, message: str, *, rolled_back: bool = False) -> None:
         super().__init__(message)
         self.rolled_back = rolled_back
-
-
-class Backoff:
-    """Exponential retry delay after failures: initial, x2 each time, capped."""
-
-    def __init__(self, *, initial_s: float, max_s: float, clock: Callable[[], float]) -> None:
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self._clock = clock
-        self.failures = 0
-        self._retry_at: float | None = None
-
-    def remaining_s(self) -> float:
-        if self._retry_at is None:
-            return 0.0
-        return max(0.0, self._retry_at - self._clock())
-
-    def failed(self) -> float:
-        delay = min(self.max_s, self.initial_s * 2.0**self.failures)
-        self.failures += 1
-        self._retry_at = self._clock() + delay
-        return delay
-
-    def succeeded(self) -> None:
-        self.failures = 0
-        self._retry_at = None
 
 
 class Actuator:
@@ -122,13 +87,13 @@ class Actuator:
         self.client = client
         self.file = file
         self.policies = policies
-        self._clock = clock
         self.backoff = Backoff(initial_s=retry_initial_s, max_s=retry_max_s, clock=clock)
-        self._fatal_retry_s = fatal_retry_s
-        self._fatal_retry_max_s = fatal_retry_max_s
-        self._fatal_next: dict[str, tuple[float, float]] = {}  # slot -> (retry at, delay)
-        self._stop_grace_s = stop_grace_s
-        self._stopping_since: dict[str, tuple[float, int]] = {}  # slot -> (since, stopwaitsecs)
+        self._watch = SlotWatch(
+            clock=clock,
+            fatal_retry_s=fatal_retry_s,
+            fatal_retry_max_s=fatal_retry_max_s,
+            stop_grace_s=stop_grace_s,
+        )
         self._lock_timeout_s = lock_timeout_s
         self._last_error: str | None = None
         self._logged_problems: set[str] = set()
@@ -153,11 +118,9 @@ class Actuator:
     def file_counts(self) -> dict[str, int]:
         """Slots per pool in the live file (what the last apply wanted): a restarted daemon
         starts from these instead of the static counts."""
-        owner = pool_of_programs(self.policies)
         counts = dict.fromkeys(self.policies, 0)
         for name in section_names(self.file.read() or ""):
-            parsed = parse_slot(name)
-            pool = owner.get(parsed.program) if parsed is not None else None
+            pool = pool_of_slot(self.policies, name)
             if pool is not None:
                 counts[pool] += 1
         return counts
@@ -181,7 +144,7 @@ class Actuator:
                 target=self._target(layout),
                 changed=changed,
                 busy_slots=busy_slots,
-                hold=self._held(),
+                hold=self._watch.held(),
             )
             # An apply replaces changed slots one per pool per round; the plan shows them all.
             plan.changes = [c for c in changes if c.slot not in changed] + [
@@ -204,7 +167,9 @@ class Actuator:
         holds). `busy_slots`: slots with a job in flight, stopped last on scale-down (None:
         unknown, so the highest index goes first).
         Never raises for supervisord or file trouble: the report's `error` says what failed,
-        and until `retry_in_s` has passed further calls return at once (backoff)."""
+        and until `retry_in_s` has passed further calls return at once (backoff). A count
+        outside a policy's min/max or an unknown pool is the caller's bug: ValueError/KeyError.
+        """
         wait_s = self.backoff.remaining_s()
         if wait_s > 0:
             return ApplyReport(error=self._last_error, retry_in_s=wait_s, skipped=True)
@@ -261,27 +226,35 @@ class Actuator:
             target=target,
             changed=changed,
             busy_slots=busy,
-            hold=self._held(),
+            hold=self._watch.held(),
         )
         done, failed = self._execute(changes)
-        unloaded = [c for c, p in failed if c.action == "add" and "BAD_NAME" in p.detail]
+        unloaded = [c for c, why in failed if c.action == "add" and is_unknown_name(why)]
         if unloaded and not report.reread:
             # The slots' configuration is not loaded (supervisord restarted with an older
             # file, or someone ran reread by hand): reread, then add them once more.
             changed = self._reread(old_text, plan.new_text, wrote=False)
             report.reread = True
-            failed = [(c, p) for c, p in failed if c not in unloaded]
+            failed = [(c, why) for c, why in failed if c not in unloaded]
             more, more_failed = self._execute(unloaded)
             done += more
             failed += more_failed
-            unloaded = [c for c, p in more_failed if "BAD_NAME" in p.detail]
-        report.changes = done
-        report.problems = [p for _c, p in failed]
+            unloaded = [c for c, why in more_failed if is_unknown_name(why)]
         replaced = {c.slot for c in done if c.action == "replace"}
         if report.reread and not (changed & target) - replaced and not unloaded:
             self.file.clear_pending()
         report.pending = self.file.pending()
-        self._finish_report(report, slots, target, done)
+        report.changes = done
+        review = self._watch.review(self.policies, slots, target, done)
+        report.counts, report.draining, report.settled = (
+            review.counts,
+            review.draining,
+            review.settled,
+        )
+        report.problems = [
+            SlotProblem(slot=c.slot, pool=c.pool, state="refused", detail=why) for c, why in failed
+        ] + review.problems
+        self._log_problems(review.problems)
         if unloaded:
             raise ApplyError(
                 f"supervisord does not know {', '.join(c.slot for c in unloaded)} even after "
@@ -359,173 +332,21 @@ class Actuator:
 
     def _execute(
         self, changes: list[SlotChange]
-    ) -> tuple[list[SlotChange], list[tuple[SlotChange, SlotProblem]]]:
-        """All calls in one round trip: removals, additions, stops, starts."""
-        order = {"remove": 0, "replace": 1, "add": 2, "stop": 3, "start": 4}
-        ordered = sorted(changes, key=lambda c: (order[c.action], c.slot))
-        calls: list[tuple[str, tuple[Any, ...]]] = []
-        owners: list[tuple[SlotChange, str]] = []
-        for change in ordered:
-            for step in _steps(change):
-                calls.append(_call(step, change.slot))
-                owners.append((change, step))
-        results = self.client.multicall(calls) if calls else []
-        failures: dict[SlotChange, str] = {}
-        for (change, step), result in zip(owners, results, strict=True):
-            problem = _failure(step, result)
-            if problem is not None and change not in failures:
-                failures[change] = f"{step} refused: {problem}"
-        done: list[SlotChange] = []
-        failed: list[tuple[SlotChange, SlotProblem]] = []
-        now = self._clock()
-        for change in ordered:
-            if change in failures:
-                detail = failures[change]
-                logger.error(f"{change.slot}: {change.action} failed: {detail}")
-                failed.append(
-                    (
-                        change,
-                        SlotProblem(slot=change.slot, pool=change.pool, state="?", detail=detail),
-                    )
-                )
-                continue
+    ) -> tuple[list[SlotChange], list[tuple[SlotChange, str]]]:
+        done, failed = execute(self.client, changes) if changes else ([], [])
+        for change in done:
             logger.info(f"{change.action} {change.slot}: {change.reason}")
-            done.append(change)
-            if change.action == "stop":
-                stopwait = self._stopwaitsecs(change.pool)
-                self._stopping_since.setdefault(change.slot, (now, stopwait))
-            if change.action == "start" and change.reason.startswith("FATAL"):
-                _at, delay = self._fatal_next.get(change.slot, (0.0, self._fatal_retry_s / 2))
-                delay = min(self._fatal_retry_max_s, delay * 2)
-                self._fatal_next[change.slot] = (now + delay, delay)
+        for change, why in failed:
+            logger.error(f"{change.action} {change.slot} failed: {why}")
         return done, failed
 
-    def _stopwaitsecs(self, pool: str | None) -> int:
-        if pool is not None and pool in self.policies:
-            return self.policies[pool].stopwaitsecs
-        return SUPERVISOR_DEFAULT_STOPWAITSECS
-
-    def _held(self) -> set[str]:
-        now = self._clock()
-        return {slot for slot, (at, _delay) in self._fatal_next.items() if at > now}
-
-    def _finish_report(
-        self,
-        report: ApplyReport,
-        slots: Mapping[str, Slot],
-        target: Collection[str],
-        done: list[SlotChange],
-    ) -> None:
-        """Counts after this apply (draining included), and the slots that need an eye."""
-        acted = {c.slot: c.action for c in done}
-        counts = {pool: WorkerCounts(running=0, starting=0, draining=0) for pool in self.policies}
-        now = self._clock()
-        settled = True
-        for name in sorted(set(slots) | set(target)):
-            slot = slots.get(name)
-            state = slot.state if slot is not None else "ABSENT"
-            pool = slot.pool if slot is not None else _pool_of(self.policies, name)
-            action = acted.get(name)
-            if action in ("add", "start", "replace"):
-                state = "STARTING"
-            elif action == "stop":
-                state = "STOPPING"
-            elif action == "remove":
-                continue
-            if name in target and state != "RUNNING":
-                settled = False
-            if state == "STOPPING":
-                report.draining.append(name)
-            tally = counts.get(pool) if pool is not None else None
-            if tally is not None and (name in target or state == "STOPPING"):
-                _count(tally, state)
-            if state == "STOPPING":
-                stopwait = self._stopwaitsecs(pool)
-                self._stopping_since.setdefault(name, (now, stopwait))
-            problem = self._problem(name, pool, state, slot, now)
-            if problem is not None:
-                report.problems.append(problem)
-        for name in list(self._stopping_since):
-            if name not in report.draining:
-                del self._stopping_since[name]
-        for name in list(self._fatal_next):
-            slot = slots.get(name)
-            if slot is None or slot.state == "RUNNING":
-                del self._fatal_next[name]
-        report.counts = counts
-        report.settled = settled
-        for problem in report.problems:
-            key = f"{problem.slot}:{problem.state}"
-            if problem.state != "?" and key not in self._logged_problems:
+    def _log_problems(self, problems: list[SlotProblem]) -> None:
+        """Log a slot problem when it appears, not on every tick it lasts."""
+        keys = {f"{p.slot}:{p.state}" for p in problems}
+        for problem in problems:
+            if f"{problem.slot}:{problem.state}" not in self._logged_problems:
                 logger.warning(f"slot {problem}")
-        self._logged_problems = {f"{p.slot}:{p.state}" for p in report.problems}
-
-    def _problem(
-        self, name: str, pool: str | None, state: str, slot: Slot | None, now: float
-    ) -> SlotProblem | None:
-        info = slot.process if slot is not None else None
-        if state in ("FATAL", "BACKOFF") and info is not None:
-            detail = info.spawnerr or f"exit status {info.exitstatus}"
-            if state == "FATAL" and name in self._fatal_next:
-                retry_at = self._fatal_next[name][0]
-                detail += f"; next start attempt in {max(0.0, retry_at - now):.0f}s"
-            return SlotProblem(slot=name, pool=pool, state=state, detail=detail)
-        if state != "STOPPING" or name not in self._stopping_since:
-            return None
-        since, stopwait = self._stopping_since[name]
-        stuck_s = now - since
-        if stuck_s > stopwait + self._stop_grace_s:
-            return SlotProblem(
-                slot=name,
-                pool=pool,
-                state="STOPPING",
-                detail=f"stuck for {stuck_s:.0f}s, past stopwaitsecs={stopwait}: SIGKILL did "
-                "not end it (a process in uninterruptible sleep?)",
-            )
-        return None
-
-
-def _steps(change: SlotChange) -> list[str]:
-    return ["remove", "add"] if change.action == "replace" else [change.action]
-
-
-def _call(step: str, slot: str) -> tuple[str, tuple[Any, ...]]:
-    if step == "add":
-        return "addProcessGroup", (slot,)
-    if step == "remove":
-        return "removeProcessGroup", (slot,)
-    if step == "stop":
-        # stopProcess on the group's only process, not stopProcessGroup: the same SIGTERM,
-        # but stopProcessGroup answers through a deferred that supervisord resolves on its
-        # next main-loop pass, up to a second later (measured with tests/benchmarks).
-        return "stopProcess", (f"{slot}:{slot}", False)
-    return "startProcess", (f"{slot}:{slot}", False)
-
-
-def _failure(step: str, result: Any) -> str | None:
-    """None when the call reached its goal, else what went wrong."""
-    if isinstance(result, xmlrpc.client.Fault):
-        if result.faultCode in _BENIGN.get(step, set()):
-            return None
-        return f"{fault_name(result.faultCode)}: {result.faultString}"
-    return None
-
-
-def _count(tally: WorkerCounts, state: str) -> None:
-    """Count a slot as slots.worker_counts does; a wanted slot not started yet is starting."""
-    if state == "RUNNING":
-        tally.running += 1
-    elif state in SERVING or state in ("ABSENT", "STOPPED"):
-        tally.starting += 1
-    elif state == "STOPPING":
-        tally.draining += 1
-    else:
-        tally.failed += 1
-
-
-def _pool_of(policies: Mapping[str, Policy], name: str) -> str | None:
-    parsed = parse_slot(name)
-    return pool_of_programs(policies).get(parsed.program) if parsed is not None else None
+        self._logged_problems = keys
 
 
 def _counts_text(before: Mapping[str, int], after: Mapping[str, int]) -> str:

@@ -180,7 +180,7 @@ def slot_changes(
     changes: list[SlotChange] = []
     for name in sorted(target):
         slot = slots.get(name)
-        pool = slot.pool if slot is not None else _pool_of(policies, name)
+        pool = slot.pool if slot is not None else pool_of_slot(policies, name)
         if slot is None or slot.process is None:
             reason = "in the file but not in Supervisor (drift): adding it"
             if slot is None or not slot.in_file:
@@ -209,7 +209,8 @@ def slot_changes(
     return changes
 
 
-def _pool_of(policies: Mapping[str, Policy], name: str) -> str | None:
+def pool_of_slot(policies: Mapping[str, Policy], name: str) -> str | None:
+    """The pool whose program the slot `name` belongs to, if any."""
     parsed = parse_slot(name)
     return pool_of_programs(policies).get(parsed.program) if parsed is not None else None
 

@@ -226,3 +226,16 @@ def test_predicted_changes_compare_sections() -> None:
         ),
     }
     assert predicted_changes(old, new, slots) == {"mail_00"}
+
+
+def test_backoff_doubles_up_to_its_cap_and_resets() -> None:
+    from autoscaler.backoff import Backoff
+
+    now = [0.0]
+    backoff = Backoff(initial_s=1.0, max_s=5.0, clock=lambda: now[0])
+    assert backoff.remaining_s() == 0
+    assert [backoff.failed() for _ in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    now[0] += 2
+    assert backoff.remaining_s() == 3.0
+    backoff.succeeded()
+    assert backoff.remaining_s() == 0 and backoff.failed() == 1.0
