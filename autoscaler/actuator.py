@@ -36,6 +36,7 @@ from autoscaler.reconcile import (
     SlotChange,
     choose_layout,
     our_slots,
+    pool_members,
     pool_of_slot,
     predicted_changes,
     slot_changes,
@@ -124,6 +125,13 @@ class Actuator:
             if pool is not None:
                 counts[pool] += 1
         return counts
+
+    def current_counts(self) -> dict[str, int]:
+        """Slots per pool now (in the file or serving; draining ones excluded), from one
+        read of supervisord and of the file."""
+        processes = self.client.processes()
+        slots = our_slots(self.policies, section_names(self.file.read() or ""), processes)
+        return {pool: len(pool_members(slots, pool)) for pool in self.policies}
 
     def plan(
         self, desired: Mapping[str, int] | None = None, *, busy_slots: Collection[str] | None = None

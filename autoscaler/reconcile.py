@@ -93,6 +93,12 @@ def our_slots(
     return slots
 
 
+def pool_members(slots: Mapping[str, Slot], pool: str) -> list[Slot]:
+    """A pool's slots as they count now: in the file, or serving (adopted if not in it).
+    Draining slots (stopping, out of the file) are not members."""
+    return [s for s in slots.values() if s.pool == pool and (s.in_file or s.state in SERVING)]
+
+
 def stop_rank(slot: Slot, busy_slots: Collection[str] | None) -> int:
     """Which slots to stop first: 0 not serving, 1 idle (or unknown), 2 a job in flight."""
     if busy_slots is not None and slot.name in busy_slots:
@@ -116,7 +122,7 @@ def choose_layout(
     layout = Layout(indices={}, before={})
     for pool, policy in policies.items():
         mine = [s for s in slots.values() if s.pool == pool]
-        members = [s for s in mine if s.in_file or s.state in SERVING]
+        members = pool_members(slots, pool)
         in_file = [s for s in members if s.in_file]
         layout.before[pool] = len(members)
         for slot in members:

@@ -3,7 +3,8 @@
 Each SlotChange becomes one or two XML-RPC calls, sent together with system.multicall in a
 fixed order (removals, re-adds, additions, stops, starts). Faults that mean the goal is
 already met (ALREADY_ADDED on add, NOT_RUNNING on stop, ...) count as success; any other
-fault fails that change only.
+fault fails that change only. STILL_RUNNING on a removal (the slot was restarted between the
+read and the call) is neither: the change is left for a later apply.
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ _BENIGN = {
     "stop": {Faults.BAD_NAME, Faults.NOT_RUNNING},
     "start": {Faults.ALREADY_STARTED},
 }
+# Faults that mean "not yet": the change is neither done nor failed.
+_LATER = {"remove": {Faults.STILL_RUNNING}}
 _ORDER = {"remove": 0, "replace": 1, "add": 2, "stop": 3, "start": 4}
 
 
 def execute(
     client: SupervisorClient, changes: list[SlotChange]
 ) -> tuple[list[SlotChange], list[tuple[SlotChange, str]]]:
-    """(changes done, (change, what went wrong) for the others). Transport problems raise
-    SupervisorUnavailable: then nothing is known about the batch."""
+    """(changes done, (change, what went wrong) for those refused); changes left for later
+    are in neither. Transport problems raise SupervisorUnavailable: then nothing is known
+    about the batch."""
     ordered = sorted(changes, key=lambda c: (_ORDER[c.action], c.slot))
     calls: list[tuple[str, tuple[Any, ...]]] = []
     owners: list[tuple[SlotChange, str]] = []
@@ -38,12 +42,16 @@ def execute(
             owners.append((change, step))
     results = client.multicall(calls)
     failures: dict[SlotChange, str] = {}
+    later: set[SlotChange] = set()
     for (change, step), result in zip(owners, results, strict=True):
+        if isinstance(result, xmlrpc.client.Fault) and result.faultCode in _LATER.get(step, ()):
+            later.add(change)
+            continue
         problem = _failure(step, result)
         if problem is not None and change not in failures:
             failures[change] = f"{step} refused: {problem}"
-    done = [c for c in ordered if c not in failures]
-    failed = [(c, failures[c]) for c in ordered if c in failures]
+    done = [c for c in ordered if c not in failures and c not in later]
+    failed = [(c, failures[c]) for c in ordered if c in failures and c not in later]
     return done, failed
 
 

@@ -14,6 +14,9 @@ import pytest
 import redis
 from loguru import logger
 
+from autoscaler.reconcile import Action, SlotChange
+from autoscaler.slot_calls import execute, is_unknown_name
+from autoscaler.supervisor_rpc import SupervisorClient
 from autoscaler.testing.laravel import QueueKeys, make_payload, push
 from autoscaler.testing.stack import RedisServer, Supervisord
 from tests.act_helpers import (
@@ -265,7 +268,7 @@ def test_a_restarted_autoscaler_adopts_the_running_slots(
     stat = (include.stat().st_ino, include.stat().st_mtime_ns)
 
     second, client = make_actuator(supervisord.url, include, {"mail": policy})
-    assert second.file_counts() == {"mail": 3}
+    assert second.file_counts() == second.current_counts() == {"mail": 3}
     report = second.apply({"mail": 3})
     assert report.converged and client.state_changing_calls() == []
     assert (include.stat().st_ino, include.stat().st_mtime_ns) == stat
@@ -424,3 +427,25 @@ def test_supervisord_down_is_a_clear_error_with_backoff_then_recovery(
     clock.advance(1.0)
     converge(act, {"mail": 1})
     assert len(pids(client, "mail-worker_")) == 1
+
+
+def test_call_outcomes_on_a_real_supervisord(supervisord: Supervisord, tmp_path: Path) -> None:
+    (supervisord.include_dir / "w.conf").write_text(
+        f'[program:w_00]\ncommand={sys.executable} -c "import time; time.sleep(600)"\nstartsecs=0\n'
+    )
+    client = SupervisorClient(supervisord.url)
+    client.reload_config()
+
+    def change(action: Action, slot: str = "w_00") -> SlotChange:
+        return SlotChange(slot=slot, pool=None, action=action, reason="test")
+
+    done, failed = execute(client, [change("add"), change("add", "w_01")])
+    assert done == [change("add")]
+    assert len(failed) == 1 and is_unknown_name(failed[0][1])  # w_01 is in no file
+    wait_for(lambda: pids(client, "w_"), what="w_00 running")
+    assert execute(client, [change("add")]) == ([change("add")], [])  # ALREADY_ADDED: done
+    assert execute(client, [change("remove")]) == ([], [])  # STILL_RUNNING: later
+    assert execute(client, [change("stop")]) == ([change("stop")], [])
+    wait_for(lambda: client.processes()[0].statename == "STOPPED", what="w_00 stopped")
+    assert execute(client, [change("stop"), change("remove")])[1] == []  # NOT_RUNNING: fine
+    assert client.processes() == []
