@@ -266,6 +266,11 @@ class SupervisorFile:
         return self.state_dir / f"{self.path.name}.{number}"
 
     def _ensure_state_dir(self) -> None:
+        if not self.path.parent.is_dir():
+            raise SupervisorFileError(
+                f"{self.path.parent}: no such directory (the include file must live in a "
+                "directory that supervisord.conf's [include] files= line matches)"
+            )
         try:
             self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:

@@ -149,3 +149,12 @@ def test_the_lock_serialises_appliers(tmp_path: Path) -> None:
         other.locked(timeout_s=0.2),
     ):
         pass
+
+
+def test_a_missing_include_directory_is_not_created(tmp_path: Path) -> None:
+    file = SupervisorFile(path=tmp_path / "nope" / "workers.conf")
+    with pytest.raises(SupervisorFileError, match="no such directory"):
+        file.write(GOOD)
+    with pytest.raises(SupervisorFileError, match="no such directory"), file.locked():
+        pass
+    assert not (tmp_path / "nope").exists()
