@@ -174,7 +174,8 @@ def look_ahead_misses(
     """Jobs that would wait longer than `slo_wait_s` with `count` workers until the next tick
     and `later` from then on, dispatched exactly as the world dispatches them."""
     startup = pool.startup_s
-    kept = sorted(pool.heap, key=lambda entry: entry[1])[:count]  # the oldest slots stay
+    order = pool.stop_order(now_s)  # as the world stops them: the last ones stay
+    kept = order[len(order) - count :] if count < len(order) else order
     free = [free_at for free_at, _ in kept]
     free += [now_s + startup] * (count - len(kept))
     reinforced = now_s + interval_s + startup

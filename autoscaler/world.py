@@ -7,8 +7,9 @@ What it models (docs/simulator.md explains why each rule is there):
 - a worker added at t takes jobs from t + startup_s on, and Supervisor shows it STARTING
   until `startsecs` have passed (it may serve before that: Supervisor's state lags);
 - a worker told to stop stops at once when idle or still starting; a busy one finishes its
-  job first ("draining") and holds its memory until then. The newest slots stop first, as
-  the actuator removes the highest-numbered slots;
+  job first ("draining") and holds its memory until then. As the actuator does, scale-down
+  stops idle slots first, then busy ones, the highest index first in each group, and
+  scale-up takes the lowest free indices (not one whose worker is still draining);
 - the controller sees, at each tick, only what the Redis sampler and Supervisor would show:
   `observe` builds exactly the Observation the daemon builds.
 
@@ -88,9 +89,9 @@ class PoolWorld:
         self.added_at: dict[int, float] = {}
         self.serving_from: dict[int, float] = {}  # slots not yet taking jobs at the last look
         self.running_at: dict[int, float] = {}  # slots Supervisor still showed STARTING
-        self.draining: list[tuple[float, float]] = []  # (free at, added at) of stopping workers
+        # (free at, added at, slot) of stopping workers, busy until `free at`
+        self.draining: list[tuple[float, float, int]] = []
         self.in_flight: list[tuple[float, int, float]] = []  # heap of (end, queue, run time)
-        self.next_slot = 0
         self.worker_seconds = 0.0
         self.scale_events = 0
         self.last_finish_s = 0.0
@@ -220,7 +221,7 @@ class PoolWorld:
         for waiting in (self.serving_from, self.running_at):
             if waiting:
                 upcoming = min(upcoming, *waiting.values())
-        for free_at, _ in self.draining:
+        for free_at, _, _ in self.draining:
             upcoming = min(upcoming, free_at)
         return upcoming
 
@@ -345,11 +346,12 @@ class PoolWorld:
     def _retire_drained(self, now_s: float) -> None:
         if self.draining:
             still = []
-            for free_at, added_at in self.draining:
+            for entry in self.draining:
+                free_at, added_at, _ = entry
                 if free_at <= now_s:
                     self.worker_seconds += free_at - added_at
                 else:
-                    still.append((free_at, added_at))
+                    still.append(entry)
             self.draining = still
 
     def memory_mb(self) -> float:
@@ -381,22 +383,32 @@ class PoolWorld:
             for _ in range(change):
                 self._add(now_s)
             return
-        newest = sorted(self.heap, key=lambda entry: entry[1], reverse=True)[:-change]
-        stopped = {slot for _, slot in newest}
-        for free_at, slot in newest:
+        stopped = self.stop_order(now_s)[:-change]
+        gone = {slot for _, slot in stopped}
+        for free_at, slot in stopped:
             added_at = self.added_at.pop(slot)
             self.running_at.pop(slot, None)
             booting = self.serving_from.pop(slot, None) is not None
             if free_at > now_s and not booting:  # busy: finish the job, then exit
-                self.draining.append((free_at, added_at))
+                self.draining.append((free_at, added_at, slot))
             else:
                 self.worker_seconds += now_s - added_at
-        self.heap = [entry for entry in self.heap if entry[1] not in stopped]
+        self.heap = [entry for entry in self.heap if entry[1] not in gone]
         heapq.heapify(self.heap)
 
+    def is_busy(self, entry: tuple[float, int], now_s: float) -> bool:
+        """Whether the worker of a heap entry has a job in hand at `now_s`."""
+        return entry[0] > now_s and entry[1] not in self.serving_from
+
+    def stop_order(self, now_s: float) -> list[tuple[float, int]]:
+        """The running and starting workers in the order a scale-down stops them: idle
+        (or starting) ones first, then busy ones; the highest slot index first in each."""
+        return sorted(self.heap, key=lambda e: (self.is_busy(e, now_s), -e[1]))
+
     def _add(self, now_s: float, *, warm: bool = False) -> None:
-        slot = self.next_slot
-        self.next_slot += 1
+        # The lowest index free: not held by a running, starting or draining worker.
+        taken = {slot for _, slot in self.heap} | {slot for _, _, slot in self.draining}
+        slot = next(index for index in range(len(taken) + 1) if index not in taken)
         self.added_at[slot] = now_s
         if warm:
             heapq.heappush(self.heap, (now_s, slot))
@@ -416,7 +428,7 @@ class PoolWorld:
         for added_at in self.added_at.values():
             self.worker_seconds += max(0.0, end_s - added_at)
         self.added_at = {}
-        for free_at, added_at in self.draining:
+        for free_at, added_at, _ in self.draining:
             self.worker_seconds += min(free_at, end_s) - added_at
         self.draining = []
         while self.in_flight:

@@ -248,3 +248,16 @@ def test_the_observation_is_what_the_sampler_would_show(tmp_path: Path) -> None:
     assert at_6.work.run_time_mean_s == pytest.approx(2.0)
     assert at_6.work.source == "logs"
     assert at_6.queues is not None and at_6.queues[0].oldest_wait_source == "empty"
+
+
+def test_scale_down_stops_idle_workers_first(one_pool: Callable[..., PolicySet]) -> None:
+    policies = one_pool(1, static_processes=2)
+    rows = [(0, "mail", 1), (0, "mail", 100), (6, "mail", 1)]
+    controller = Scripted(lambda t: {"mail": 2 if t < 5 else 1})
+    result = run(job_trace(rows, policies), policies, controller, interval_s=5.0)
+    # At 5 slot 0 is idle and slot 1 (the higher index) busy: the idle one stops, as the
+    # actuator does, so the job at 6 waits for slot 1.
+    assert waits(result, "mail") == [0.0, 0.0, 94.0]
+    assert result.pools["mail"].worker_seconds == pytest.approx(5.0 + 101.0)
+    at_10 = next(o for o in controller.seen if o.at_s == 10.0).pools["mail"].workers
+    assert at_10 is not None and (at_10.running, at_10.draining) == (1, 0)
