@@ -256,12 +256,16 @@ class PoolWorld:
         elif run_times:
             completions = len(run_times)
             self.completions += completions
-            run_times.sort()
+            if completions == 1:
+                mean = p95 = run_times[0]
+            else:
+                run_times.sort()
+                mean, p95 = sum(run_times) / completions, percentile_sorted(run_times, 95.0)
             work = WorkSample(
                 completions=completions,
                 failures=0,
-                run_time_mean_s=sum(run_times) / completions,
-                run_time_p95_s=percentile_sorted(run_times, 95.0),
+                run_time_mean_s=mean,
+                run_time_p95_s=p95,
                 busy_workers=float(len(in_flight)),  # each job in flight is in a worker's hands
                 source="logs",
                 arrivals=float(arrivals),
@@ -302,7 +306,7 @@ class PoolWorld:
         for queue, previous in enumerate(samples):
             started = next_start[queue]
             arrivals = self.arrival[queue]
-            by_now = bisect_right(arrivals, now_s)
+            by_now = bisect_right(arrivals, now_s, started)  # the started ones came before
             arrived += by_now
             pending = by_now - started
             reserved = started - finished[queue]
