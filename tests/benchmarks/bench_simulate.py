@@ -2,11 +2,11 @@
 
 Target (issue 7): `autoscaler simulate TRACE --strategy slo`, loading included, in <= 20 s on
 the project's 2-core machine. The trace has a row for every queue every second (4.8 million
-rows, zero-arrival rows included: the worst case for loading), Poisson arrivals around a
-daily cycle on the seed's 8 queues, about 1.6 million jobs. It is generated once (seeded)
-into a cache directory.
+rows, zero-arrival rows included: the worst case for loading; --sparse leaves those out, as
+`trace import` and `record` do), Poisson arrivals around a daily cycle on the seed's 8
+queues, about 1.3 million jobs. It is generated once (seeded) into a cache directory.
 
-    .venv/bin/python tests/benchmarks/bench_simulate.py [--strategy slo] [--profile]
+    .venv/bin/python tests/benchmarks/bench_simulate.py [--strategy slo] [--sparse] [--profile]
 
 Prints the end-to-end time of the CLI (a fresh process, as an operator runs it), then the
 same run in-process split into loading, the world model and decide, and with --profile the
@@ -40,8 +40,9 @@ DAYS = 7
 SEED = 7
 
 
-def generate(path: Path) -> None:
-    """A dense rate trace: every queue, every second; rates follow a daily cycle."""
+def generate(path: Path, *, sparse: bool = False) -> None:
+    """A rate trace at 1 s, rates following a daily cycle: a row for every queue every second
+    (dense), or only rows with arrivals under a `# bucket_s: 1` declaration (sparse)."""
     rng = np.random.default_rng(SEED)
     seconds = np.arange(DAYS * 86400, dtype=np.int64)
     cycle = 1.0 + 0.6 * np.sin(2 * np.pi * (seconds / 86400.0 - 0.25))  # peak at noon
@@ -53,7 +54,7 @@ def generate(path: Path) -> None:
         service = np.round(profile.mean_run_s * rng.lognormal(-0.1, 0.45, seconds.shape[0]), 2)
         columns.append((np.full(seconds.shape[0], index), counts, service))
     with path.open("w", encoding="utf-8") as out:
-        out.write(f"# bench_simulate.py: {DAYS} days at 1 s, seed {SEED}\n")
+        out.write(f"# bench_simulate.py: {DAYS} days at 1 s, seed {SEED}\n# bucket_s: 1\n")
         out.write("time_s,queue,arrivals,service_s\n")
         chunk = 86400
         for start in range(0, seconds.shape[0], chunk):
@@ -61,6 +62,8 @@ def generate(path: Path) -> None:
             parts = []
             for second in range(start, stop):
                 for queue_index, (_, counts, service) in enumerate(columns):
+                    if sparse and not counts[second]:
+                        continue
                     parts.append(
                         f"{second},{names[queue_index]},{counts[second]},{service[second]}\n"
                     )
@@ -88,15 +91,19 @@ def main() -> int:
     parser.add_argument("--strategy", default="slo", choices=STRATEGY_NAMES)
     parser.add_argument("--profile", action="store_true", help="print the top functions")
     parser.add_argument(
+        "--sparse", action="store_true", help="leave out rows with no arrivals (1.1 M rows)"
+    )
+    parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "autoscaler-bench"
     )
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
-    trace_path = args.cache / f"rate-{DAYS}d-1s-seed{SEED}.csv"
+    shape = "sparse" if args.sparse else "dense"
+    trace_path = args.cache / f"rate-{DAYS}d-1s-seed{SEED}-{shape}.csv"
     if not trace_path.exists():
         started = time.perf_counter()
         partial = trace_path.with_suffix(".tmp")
-        generate(partial)
+        generate(partial, sparse=args.sparse)
         partial.rename(trace_path)
         print(f"generated {trace_path} in {time.perf_counter() - started:.1f} s")
     size_mb = trace_path.stat().st_size / 1e6
@@ -123,7 +130,7 @@ def main() -> int:
     )
     cli_s = time.perf_counter() - started
     print(
-        f"autoscaler simulate ({size_mb:.0f} MB, 7 pools x {DAYS} days at 1 s, tick 5 s, "
+        f"autoscaler simulate ({size_mb:.0f} MB {shape}, 7 pools x {DAYS} days at 1 s, tick 5 s, "
         f"strategy {args.strategy}): {cli_s:.1f} s end to end (target <= 20 s)"
     )
 
