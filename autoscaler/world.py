@@ -23,8 +23,8 @@ loop; a pool in which nothing happened since the last tick is not looked at agai
 from __future__ import annotations
 
 import heapq
-from array import array
 import math
+from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
 
