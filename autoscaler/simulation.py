@@ -19,6 +19,7 @@ from autoscaler.observation import Observation, PoolObservation
 from autoscaler.plan import ControllerState, MemoryBudget
 from autoscaler.policy import Policy
 from autoscaler.trace import Trace
+from autoscaler.wait_stats import job_waits, max_backlog
 from autoscaler.world import PoolWorld
 
 FloatArray = npt.NDArray[np.float64]
@@ -200,7 +201,7 @@ def simulate(
         # A pool's cost ends when its own last job does, not when another pool's does.
         pool_end = min(max(trace.duration_s, pool.last_finish_s), end)
         pool.finish(pool_end)
-        waits, unserved = pool.waits(pool_end)
+        waits, unserved = job_waits(pool.arrival, pool.starts, end_s=pool_end)
         policy = policies[name]
         results[name] = PoolResult(
             jobs=int(waits.shape[0]),
@@ -208,7 +209,7 @@ def simulate(
             unserved=unserved,
             worker_seconds=pool.worker_seconds,
             scale_events=pool.scale_events,
-            max_backlog=pool.max_backlog(),
+            max_backlog=max_backlog(pool.arrival, pool.starts),
             slo_wait_s=policy.slo.wait_s,
             slo_percentile=policy.slo.percentile,
         )

@@ -20,15 +20,33 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
 
 from autoscaler.policy import Policy
+from autoscaler.trace_jobs import (
+    QueueJobs,
+    Trace,
+    TraceKind,
+    bucket_width_s,
+    job_trace,
+    rate_trace,
+    spread_buckets,
+)
 
-FloatArray = npt.NDArray[np.float64]
-TraceKind = Literal["job", "rate"]
+__all__ = [
+    "QueueJobs",
+    "Trace",
+    "TraceError",
+    "TraceKind",
+    "bucket_width_s",
+    "load_trace",
+    "parse_trace",
+    "spread_buckets",
+]
+
 
 JOB_COLUMNS = ("arrival_s", "queue", "service_s")
 RATE_COLUMNS = ("time_s", "queue", "arrivals")
@@ -48,32 +66,6 @@ class TraceError(Exception):
         self.path = path
         self.line = line
         self.problem = problem
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QueueJobs:
-    """One queue's jobs in arrival order (ties keep the file's order)."""
-
-    arrival_s: FloatArray
-    service_s: FloatArray
-
-    def __len__(self) -> int:
-        return int(self.arrival_s.shape[0])
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Trace:
-    """Every job of a trace, by Laravel queue name (only queues that appear)."""
-
-    name: str  # what the report calls it: the path as given
-    kind: TraceKind
-    duration_s: float  # last arrival (job trace) or end of the last bucket (rate trace)
-    queues: Mapping[str, QueueJobs]
-    bucket_s: float | None = None  # rate traces only
-
-    @property
-    def jobs(self) -> int:
-        return sum(len(q) for q in self.queues.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,26 +346,13 @@ def _number(raw: str, column: str, name: str, line: int) -> float:
 def _job_trace(
     rows: npt.NDArray[np.void], names: list[str], index: npt.NDArray[np.intp], name: str
 ) -> Trace:
-    arrival, service = rows["arrival_s"], rows["service_s"]
-    queues: dict[str, QueueJobs] = {}
-    for position, queue in enumerate(names):
-        mask = index == position
-        a, s = arrival[mask], service[mask]
-        order = np.argsort(a, kind="stable")
-        queues[queue] = QueueJobs(
-            arrival_s=np.ascontiguousarray(a[order], dtype=np.float64),
-            service_s=np.ascontiguousarray(s[order], dtype=np.float64),
-        )
-    return Trace(name=name, kind="job", duration_s=float(arrival.max()), queues=queues)
-
-
-def bucket_width_s(times: FloatArray) -> float:
-    """The smallest step between two distinct times (1 s when there is only one time)."""
-    steps = np.diff(times)
-    if not bool(np.all(steps >= 0)):  # rows not in time order: sort (slower)
-        steps = np.diff(np.unique(times))
-    positive = steps[steps > 0]
-    return float(positive.min()) if positive.shape[0] else 1.0
+    return job_trace(
+        name=name,
+        arrival_s=rows["arrival_s"],
+        service_s=rows["service_s"],
+        names=names,
+        index=index,
+    )
 
 
 def _rate_trace(
@@ -396,51 +375,13 @@ def _rate_trace(
                 line=line,
             )
         bucket = declared
-    counts = rows["arrivals"].astype(np.int64)
-    has_service = RATE_OPTIONAL in header.columns
-    queues: dict[str, QueueJobs] = {}
-    for position, queue in enumerate(names):
-        mask = index == position
-        t, n = times[mask], counts[mask]
-        service = rows["service_s"][mask] if has_service else None
-        steps = np.diff(t)
-        if not bool(np.all(steps >= 0)):
-            order = np.argsort(t, kind="stable")
-            t, n = t[order], n[order]
-            service = None if service is None else service[order]
-            steps = np.diff(t)
-        if bool(np.any(steps == 0)):
-            return None
-        queues[queue] = spread_buckets(
-            times_s=t,
-            counts=n,
-            bucket_s=bucket,
-            service_s=service,
-            default_service_s=expected[queue],
-        )
-    duration = float(times.max()) + bucket
-    return Trace(name=name, kind="rate", duration_s=duration, queues=queues, bucket_s=bucket)
-
-
-def spread_buckets(
-    *,
-    times_s: FloatArray,
-    counts: npt.NDArray[np.int64],
-    bucket_s: float,
-    service_s: FloatArray | None,
-    default_service_s: float,
-) -> QueueJobs:
-    """Jobs of sorted buckets: `counts[i]` jobs evenly over [times_s[i], times_s[i] + bucket_s),
-    each at the middle of its share, each running the bucket's mean run time."""
-    total = int(counts.sum())
-    keep = counts > 0
-    t, n = times_s[keep], counts[keep]
-    first = np.repeat(np.cumsum(n) - n, n)  # index of each job's bucket's first job
-    position = np.arange(total, dtype=np.float64) - first
-    step = np.repeat(bucket_s / n, n)
-    arrival = np.repeat(t, n) + (position + 0.5) * step
-    if service_s is None:
-        service = np.full(total, default_service_s, dtype=np.float64)
-    else:
-        service = np.repeat(service_s[keep], n).astype(np.float64)
-    return QueueJobs(arrival_s=arrival, service_s=service)
+    return rate_trace(
+        name=name,
+        time_s=times,
+        arrivals=rows["arrivals"].astype(np.int64),
+        service_s=rows["service_s"] if RATE_OPTIONAL in header.columns else None,
+        names=names,
+        index=index,
+        bucket_s=bucket,
+        default_service_s=expected,
+    )

@@ -443,33 +443,3 @@ class PoolWorld:
             if end <= end_s:
                 self.finished[queue] += 1
                 self.last_finish_s = max(self.last_finish_s, end)
-
-    def waits(self, end_s: float) -> tuple[FloatArray, int]:
-        """Every job's wait, in queue then arrival order, and how many never started (their
-        wait runs until `end_s`, so they count as misses)."""
-        parts: list[FloatArray] = []
-        unserved = 0
-        for queue in range(len(self.queues)):
-            arrival = np.asarray(self.arrival[queue], dtype=np.float64)
-            starts = np.asarray(self.starts[queue], dtype=np.float64)
-            started = starts.shape[0]
-            parts.append(starts - arrival[:started])
-            if started < arrival.shape[0]:
-                unserved += arrival.shape[0] - started
-                parts.append(np.maximum(end_s - arrival[started:], 0.0))
-        if not parts:
-            return np.zeros(0, dtype=np.float64), 0
-        return np.concatenate(parts), unserved
-
-    def max_backlog(self) -> int:
-        """The most jobs ever waiting at once (exact: backlog peaks when a job arrives)."""
-        if not any(self.sizes):
-            return 0
-        arrival = np.sort(np.concatenate([np.asarray(a, dtype=np.float64) for a in self.arrival]))
-        starts = np.sort(np.concatenate([np.asarray(s, dtype=np.float64) for s in self.starts]))
-        arrived = np.arange(1, arrival.shape[0] + 1)
-        # A job starting at the instant it arrives never waited: count starts up to then.
-        started = np.searchsorted(starts, arrival, side="right")
-        # Several jobs may arrive at one instant: only the last of them shows the peak.
-        last_at_instant = np.append(arrival[1:] != arrival[:-1], True)
-        return int(max(0, np.max((arrived - started)[last_at_instant])))
