@@ -28,8 +28,6 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
 
-import numpy as np
-import numpy.typing as npt
 
 from autoscaler.observation import (
     PoolObservation,
@@ -39,8 +37,6 @@ from autoscaler.observation import (
     WorkSample,
 )
 from autoscaler.trace import QueueJobs
-
-FloatArray = npt.NDArray[np.float64]
 
 
 def percentile_sorted(values: Sequence[float], q: float) -> float:
