@@ -28,7 +28,6 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
 
-
 from autoscaler.observation import (
     PoolObservation,
     QueueSample,
