@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -104,3 +105,59 @@ def test_the_oracle_respects_the_memory_budget_by_priority(tmp_path: Path) -> No
     # first, the other keeps its minimum and what is left.
     assert float(urgent.waits_s.max()) <= 30.0
     assert np.mean(batch.waits_s > 30) > 0.5
+
+
+class Schedule:
+    """A fixed count per tick, then none."""
+
+    def __init__(self, counts: tuple[int, ...]) -> None:
+        self.counts = counts
+
+    def choose(self, observation: Observation, world: World) -> Mapping[str, int]:
+        tick = int(observation.at_s // 5)
+        return {"mail": self.counts[tick] if tick < len(self.counts) else 0}
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_the_oracle_is_near_the_cheapest_schedule(tmp_path: Path, seed: int) -> None:
+    """Against every schedule of 0-3 workers over the ticks that matter (exhaustive)."""
+    policies = policy_set(
+        tmp_path,
+        {
+            "mail": {
+                "min_processes": 0,
+                "static_processes": 0,
+                "max_processes": 3,
+                "slo": {"wait_s": 4.0, "percentile": 95.0},
+            }
+        },
+    )
+    rng = np.random.default_rng(seed)
+    count = int(rng.integers(4, 7))
+    rows = ["arrival_s,queue,service_s"] + [
+        f"{a:.2f},mail,{s:.2f}"
+        for a, s in zip(np.sort(rng.uniform(0, 14, count)), rng.uniform(0.5, 5, count), strict=True)
+    ]
+    trace = parse_trace("\n".join(rows) + "\n", policies, name="tiny")
+    settings = WorldSettings(interval_s=5.0, startup_s=1.0, memory_budget_mb=1e6)
+    oracle = run_oracle(trace, policies, settings).pools["mail"]
+    assert float(oracle.waits_s.max()) <= 4.0
+    cheapest = min(
+        result.pools["mail"].worker_seconds
+        for counts in itertools.product(range(4), repeat=5)
+        if (
+            result := simulate(
+                trace,
+                policies,
+                Schedule(counts),
+                strategy="s",
+                settings=settings,
+                keep_series=False,
+            )
+        )
+        .pools["mail"]
+        .unserved
+        == 0
+        and float(result.pools["mail"].waits_s.max()) <= 4.0
+    )
+    assert oracle.worker_seconds <= 1.1 * cheapest
