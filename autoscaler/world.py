@@ -197,16 +197,11 @@ class PoolWorld:
             assert self._last is not None
             return self._last
         self._advance(now_s)
-        seen = self.observe(now_s)
-        self._quiet_until = self._next_event_s(now_s)
-        return seen
+        return self.observe(now_s)
 
     def _next_event_s(self, now_s: float) -> float:
-        """When the next event can change what an observation shows (now, if a job waits:
-        its wait grows, or jobs finished: the next observation counts none)."""
-        last = self._last
-        if last is None or last.work is None or last.work.completions or last.work.arrivals:
-            return now_s  # the next observation differs: a new interval's counts
+        """When the next event can change what an observation without completions or
+        arrivals shows (now, if a job waits: its wait grows)."""
         upcoming = math.inf
         for queue, sample in enumerate(self._samples):
             if sample.pending:
@@ -248,6 +243,9 @@ class PoolWorld:
         arrivals = arrived - self._arrived
         self._arrived = arrived
         work: WorkSample | None = self._idle_work
+        # Until the next event the world stands still, unless this interval counted jobs
+        # (then the next observation counts none) or some wait (their waits grow).
+        counted = bool(run_times or arrivals) or not self._looked
         if not self._looked:
             work = None  # no interval yet
             self._looked = True
@@ -280,7 +278,12 @@ class PoolWorld:
             )
             if not arrivals:
                 self._idle_work = work
-        workers = self.counts(now_s) if self._transitions() else self._counts
+        workers = (
+            self.counts(now_s)
+            if self.serving_from or self.running_at or self.draining or self._dirty
+            else self._counts
+        )
+        self._quiet_until = now_s if counted else self._next_event_s(now_s)
         last = self._last
         if (
             last is not None
@@ -291,10 +294,6 @@ class PoolWorld:
             return last
         self._last = PoolObservation(pool=self.name, queues=queues, work=work, workers=workers)
         return self._last
-
-    def _transitions(self) -> bool:
-        """Whether any worker is starting or draining (else the counts cannot change)."""
-        return bool(self.serving_from or self.running_at or self.draining or self._dirty)
 
     def _observe_queues(self, now_s: float) -> tuple[tuple[QueueSample, ...], int]:
         """Every queue's sample, and how many jobs have arrived by `now_s` in all."""
