@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -148,7 +148,7 @@ def _fast_parse(
     rows = _fast_rows(source, header)
     if rows is None or not _numbers_valid(rows, header):
         return None
-    split = _split_queues(rows["queue"], limit=len(expected))
+    split = _split_queues(rows, limit=len(expected))
     if split is None or not set(split[0]) <= expected.keys():
         return None
     return rows, split[0], split[1]
@@ -215,13 +215,28 @@ def _fast_rows(source: _Source, header: _Header) -> npt.NDArray[np.void] | None:
                 )
         except ValueError:
             return None
-        if rows.shape[0] == 0 or _longest_name(rows) < name_bytes:
+        if rows.shape[0] == 0 or not _name_fills_field(rows):
             return rows
     return None  # a name longer than 255 bytes: let the line-by-line pass report it
 
 
-def _longest_name(rows: npt.NDArray[np.void]) -> int:
-    return int(np.char.str_len(rows["queue"]).max())
+def _field_view(
+    rows: npt.NDArray[np.void], dtype: type[np.generic], *, skip: int, shape: tuple[int, ...]
+) -> npt.NDArray[Any]:
+    """A view (no copy) into the queue field of every row, `skip` bytes in."""
+    offset = rows.dtype.fields["queue"][1] + skip  # type: ignore[index]
+    stride = rows.strides[0]
+    item = np.dtype(dtype).itemsize
+    return np.ndarray(
+        shape, dtype=dtype, buffer=rows, offset=offset, strides=(stride, item)[: len(shape)]
+    )
+
+
+def _name_fills_field(rows: npt.NDArray[np.void]) -> bool:
+    """Whether some queue name fills its fixed-width field (so it may have been cut)."""
+    width = rows.dtype["queue"].itemsize
+    last = _field_view(rows, np.uint8, skip=width - 1, shape=(rows.shape[0],))
+    return bool(np.any(last))
 
 
 def _numbers_valid(rows: npt.NDArray[np.void], header: _Header) -> bool:
@@ -238,7 +253,7 @@ def _numbers_valid(rows: npt.NDArray[np.void], header: _Header) -> bool:
 
 
 def _split_queues(
-    raw: npt.NDArray[np.bytes_], *, limit: int
+    rows: npt.NDArray[np.void], *, limit: int
 ) -> tuple[list[str], npt.NDArray[np.intp]] | None:
     """Distinct names in order of first appearance and each row's index into them; None
     when there are more than `limit` (then some are unknown anyway).
@@ -247,13 +262,14 @@ def _split_queues(
     handful of queues, so the names are found in a sample of the unassigned rows and each is
     then matched over all rows at once, comparing the names as 64-bit words.
     """
+    raw = rows["queue"]
     index = np.full(raw.shape[0], -1, dtype=np.intp)
     names: list[str] = []
     positions: dict[str, int] = {}  # " mail" and "mail" are one queue: fields are stripped
     if raw.shape[0] == 0:
         return names, index
     width = raw.dtype.itemsize
-    words = np.ascontiguousarray(raw).view(np.uint64).reshape(raw.shape[0], width // 8)
+    words = _field_view(rows, np.uint64, skip=0, shape=(raw.shape[0], width // 8))
     while True:
         unassigned = np.flatnonzero(index < 0)
         if unassigned.shape[0] == 0:
@@ -266,10 +282,10 @@ def _split_queues(
                 positions[queue] = len(names)
                 names.append(queue)
             wanted = np.frombuffer(value.ljust(width, b"\0"), dtype=np.uint64)
-            mask = words[:, 0] == wanted[0]
-            for column in range(1, wanted.shape[0]):
-                mask &= words[:, column] == wanted[column]
-            index[mask] = positions[queue]
+            matched = np.flatnonzero(words[:, 0] == wanted[0])
+            for column in range(1, wanted.shape[0]):  # the rest only where the first matched
+                matched = matched[words[matched, column] == wanted[column]]
+            index[matched] = positions[queue]
 
 
 def _decode(raw: bytes) -> str:
