@@ -28,6 +28,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
 
+from autoscaler.obs_builders import pool_observation, queue_sample, work_sample
 from autoscaler.observation import (
     PoolObservation,
     QueueSample,
@@ -257,25 +258,10 @@ class PoolWorld:
             else:
                 run_times.sort()
                 mean, p95 = sum(run_times) / completions, percentile_sorted(run_times, 95.0)
-            work = WorkSample(
-                completions=completions,
-                failures=0,
-                run_time_mean_s=mean,
-                run_time_p95_s=p95,
-                busy_workers=float(len(in_flight)),  # each job in flight is in a worker's hands
-                source="logs",
-                arrivals=float(arrivals),
-            )
+            # Each job in flight is in a worker's hands: that is the busy count.
+            work = work_sample(completions, mean, p95, float(len(in_flight)), float(arrivals))
         elif arrivals or self._idle_work.busy_workers != len(in_flight):
-            work = WorkSample(
-                completions=0,
-                failures=0,
-                run_time_mean_s=None,
-                run_time_p95_s=None,
-                busy_workers=float(len(in_flight)),
-                source="logs",
-                arrivals=float(arrivals),
-            )
+            work = work_sample(0, None, None, float(len(in_flight)), float(arrivals))
             if not arrivals:
                 self._idle_work = work
         workers = (
@@ -292,7 +278,7 @@ class PoolWorld:
             and last.workers is workers
         ):
             return last
-        self._last = PoolObservation(pool=self.name, queues=queues, work=work, workers=workers)
+        self._last = pool_observation(self.name, queues, work, workers)
         return self._last
 
     def _observe_queues(self, now_s: float) -> tuple[tuple[QueueSample, ...], int]:
@@ -314,15 +300,7 @@ class PoolWorld:
                     continue  # still empty, nothing new in flight: the same sample
             else:
                 wait, source = now_s - arrivals[started], "createdAt"
-            samples[queue] = QueueSample(
-                queue=previous.queue,
-                pending=pending,
-                reserved=reserved,
-                delayed=0,
-                delayed_due=0,
-                oldest_wait_s=wait,
-                oldest_wait_source=source,
-            )
+            samples[queue] = queue_sample(previous.queue, pending, reserved, wait, source)
             changed = True
         if changed:
             self._queue_samples = tuple(samples)

@@ -261,3 +261,37 @@ def test_scale_down_stops_idle_workers_first(one_pool: Callable[..., PolicySet])
     assert result.pools["mail"].worker_seconds == pytest.approx(5.0 + 101.0)
     at_10 = next(o for o in controller.seen if o.at_s == 10.0).pools["mail"].workers
     assert at_10 is not None and (at_10.running, at_10.draining) == (1, 0)
+
+
+def test_the_fast_builders_make_what_the_constructors_make() -> None:
+    from autoscaler import obs_builders
+    from autoscaler.observation import PoolObservation, QueueSample, WorkerCounts, WorkSample
+
+    assert obs_builders.FAST, (
+        "observation.py changed: teach autoscaler/obs_builders.py the new fields (until then "
+        "the simulator falls back to the slower constructors)"
+    )
+    sample = obs_builders.queue_sample("q", 2, 1, 3.5, "createdAt")
+    assert sample == QueueSample(
+        queue="q",
+        pending=2,
+        reserved=1,
+        delayed=0,
+        delayed_due=0,
+        oldest_wait_s=3.5,
+        oldest_wait_source="createdAt",
+    )
+    work = obs_builders.work_sample(4, 1.5, 2.5, 3.0, 6.0)
+    assert work == WorkSample(
+        completions=4,
+        failures=0,
+        run_time_mean_s=1.5,
+        run_time_p95_s=2.5,
+        busy_workers=3.0,
+        source="logs",
+        arrivals=6.0,
+    )
+    counts = WorkerCounts(running=1, starting=0, draining=0)
+    assert obs_builders.pool_observation("p", (sample,), work, counts) == PoolObservation(
+        pool="p", queues=(sample,), work=work, workers=counts
+    )
