@@ -1,0 +1,448 @@
+"""`autoscaler diff`: what a policy change does, simulated on traces, as one report object.
+
+Both sides are validated the way `check` validates (every problem listed), then simulated on
+every trace with each pool's own strategy through the production `decide`, exactly as the
+daemon would run them (simulation.simulate with a DecideController). The report compares
+them per pool: the fields that changed, the waits, SLO misses, worker-hours and peak memory
+before and after, and a verdict (policy_verdict.py). review_report.py renders it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from autoscaler.constants import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from autoscaler.policy import Policy
+from autoscaler.policy_fields import changed_fields
+from autoscaler.policy_loader import PolicyError, PolicyErrors, PolicySet, load_policies
+from autoscaler.policy_source import OpenedSource, SourceError, open_source
+from autoscaler.policy_verdict import (
+    PoolMetrics,
+    PoolVerdict,
+    Yardstick,
+    judge_added,
+    judge_changed,
+    judge_removed,
+    with_lost_jobs,
+)
+from autoscaler.sim_report import pool_report
+from autoscaler.simulation import (
+    DecideController,
+    PoolResult,
+    SimulationResult,
+    WorldSettings,
+    simulate,
+)
+from autoscaler.trace import Trace, TraceError, load_trace
+
+SideName = Literal["base", "head"]
+SIDES: tuple[SideName, SideName] = ("base", "head")
+# Report order: what needs a reviewer's eyes first.
+_ORDER = {"worse": 0, "trade-off": 1, "removed": 2, "added": 3, "better": 4, "same": 5}
+
+
+class DiffError(Exception):
+    """Bad arguments, an unreadable revision or trace: a usage error (exit 2)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Side:
+    name: SideName
+    opened: OpenedSource
+    policies: PolicySet  # empty when invalid or absent
+    errors: list[PolicyError]
+    note: str | None  # why the side has no pools, when it has none
+
+
+def compare_policies(
+    base: str,
+    head: str,
+    traces: Sequence[Path],
+    *,
+    default_path: Path,
+    world: WorldSettings,
+    processes: int = 1,
+    cwd: Path | None = None,
+) -> dict[str, Any]:
+    """The diff report of docs (README, "Reviewing policy changes"), `exit_code` included."""
+    if not traces:
+        raise DiffError("at least one --trace is needed")
+    with tempfile.TemporaryDirectory(prefix="autoscaler-diff-") as scratch:
+        sides = {
+            name: _load_side(
+                name,
+                spec,
+                default_path=default_path,
+                scratch=Path(scratch) / name,
+                cwd=cwd,
+                usable_memory_mb=world.usable_memory_mb,
+            )
+            for name, spec in zip(SIDES, (base, head), strict=True)
+        }
+    report: dict[str, Any] = {side.name: _side_report(side) for side in sides.values()}
+    report["settings"] = {
+        "interval_s": world.interval_s,
+        "startup_s": world.startup_s,
+        "memory_budget_mb": world.memory_budget_mb,
+        "memory_reserve_mb": world.memory_reserve_mb,
+    }
+    base_side, head_side = sides["base"], sides["head"]
+    if head_side.errors:
+        return {
+            **report,
+            "traces": [],
+            "pools": [],
+            "totals": [],
+            "notes": [],
+            "worse_on_slo": [],
+            "exit_code": EXIT_USAGE,
+        }
+    if not base_side.policies and not head_side.policies:
+        raise DiffError(f"no policies on either side: {base_side.note}; {head_side.note}")
+    loaded = _load_traces(traces, base_side.policies, head_side.policies)
+    results = _simulate_sides(loaded, base_side.policies, head_side.policies, world, processes)
+    pools = _pool_reports(loaded, base_side.policies, head_side.policies, results)
+    worse = [p["pool"] for p in pools if p["slo_worse"]]
+    report.update(
+        traces=[
+            {
+                "name": trace.name,
+                "kind": trace.kind,
+                "duration_s": round(trace.duration_s, 3),
+                "jobs": trace.jobs,
+            }
+            for trace in map(_either, loaded)
+        ],
+        pools=pools,
+        totals=[_totals(results, index) for index in range(len(loaded))],
+        notes=_notes(sides, loaded),
+        worse_on_slo=worse,
+        exit_code=EXIT_FAILED if worse else EXIT_OK,
+    )
+    return report
+
+
+# -- the two sides -------------------------------------------------------------------------
+
+
+def _load_side(
+    name: SideName,
+    spec: str,
+    *,
+    default_path: Path,
+    scratch: Path,
+    cwd: Path | None,
+    usable_memory_mb: float,
+) -> Side:
+    try:
+        opened = open_source(spec, default_path=default_path, scratch=scratch, cwd=cwd)
+    except SourceError as exc:
+        raise DiffError(f"{name.upper()}: {exc}") from exc
+    errors = list(opened.problems)
+    empty = PolicySet({}, files={})
+    source = opened.source
+    where = f"{source.path} at {source.rev}" if source.kind == "revision" else source.path
+    if opened.directory is None:
+        return Side(
+            name=name, opened=opened, policies=empty, errors=errors, note=f"{where} does not exist"
+        )
+    if not errors and not any(opened.directory.glob("*.toml")):
+        return Side(
+            name=name,
+            opened=opened,
+            policies=empty,
+            errors=errors,
+            note=f"{where} holds no policy files",
+        )
+    policies = empty
+    try:
+        policies = load_policies(opened.directory, usable_memory_mb=usable_memory_mb)
+    except PolicyErrors as exc:
+        errors.extend(opened.shown(error) for error in exc.errors)
+    if errors:
+        policies = empty
+    # Policy files are named as the operator knows them, not by their scratch copies.
+    files = {pool: opened.shown_directory / f"{pool}.toml" for pool in policies}
+    note = f"{where} is invalid ({len(errors)} problems)" if errors else None
+    return Side(
+        name=name,
+        opened=opened,
+        policies=PolicySet(policies, files=files),
+        errors=errors,
+        note=note,
+    )
+
+
+def _side_report(side: Side) -> dict[str, Any]:
+    source = side.opened.source
+    return {
+        "spec": source.spec,
+        "kind": source.kind,
+        "path": source.path,
+        "commit": source.commit,
+        "valid": not side.errors,
+        "pools": len(side.policies),
+        "note": side.note,
+        "errors": [
+            {"file": e.file.as_posix(), "line": e.line, "field": e.field, "problem": e.problem}
+            for e in side.errors
+        ],
+    }
+
+
+# -- traces and simulation -----------------------------------------------------------------
+
+LoadedTrace = dict[SideName, Trace]
+
+
+def _load_traces(paths: Sequence[Path], base: PolicySet, head: PolicySet) -> list[LoadedTrace]:
+    """Each trace as each side reads it. A queue only the other side consumes is read too (so
+    its jobs can be reported as left unconsumed); its run time comes from the other side."""
+    own = {"base": base, "head": head}
+    known: dict[SideName, dict[str, Policy]] = {
+        "base": _with_foreign_queues(base, head),
+        "head": _with_foreign_queues(head, base),
+    }
+    loaded: list[LoadedTrace] = []
+    for path in paths:
+        per_side: LoadedTrace = {}
+        for side in SIDES:
+            if not own[side]:
+                continue
+            first = per_side.get("base")
+            if first is not None and _run_times(known["base"]) == _run_times(known[side]):
+                per_side[side] = first  # both sides read it alike: load it once
+                continue
+            try:
+                per_side[side] = load_trace(path, known[side])
+            except TraceError as exc:
+                raise DiffError(str(exc)) from exc
+        loaded.append(per_side)
+    return loaded
+
+
+def _with_foreign_queues(own: PolicySet, other: PolicySet) -> dict[str, Policy]:
+    mapping: dict[str, Policy] = dict(own)
+    for pool, policy in other.items():
+        if any(own.pool_for_queue(q) is None for q in policy.queues):
+            mapping[f"\0other:{pool}"] = policy
+    return mapping
+
+
+def _run_times(policies: Mapping[str, Policy]) -> dict[str, float]:
+    return {q: p.expected_run_time_s for p in policies.values() for q in p.queues}
+
+
+def _either(trace: LoadedTrace) -> Trace:
+    return trace["head"] if "head" in trace else trace["base"]
+
+
+Task = tuple[SideName, int]
+_SHARED: dict[str, Any] = {}
+
+
+def _simulate_sides(
+    loaded: Sequence[LoadedTrace],
+    base: PolicySet,
+    head: PolicySet,
+    world: WorldSettings,
+    processes: int,
+) -> dict[Task, SimulationResult]:
+    policies = {"base": base, "head": head}
+    tasks: list[Task] = [(side, i) for i in range(len(loaded)) for side in SIDES if policies[side]]
+    identical = dict(base) == dict(head)
+    unique = [
+        t
+        for t in tasks
+        if not (identical and t[0] == "head" and loaded[t[1]]["head"] is loaded[t[1]]["base"])
+    ]
+    _SHARED.update(loaded=loaded, policies=policies, world=world)
+    try:
+        processes = max(1, min(processes, len(unique)))
+        if processes == 1 or "fork" not in multiprocessing.get_all_start_methods():
+            done = [_run_task(task) for task in unique]
+        else:
+            with multiprocessing.get_context("fork").Pool(processes) as pool:
+                done = pool.map(_run_task, unique, chunksize=1)
+    finally:
+        _SHARED.clear()
+    results = dict(zip(unique, done, strict=True))
+    for side, index in tasks:
+        if (side, index) not in results:  # the same policies on the same trace: same result
+            results[(side, index)] = results[("base", index)]
+    return results
+
+
+def _run_task(task: Task) -> SimulationResult:
+    """One side on one trace: the pools' own strategies through the production decide."""
+    side, index = task
+    trace: Trace = _SHARED["loaded"][index][side]
+    policies: PolicySet = _SHARED["policies"][side]
+    world: WorldSettings = _SHARED["world"]
+    controller = DecideController(policies, world.budget)
+    return simulate(trace, policies, controller, strategy=side, settings=world, keep_series=False)
+
+
+# -- per pool ------------------------------------------------------------------------------
+
+
+def _metrics(result: PoolResult, yardstick: Yardstick) -> PoolMetrics:
+    judged = dataclasses.replace(
+        result, slo_wait_s=yardstick.wait_s, slo_percentile=yardstick.percentile
+    )
+    data = pool_report(judged)
+    return PoolMetrics(
+        jobs=data["jobs"],
+        wait_p95_s=data["wait_p95_s"],
+        miss_fraction=data["slo_miss_fraction"],
+        missed_jobs=data["missed_jobs"],
+        slo_met=data["slo_met"],
+        worker_seconds=data["worker_seconds"],
+        peak_memory_mb=round(result.peak_memory_mb, 1),
+        unserved=data["unserved"],
+    )
+
+
+def _pool_reports(
+    loaded: Sequence[LoadedTrace],
+    base: PolicySet,
+    head: PolicySet,
+    results: Mapping[Task, SimulationResult],
+) -> list[dict[str, Any]]:
+    names = [_either(trace).name for trace in loaded]
+    out = []
+    for pool in sorted(set(base) | set(head)):
+        before, after = base.get(pool), head.get(pool)
+        slo = (after or before).slo  # type: ignore[union-attr]
+        yardstick = Yardstick(wait_s=slo.wait_s, percentile=slo.percentile)
+        runs: list[dict[str, Any]] = []
+        for index, name in enumerate(names):
+            old = _metrics(results[("base", index)].pools[pool], yardstick) if before else None
+            new = _metrics(results[("head", index)].pools[pool], yardstick) if after else None
+            runs.append({"trace": name, "before": old, "after": new})
+        lost = _lost_jobs(pool, base, head, loaded, names)
+        changes = changed_fields(before, after) if before and after else []
+        if before and after:
+            verdict = judge_changed(
+                [(r["trace"], r["before"], r["after"]) for r in runs], yardstick
+            )
+            verdict = with_lost_jobs(verdict, lost)
+            status = "changed" if changes else "unchanged"
+        elif after:
+            verdict = judge_added([(r["trace"], r["after"]) for r in runs], yardstick)
+            status = "added"
+        else:
+            owners = {
+                q: o
+                for q in before.queues  # type: ignore[union-attr]
+                if (o := head.pool_for_queue(q)) is not None
+            }
+            verdict = judge_removed(lost, owners)
+            status = "removed"
+        out.append(
+            _pool_entry(
+                pool,
+                status=status,
+                verdict=verdict,
+                yardstick=yardstick,
+                base=base,
+                head=head,
+                changes=changes,
+                runs=runs,
+            )
+        )
+    out.sort(key=lambda p: (not p["slo_worse"], _ORDER[p["verdict"]], p["pool"]))
+    return out
+
+
+def _lost_jobs(
+    pool: str,
+    base: PolicySet,
+    head: PolicySet,
+    loaded: Sequence[LoadedTrace],
+    names: Sequence[str],
+) -> dict[str, dict[str, int]]:
+    """trace -> queue -> jobs of queues `pool` consumed at BASE that no pool consumes at HEAD."""
+    policy = base.get(pool)
+    if policy is None:
+        return {}
+    lost: dict[str, dict[str, int]] = {}
+    for name, trace in zip(names, loaded, strict=True):
+        jobs = trace["base"].queues
+        for queue in policy.queues:
+            if head.pool_for_queue(queue) is None and queue in jobs and len(jobs[queue]):
+                lost.setdefault(name, {})[queue] = len(jobs[queue])
+    return lost
+
+
+def _pool_entry(
+    pool: str,
+    *,
+    status: str,
+    verdict: PoolVerdict,
+    yardstick: Yardstick,
+    base: PolicySet,
+    head: PolicySet,
+    changes: Sequence[Any],
+    runs: Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "pool": pool,
+        "status": status,
+        "verdict": verdict.verdict,
+        "slo_worse": verdict.slo_worse,
+        "line": verdict.line,
+        "slo_change": verdict.slo,
+        "cost_change": verdict.cost,
+        "slo": {"wait_s": yardstick.wait_s, "percentile": yardstick.percentile},
+        "files": {
+            "base": base.files[pool].as_posix() if pool in base else None,
+            "head": head.files[pool].as_posix() if pool in head else None,
+        },
+        "changes": [dataclasses.asdict(change) for change in changes],
+        "traces": [
+            {
+                "trace": run["trace"],
+                "before": dataclasses.asdict(run["before"]) if run["before"] else None,
+                "after": dataclasses.asdict(run["after"]) if run["after"] else None,
+            }
+            for run in runs
+        ],
+    }
+
+
+def _totals(results: Mapping[Task, SimulationResult], index: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for side in SIDES:
+        result = results.get((side, index))
+        out[side] = (
+            None
+            if result is None
+            else {
+                "worker_seconds": round(sum(p.worker_seconds for p in result.pools.values()), 1),
+                "peak_memory_mb": round(result.peak_memory_mb, 1),
+                "memory_budget_mb": round(result.memory_budget_mb, 1),
+            }
+        )
+    return out
+
+
+def _notes(sides: Mapping[SideName, Side], loaded: Sequence[LoadedTrace]) -> list[str]:
+    notes = [side.note for side in sides.values() if side.note]
+    base, head = sides["base"].policies, sides["head"].policies
+    for trace in loaded:
+        if "base" not in trace or "head" not in trace:
+            continue
+        for queue, jobs in trace["base"].queues.items():
+            if base.pool_for_queue(queue) is None and len(jobs):
+                notes.append(
+                    f"at BASE no pool consumed queue `{queue}` ({len(jobs)} jobs in "
+                    f"{trace['base'].name}); at HEAD pool `{head.pool_for_queue(queue)}` does"
+                )
+    return notes
