@@ -10,15 +10,22 @@ before and after, and a verdict (policy_verdict.py). review_report.py renders it
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from autoscaler.constants import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from autoscaler.policy import Policy
+from autoscaler.diff_runs import (
+    SIDES,
+    LoadedTrace,
+    SideName,
+    Task,
+    either,
+    load_traces,
+    simulate_sides,
+)
 from autoscaler.policy_fields import changed_fields
 from autoscaler.policy_loader import PolicyError, PolicyErrors, PolicySet, load_policies
 from autoscaler.policy_source import OpenedSource, SourceError, open_source
@@ -33,16 +40,12 @@ from autoscaler.policy_verdict import (
 )
 from autoscaler.sim_report import pool_report
 from autoscaler.simulation import (
-    DecideController,
     PoolResult,
     SimulationResult,
     WorldSettings,
-    simulate,
 )
-from autoscaler.trace import Trace, TraceError, load_trace
+from autoscaler.trace import TraceError
 
-SideName = Literal["base", "head"]
-SIDES: tuple[SideName, SideName] = ("base", "head")
 # Report order: what needs a reviewer's eyes first.
 _ORDER = {"worse": 0, "trade-off": 1, "removed": 2, "added": 3, "better": 4, "same": 5}
 
@@ -71,6 +74,7 @@ def compare_policies(
     cwd: Path | None = None,
 ) -> dict[str, Any]:
     """The diff report of docs (README, "Reviewing policy changes"), `exit_code` included."""
+    traces = list(dict.fromkeys(traces))  # a trace named twice is simulated once
     if not traces:
         raise DiffError("at least one --trace is needed")
     with tempfile.TemporaryDirectory(prefix="autoscaler-diff-") as scratch:
@@ -105,19 +109,25 @@ def compare_policies(
         }
     if not base_side.policies and not head_side.policies:
         raise DiffError(f"no policies on either side: {base_side.note}; {head_side.note}")
-    loaded = _load_traces(traces, base_side.policies, head_side.policies)
-    results = _simulate_sides(loaded, base_side.policies, head_side.policies, world, processes)
+    try:
+        loaded = load_traces(traces, base_side.policies, head_side.policies)
+    except TraceError as exc:
+        raise DiffError(str(exc)) from exc
+    results = simulate_sides(loaded, base_side.policies, head_side.policies, world, processes)
     pools = _pool_reports(loaded, base_side.policies, head_side.policies, results)
     worse = [p["pool"] for p in pools if p["slo_worse"]]
     report.update(
         traces=[
             {
                 "name": trace.name,
+                "label": label,
                 "kind": trace.kind,
                 "duration_s": round(trace.duration_s, 3),
                 "jobs": trace.jobs,
             }
-            for trace in map(_either, loaded)
+            for trace, label in zip(
+                map(either, loaded), trace_labels([either(t).name for t in loaded]), strict=True
+            )
         ],
         pools=pools,
         totals=[_totals(results, index) for index in range(len(loaded))],
@@ -196,99 +206,6 @@ def _side_report(side: Side) -> dict[str, Any]:
     }
 
 
-# -- traces and simulation -----------------------------------------------------------------
-
-LoadedTrace = dict[SideName, Trace]
-
-
-def _load_traces(paths: Sequence[Path], base: PolicySet, head: PolicySet) -> list[LoadedTrace]:
-    """Each trace as each side reads it. A queue only the other side consumes is read too (so
-    its jobs can be reported as left unconsumed); its run time comes from the other side."""
-    own = {"base": base, "head": head}
-    known: dict[SideName, dict[str, Policy]] = {
-        "base": _with_foreign_queues(base, head),
-        "head": _with_foreign_queues(head, base),
-    }
-    loaded: list[LoadedTrace] = []
-    for path in paths:
-        per_side: LoadedTrace = {}
-        for side in SIDES:
-            if not own[side]:
-                continue
-            first = per_side.get("base")
-            if first is not None and _run_times(known["base"]) == _run_times(known[side]):
-                per_side[side] = first  # both sides read it alike: load it once
-                continue
-            try:
-                per_side[side] = load_trace(path, known[side])
-            except TraceError as exc:
-                raise DiffError(str(exc)) from exc
-        loaded.append(per_side)
-    return loaded
-
-
-def _with_foreign_queues(own: PolicySet, other: PolicySet) -> dict[str, Policy]:
-    mapping: dict[str, Policy] = dict(own)
-    for pool, policy in other.items():
-        if any(own.pool_for_queue(q) is None for q in policy.queues):
-            mapping[f"\0other:{pool}"] = policy
-    return mapping
-
-
-def _run_times(policies: Mapping[str, Policy]) -> dict[str, float]:
-    return {q: p.expected_run_time_s for p in policies.values() for q in p.queues}
-
-
-def _either(trace: LoadedTrace) -> Trace:
-    return trace["head"] if "head" in trace else trace["base"]
-
-
-Task = tuple[SideName, int]
-_SHARED: dict[str, Any] = {}
-
-
-def _simulate_sides(
-    loaded: Sequence[LoadedTrace],
-    base: PolicySet,
-    head: PolicySet,
-    world: WorldSettings,
-    processes: int,
-) -> dict[Task, SimulationResult]:
-    policies = {"base": base, "head": head}
-    tasks: list[Task] = [(side, i) for i in range(len(loaded)) for side in SIDES if policies[side]]
-    identical = dict(base) == dict(head)
-    unique = [
-        t
-        for t in tasks
-        if not (identical and t[0] == "head" and loaded[t[1]]["head"] is loaded[t[1]]["base"])
-    ]
-    _SHARED.update(loaded=loaded, policies=policies, world=world)
-    try:
-        processes = max(1, min(processes, len(unique)))
-        if processes == 1 or "fork" not in multiprocessing.get_all_start_methods():
-            done = [_run_task(task) for task in unique]
-        else:
-            with multiprocessing.get_context("fork").Pool(processes) as pool:
-                done = pool.map(_run_task, unique, chunksize=1)
-    finally:
-        _SHARED.clear()
-    results = dict(zip(unique, done, strict=True))
-    for side, index in tasks:
-        if (side, index) not in results:  # the same policies on the same trace: same result
-            results[(side, index)] = results[("base", index)]
-    return results
-
-
-def _run_task(task: Task) -> SimulationResult:
-    """One side on one trace: the pools' own strategies through the production decide."""
-    side, index = task
-    trace: Trace = _SHARED["loaded"][index][side]
-    policies: PolicySet = _SHARED["policies"][side]
-    world: WorldSettings = _SHARED["world"]
-    controller = DecideController(policies, world.budget)
-    return simulate(trace, policies, controller, strategy=side, settings=world, keep_series=False)
-
-
 # -- per pool ------------------------------------------------------------------------------
 
 
@@ -315,7 +232,8 @@ def _pool_reports(
     head: PolicySet,
     results: Mapping[Task, SimulationResult],
 ) -> list[dict[str, Any]]:
-    names = [_either(trace).name for trace in loaded]
+    names = [either(trace).name for trace in loaded]
+    labels = trace_labels(names)  # in the one-line verdicts
     out = []
     for pool in sorted(set(base) | set(head)):
         before, after = base.get(pool), head.get(pool)
@@ -326,16 +244,14 @@ def _pool_reports(
             old = _metrics(results[("base", index)].pools[pool], yardstick) if before else None
             new = _metrics(results[("head", index)].pools[pool], yardstick) if after else None
             runs.append({"trace": name, "before": old, "after": new})
-        lost = _lost_jobs(pool, base, head, loaded, names)
+        lost = _lost_jobs(pool, base, head, loaded, labels)
         changes = changed_fields(before, after) if before and after else []
+        labelled = [(label, r["before"], r["after"]) for label, r in zip(labels, runs, strict=True)]
         if before and after:
-            verdict = judge_changed(
-                [(r["trace"], r["before"], r["after"]) for r in runs], yardstick
-            )
-            verdict = with_lost_jobs(verdict, lost)
+            verdict = with_lost_jobs(judge_changed(labelled, yardstick), lost)
             status = "changed" if changes else "unchanged"
         elif after:
-            verdict = judge_added([(r["trace"], r["after"]) for r in runs], yardstick)
+            verdict = judge_added([(label, a) for label, _, a in labelled], yardstick)
             status = "added"
         else:
             owners = {
@@ -359,6 +275,16 @@ def _pool_reports(
         )
     out.sort(key=lambda p: (not p["slo_worse"], _ORDER[p["verdict"]], p["pool"]))
     return out
+
+
+def trace_labels(names: Sequence[str]) -> list[str]:
+    """Short trace names for the one-line verdicts: the file names without `.csv` and `.gz`
+    (`traces/day.csv.gz` is `day`), or the names as given when two would read alike."""
+    short = []
+    for name in names:
+        label = PurePosixPath(name).name.removesuffix(".gz").removesuffix(".csv")
+        short.append(label or name)
+    return short if len(set(short)) == len(short) else list(names)
 
 
 def _lost_jobs(

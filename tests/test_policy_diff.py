@@ -191,7 +191,8 @@ def test_good_change_exits_zero_and_the_reverse_change(
     )
     removed = pools["reports"]
     assert (removed["verdict"], removed["slo_worse"]) == ("removed", True)
-    assert "30 jobs of queue `reports`" in removed["line"]
+    assert "no pool consumes 30 jobs of queue `reports` in reports now" in removed["line"]
+    assert [t["label"] for t in report["traces"]] == ["day", "reports"]
     assert report["worse_on_slo"] == ["reports"]
     assert pools["batch"]["verdict"] == "worse" and not pools["batch"]["slo_worse"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autoscaler.policy import Policy
+from autoscaler.policy_diff import trace_labels
 from autoscaler.policy_fields import changed_fields
 from autoscaler.policy_verdict import (
     PoolMetrics,
@@ -123,6 +124,11 @@ def test_added_removed_and_lost_queues() -> None:
     lost = with_lost_jobs(same, {"a.csv": {"bulk": 7}})
     assert (lost.verdict, lost.slo_worse) == ("worse", True)
     assert lost.line.startswith("no pool consumes 7 jobs of queue `bulk` in a.csv now; ")
+
+
+def test_trace_labels() -> None:
+    assert trace_labels(["traces/day.csv.gz", "/tmp/burst.csv", "x"]) == ["day", "burst", "x"]
+    assert trace_labels(["a/day.csv", "b/day.csv.gz"]) == ["a/day.csv", "b/day.csv.gz"]
 
 
 def test_percent_for_people() -> None:
