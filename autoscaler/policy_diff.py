@@ -237,7 +237,9 @@ def _pool_reports(
     out = []
     for pool in sorted(set(base) | set(head)):
         before, after = base.get(pool), head.get(pool)
-        slo = (after or before).slo  # type: ignore[union-attr]
+        judged = after or before
+        assert judged is not None  # the pool is on one side at least
+        slo = judged.slo
         yardstick = Yardstick(wait_s=slo.wait_s, percentile=slo.percentile)
         runs: list[dict[str, Any]] = []
         for index, name in enumerate(names):
@@ -254,11 +256,7 @@ def _pool_reports(
             verdict = judge_added([(label, a) for label, _, a in labelled], yardstick)
             status = "added"
         else:
-            owners = {
-                q: o
-                for q in before.queues  # type: ignore[union-attr]
-                if (o := head.pool_for_queue(q)) is not None
-            }
+            owners = {q: o for q in judged.queues if (o := head.pool_for_queue(q)) is not None}
             verdict = judge_removed(lost, owners)
             status = "removed"
         out.append(

@@ -115,10 +115,17 @@ def _open_revision(spec: str, *, default_path: Path, scratch: Path, cwd: Path) -
         )
     source = PolicySource(spec=spec, kind="revision", path=path or ".", rev=rev, commit=commit)
     shown_directory = Path(path or ".")
-    tree = f"{commit}:{path}"
-    kind = _git_text(["cat-file", "-t", tree], cwd=cwd)
-    if kind is None:
+    # --follow-symlinks: a `policies` that is a link to a directory is that directory.
+    found = _git(
+        ["cat-file", "--batch-check", "--follow-symlinks"],
+        cwd=cwd,
+        stdin=f"{commit}:{path}\n".encode(),
+    )
+    words = found.stdout.split()
+    if found.returncode != 0 or len(words) != 3 or words[1] not in _OBJECT_TYPES:
+        # Missing (or a link to nothing): no policies at this revision.
         return OpenedSource(source=source, directory=None, shown_directory=shown_directory)
+    tree, kind = words[0].decode(), words[1].decode()
     if kind != "tree":
         raise SourceError(f"{spec!r}: {path} is a {kind} at {rev}, not a directory")
     scratch.mkdir(parents=True, exist_ok=True)

@@ -338,14 +338,16 @@ def test_symlinked_policy_is_followed_and_a_dangling_one_reported(
     write_pools(repo.root / "shared", {"mail": BASE_POOLS["mail"]})
     write_pools(repo.policies, {"web": BASE_POOLS["web"], "batch": BASE_POOLS["batch"]})
     (repo.policies / "mail.toml").symlink_to("../shared/mail.toml")
+    (repo.root / "live").symlink_to("policies")  # a link to the whole directory
     repo.commit("policies, one shared through a link")
     (repo.policies / "gone.toml").symlink_to("../shared/gone.toml")
     repo.commit("a dangling link")
     trace = tmp_path / "day.csv"
     trace.write_text(day_trace())
     monkeypatch.chdir(repo.root)
-    code, report, _ = diff(capsys, "HEAD~1", "HEAD~1", "--trace", str(trace))
+    code, report, _ = diff(capsys, "HEAD~1", "HEAD~1:live", "--trace", str(trace))
     assert code == 0 and sorted(pools_by_name(report)) == ["batch", "mail", "web"]
+    assert {p["status"] for p in report["pools"]} == {"unchanged"}
     code, report, _ = diff(capsys, "HEAD~1", "HEAD", "--trace", str(trace))
     assert code == 2
     assert report["head"]["errors"] == [
