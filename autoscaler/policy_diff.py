@@ -179,7 +179,8 @@ def _load_side(
         policies = empty
     # Policy files are named as the operator knows them, not by their scratch copies.
     files = {pool: opened.shown_directory / f"{pool}.toml" for pool in policies}
-    note = f"{where} is invalid ({len(errors)} problems)" if errors else None
+    plural = "s" * (len(errors) > 1)
+    note = f"{where} has {len(errors)} problem{plural}" if errors else None
     return Side(
         name=name,
         opened=opened,
@@ -358,7 +359,8 @@ def _totals(results: Mapping[Task, SimulationResult], index: int) -> dict[str, A
 
 
 def _notes(sides: Mapping[SideName, Side], loaded: Sequence[LoadedTrace]) -> list[str]:
-    notes = [side.note for side in sides.values() if side.note]
+    # An invalid side's note is the report's own warning, with its problems.
+    notes = [side.note for side in sides.values() if side.note and not side.errors]
     base, head = sides["base"].policies, sides["head"].policies
     for trace in loaded:
         if "base" not in trace or "head" not in trace:

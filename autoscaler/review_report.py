@@ -38,8 +38,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     out += [_status_line(report, shown, quiet), ""]
     if not base["valid"]:
         out += [
-            f"⚠️ The policies at BASE are invalid ({len(base['errors'])} problems): every "
-            "pool at HEAD is reported as added.",
+            f"⚠️ BASE is invalid ({base['note']}): every pool at HEAD is reported as added.",
             "",
         ]
         out += _invalid(base, "BASE", folded=True)

@@ -227,9 +227,10 @@ def test_invalid_base_reports_head_pools_as_added(
     assert code == 0
     assert not report["base"]["valid"] and len(report["base"]["errors"]) == 2
     assert {p["verdict"] for p in report["pools"]} == {"added"}
-    assert "is invalid (2 problems)" in report["notes"][0]
+    assert report["base"]["note"] == "policies at broken has 2 problems"
+    assert report["notes"] == []  # the warning says it, with the problems
     code, text, _ = diff(capsys, "broken", "main", *scenario.trace_args(), fmt="markdown")
-    assert "⚠️ The policies at BASE are invalid (2 problems)" in text
+    assert "⚠️ BASE is invalid (policies at broken has 2 problems): every pool at HEAD" in text
     assert "<details><summary>2 problem(s) at BASE</summary>" in text
 
 
