@@ -203,3 +203,11 @@ def test_metrics_endpoint_on_localhost() -> None:
     assert 'autoscaler_desired_workers{pool="mail"} 5.0' in text
     assert 'autoscaler_scale_decisions_total{direction="up",pool="mail"} 1.0' in text
     assert "autoscaler_tick_duration_seconds_count 1.0" in text
+
+
+def test_deploy_example_settings_are_valid() -> None:
+    from autoscaler.settings import load_settings
+
+    example = Path(__file__).resolve().parent.parent / "deploy" / "autoscaler.example.toml"
+    settings = load_settings(config_file=example)
+    assert settings.dry_run is True and settings.metrics_port == 9464
