@@ -1,46 +1,33 @@
-"""Outage bookkeeping: retry with exponential backoff, log once per outage and once on recovery."""
+"""Exponential retry delays after failures (supervisord down, a refused reread, FATAL slots)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 
 
-@dataclass(slots=True)
-class Outage:
-    """State of one dependency (Redis, Supervisor): up, or down since when and why."""
+class Backoff:
+    """After each failure wait longer: initial, x2 each time, capped; reset on success."""
 
-    name: str
-    base_s: float = 1.0
-    cap_s: float = 60.0
-    down_since_s: float | None = None
-    reason: str = ""
-    failures: int = 0
-    next_try_s: float = 0.0
-
-    @property
-    def down(self) -> bool:
-        return self.down_since_s is not None
-
-    def should_try(self, now_s: float) -> bool:
-        return not self.down or now_s >= self.next_try_s
-
-    def failed(self, now_s: float, reason: str) -> bool:
-        """Record a failure; True when this starts a new outage (log it then, not every tick)."""
-        started = self.down_since_s is None
-        if started:
-            self.down_since_s = now_s
-        self.failures += 1
-        self.reason = reason
-        self.next_try_s = now_s + min(self.cap_s, self.base_s * 2 ** (self.failures - 1))
-        return started
-
-    def recovered(self, now_s: float) -> float | None:
-        """Record a success; the outage's length in seconds when one just ended, else None."""
-        if self.down_since_s is None:
-            return None
-        length = now_s - self.down_since_s
-        self.down_since_s = None
+    def __init__(self, *, initial_s: float, max_s: float, clock: Callable[[], float]) -> None:
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self._clock = clock
         self.failures = 0
-        self.reason = ""
-        self.next_try_s = 0.0
-        return length
+        self._retry_at: float | None = None
+
+    def remaining_s(self) -> float:
+        """Seconds until the next attempt is due (0: now)."""
+        if self._retry_at is None:
+            return 0.0
+        return max(0.0, self._retry_at - self._clock())
+
+    def failed(self) -> float:
+        """Record a failure; returns the delay before the next attempt."""
+        delay = min(self.max_s, self.initial_s * 2.0**self.failures)
+        self.failures += 1
+        self._retry_at = self._clock() + delay
+        return delay
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self._retry_at = None

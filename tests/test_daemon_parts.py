@@ -16,10 +16,10 @@ from typing import ClassVar
 import pytest
 
 from autoscaler.alerts import Alert, Alerter, webhook_body
-from autoscaler.backoff import Outage
 from autoscaler.lock import ControllerLock
 from autoscaler.metrics import Metrics
 from autoscaler.observation import Observation, PoolObservation, QueueSample, WorkerCounts
+from autoscaler.outage import Outage
 from autoscaler.plan import Plan, PoolDecision
 from autoscaler.policy_watch import PolicyWatcher
 from autoscaler.testing.stack import free_port
@@ -84,15 +84,21 @@ def test_ticker_compensates_drift_and_skips_missed_ticks() -> None:
 
 
 def test_outage_logs_once_and_backs_off() -> None:
-    outage = Outage(name="redis", base_s=1, cap_s=8)
-    assert outage.failed(0, "refused") is True
-    assert outage.failed(1, "refused") is False  # same outage: no second log line
-    assert not outage.should_try(2.5) and outage.should_try(3.0)
-    for now in (3, 7, 20, 40):
-        outage.failed(now, "refused")
-    assert outage.next_try_s == 48  # capped at 8 s
-    assert outage.recovered(50) == 50
-    assert outage.recovered(51) is None and outage.should_try(51)
+    clock = FakeClock()
+    outage = Outage(name="redis", clock=clock, initial_s=1, max_s=8)
+    assert outage.failed("refused") is True
+    assert outage.down and not outage.should_try()
+    clock.now += 1
+    assert outage.should_try()
+    assert outage.failed("refused") is False  # same outage: no second log line
+    clock.now += 1.5
+    assert not outage.should_try()  # 2 s after the second failure
+    for _ in range(5):
+        outage.failed("refused")
+    assert outage.backoff.remaining_s() == 8  # capped
+    clock.now += 10
+    assert outage.recovered() == pytest.approx(12.5)
+    assert outage.recovered() is None and outage.should_try()
 
 
 class Receiver(BaseHTTPRequestHandler):
