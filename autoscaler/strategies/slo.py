@@ -1,0 +1,312 @@
+"""Strategy `slo` (the default): keep each pool's wait under its SLO at the fewest workers.
+
+docs/slo-strategy.md derives every formula; in short, each tick and pool:
+
+1. Estimate the run time S (completion-weighted average of the measured run times, starting
+   from the policy's expected_run_time_s) and the arrival rate λ by flow balance
+   (arrivals = completions + change in queued work, an EWMA over ticks). Without worker logs
+   the completions are estimated from Redis: busy workers × interval / S.
+2. Workers needed = the larger of
+   - steady state: the fewest c with P(wait > T) <= 1 − percentile in an M/M/c queue with
+     load a = λ·S (Erlang C, or square-root staffing), and
+   - backlog: enough to start every job waiting now within the SLO, FIFO, after the
+     workers' start-up delay (queueing.backlog_servers).
+3. Scale up in one jump to that count (optionally at most max_step_up at once). Scale down
+   only to the highest count needed during the last scale_down_window_s, and by at most
+   scale_down_step per decision, so a lull between two bursts does not flap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from autoscaler.estimators import ewma_weight
+from autoscaler.queueing import backlog_servers, erlang_c_servers, sqrt_staffing_servers
+from autoscaler.strategies.base import PolicyConstants, PoolTick
+
+# Run times are averaged per job: a new mean over n jobs moves the estimate by
+# 1 − 2^(−n / SERVICE_HALF_LIFE_JOBS).
+SERVICE_HALF_LIFE_JOBS = 10.0
+# A flow-balance sample spanning more than this many intervals (a tick was skipped or held)
+# is not trusted: the completions in between were not seen.
+MAX_GAP_INTERVALS = 2.5
+# Jobs already late (or about to be) are drained as if they had at least this many
+# intervals left, so lateness raises the count sharply but not infinitely.
+MIN_HORIZON_INTERVALS = 1.0
+
+Window = tuple[tuple[float, int], ...]
+
+
+class SloMemory(NamedTuple):
+    at_s: float  # time of the last sample used
+    queued: int  # pending + reserved + due delayed then
+    arrival_rate_per_s: float | None  # EWMA of λ (None before the first flow balance)
+    service_s: float  # estimate of the mean run time
+    window: Window  # (time, needed) pairs, needed decreasing: a sliding maximum
+
+
+class SloNeed(NamedTuple):
+    """Workers needed and why (the terms of the sizing, for the reason and the tests)."""
+
+    needed: int
+    steady: int  # from the queueing model
+    backlog: float  # from the jobs waiting now
+    arrival_rate_per_s: float
+    service_s: float
+
+
+def estimate_service_s(previous_s: float, completions: int, run_time_mean_s: float | None) -> float:
+    """Completion-weighted moving average of the run time."""
+    if completions <= 0 or run_time_mean_s is None or run_time_mean_s <= 0:
+        return previous_s
+    weight = 1.0 - math.pow(2.0, -completions / SERVICE_HALF_LIFE_JOBS)
+    return previous_s + weight * (run_time_mean_s - previous_s)
+
+
+def needed_workers(
+    *,
+    arrival_rate_per_s: float,
+    service_s: float,
+    waiting: int,
+    oldest_wait_s: float,
+    slo_wait_s: float,
+    percentile: float,
+    startup_s: float,
+    min_horizon_s: float,
+    model: str = "erlang_c",
+) -> SloNeed:
+    """The workers that keep the SLO: max(steady state, backlog), rounded up (pure)."""
+    steady, backlog, needed = _need(
+        arrival_rate_per_s,
+        service_s,
+        waiting,
+        oldest_wait_s,
+        slo_wait_s,
+        percentile,
+        startup_s,
+        min_horizon_s,
+        model == "sqrt",
+    )
+    return SloNeed(
+        needed=needed,
+        steady=steady,
+        backlog=backlog,
+        arrival_rate_per_s=arrival_rate_per_s,
+        service_s=service_s,
+    )
+
+
+def _need(  # noqa: PLR0917 - positional on the hot path
+    arrival_rate_per_s: float,
+    service_s: float,
+    waiting: int,
+    oldest_wait_s: float,
+    slo_wait_s: float,
+    percentile: float,
+    startup_s: float,
+    min_horizon_s: float,
+    sqrt_model: bool,
+) -> tuple[int, float, int]:
+    """(steady, backlog, needed) as needed_workers computes them."""
+    steady = _steady(arrival_rate_per_s, service_s, slo_wait_s, percentile, sqrt_model)
+    if waiting <= 0:
+        return steady, 0.0, steady
+    backlog = backlog_servers(
+        waiting,
+        oldest_wait_s,
+        arrival_rate_per_s,
+        service_s,
+        slo_wait_s,
+        startup_s,
+        min_horizon_s,
+    )
+    if backlog <= steady:
+        return steady, backlog, steady
+    return steady, backlog, math.ceil(backlog - 1e-9)
+
+
+# The steady-state count depends on the load a = λ·S and on T/S only. Both are rounded on a
+# fine grid, each in the safe direction (load up, T/S down), so that ticks with nearly the
+# same numbers share one Erlang C search.
+_LOAD_GRID = 1000.0
+_DECAY_GRID = 100.0
+_STEADY_CACHE_LIMIT = 1 << 16
+_steady_cache: dict[tuple[float, float, float, bool], int] = {}
+
+
+def _steady(
+    arrival_rate_per_s: float,
+    service_s: float,
+    slo_wait_s: float,
+    percentile: float,
+    sqrt_model: bool,
+) -> int:
+    """The queueing model's count for a load rounded up to 0.001 worker and T/S rounded down
+    to 0.01 (at most one more worker than the exact answer, never fewer)."""
+    if arrival_rate_per_s <= 0.0:
+        return 0
+    load = math.ceil(arrival_rate_per_s * service_s * _LOAD_GRID) / _LOAD_GRID
+    decay = math.floor(slo_wait_s / service_s * _DECAY_GRID) / _DECAY_GRID
+    key = (load, decay, percentile, sqrt_model)
+    count = _steady_cache.get(key)
+    if count is None:
+        sizing = sqrt_staffing_servers if sqrt_model else erlang_c_servers
+        count = sizing(load, 1.0, decay, percentile)  # S = 1: time measured in run times
+        if len(_steady_cache) >= _STEADY_CACHE_LIMIT:
+            _steady_cache.clear()
+        _steady_cache[key] = count
+    return count
+
+
+def slide(window: Window, now_s: float, needed: int, span_s: float) -> Window:
+    """Add `needed` at `now_s` to a sliding-maximum window and forget what is older than
+    `span_s`; the first entry is then the highest need within the span.
+
+    The window is a monotonic queue: times increase and needs strictly decrease along it,
+    so expired entries sit at the head and entries the new need dominates at the tail.
+    """
+    cutoff = now_s - span_s
+    start, end = 0, len(window)
+    while start < end and window[start][0] <= cutoff:
+        start += 1
+    while end > start and window[end - 1][1] <= needed:
+        end -= 1
+    if start == end:
+        return ((now_s, needed),)
+    return (*window[start:end], (now_s, needed))
+
+
+def scale(
+    base: int, needed: int, window_max: int, scale_down_step: int, max_step_up: int | None
+) -> int:
+    """Up in one jump (bounded by max_step_up), down only to the window's maximum and by at
+    most scale_down_step."""
+    if needed > base:
+        if max_step_up is not None and needed > base + max_step_up:
+            return base + max_step_up
+        return needed
+    if needed == base or window_max >= base:
+        return base
+    return max(window_max, base - scale_down_step)
+
+
+def run(
+    ticks: list[PoolTick], now_s: float, interval_s: float, shared: Mapping[str, Any]
+) -> dict[str, Any]:
+    dt = interval_s if interval_s > 0 else 1.0
+    for tick in ticks:
+        _decide_pool(tick, now_s, dt)
+    return {}
+
+
+def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:
+    const = tick.const
+    memory = tick.memory
+    if type(memory) is not SloMemory:
+        memory = None
+    service_s = memory.service_s if memory is not None else const.expected_run_time_s
+    work = tick.work
+    if work is not None:
+        completions: float = work.completions
+        if completions > 0:
+            service_s = estimate_service_s(service_s, work.completions, work.run_time_mean_s)
+    else:  # no worker logs: what Redis shows in flight finishes at 1/S per worker
+        completions = min(tick.reserved, tick.running) * dt / service_s
+    waiting = tick.pending + tick.delayed_due
+    queued = waiting + tick.reserved
+    rate = memory.arrival_rate_per_s if memory is not None else None
+    if memory is not None and now_s - memory.at_s <= MAX_GAP_INTERVALS * dt:
+        sample = (completions + queued - memory.queued) / dt
+        sample = max(sample, 0.0)
+        if rate is None:
+            rate = sample
+        else:
+            rate += ewma_weight(dt, const.arrival_half_life_s) * (sample - rate)
+    elif rate is None and work is not None:
+        rate = completions / dt  # first sight: throughput is the best guess
+    arrival_rate = rate if rate is not None else 0.0
+
+    oldest = tick.oldest_wait_s
+    if arrival_rate <= 0.0 and waiting == 0:
+        steady, backlog, needed = 0, 0.0, 0  # nothing arrives, nothing waits
+    else:
+        steady, backlog, needed = _need(
+            arrival_rate,
+            service_s,
+            waiting,
+            oldest if oldest is not None else 0.0,
+            const.slo_wait_s,
+            const.percentile,
+            const.startup_s,
+            MIN_HORIZON_INTERVALS * dt,
+            const.sqrt_model,
+        )
+    if needed < const.min_processes:
+        needed = const.min_processes
+    elif needed > const.max_processes:
+        needed = const.max_processes
+    base = tick.previous
+    window = memory.window if memory is not None else ((now_s, base),)
+    window = slide(window, now_s, needed, const.scale_down_window_s)
+    window_max = window[0][1]
+    count = scale(base, needed, window_max, const.scale_down_step, const.max_step_up)
+    tick.wanted = count
+    tick.memory = SloMemory(now_s, queued, rate, service_s, window)
+    tick.reason = (
+        _reason,
+        (
+            const,
+            base,
+            oldest,
+            waiting,
+            arrival_rate,
+            service_s,
+            steady,
+            backlog,
+            needed,
+            count,
+            window_max,
+        ),
+    )
+
+
+def _reason(  # noqa: PLR0917 - called with a lazy reason's stored arguments
+    const: PolicyConstants,
+    base: int,
+    oldest: float | None,
+    waiting: int,
+    arrival_rate: float,
+    service_s: float,
+    steady: int,
+    backlog: float,
+    needed: int,
+    count: int,
+    window_max: int,
+) -> str:
+    """`oldest wait 48s > SLO 30s; λ=3.1/s × S=2.4s, backlog 40 needs 9; +5 (max step 8)`"""
+    slo_wait = const.slo_wait_s
+    if waiting == 0:
+        head = "queue empty"
+    elif oldest is None:
+        head = f"{waiting} waiting, age unknown"
+    elif oldest > slo_wait:
+        head = f"oldest wait {oldest:.0f}s > SLO {slo_wait:.0f}s"
+    else:
+        head = f"oldest wait {oldest:.0f}s <= SLO {slo_wait:.0f}s"
+    load = f"λ={arrival_rate:.3g}/s × S={service_s:.3g}s"
+    if backlog > steady:
+        load += f", backlog {waiting}"
+    if count > base:
+        verdict = f"+{count - base}"
+        if count < needed:
+            verdict += f" (max step {const.max_step_up})"
+    elif count < base:
+        verdict = f"-{base - count}"
+    elif needed < base:
+        window_s = const.scale_down_window_s
+        verdict = f"hold {base} (needed {window_max} within {window_s:.0f}s)"
+    else:
+        verdict = f"hold {base}"
+    return f"{head}; {load} needs {needed}; {verdict}"
