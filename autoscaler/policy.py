@@ -85,17 +85,25 @@ class SloKnobs(StrictModel):
         default="erlang_c",
         description="Steady-state queueing model: Erlang C (M/M/c) or square-root staffing.",
     )
+    steady_percentile: float = Field(
+        default=50.0,
+        gt=0,
+        lt=100,
+        description="Percentile of jobs the steady-state model alone keeps within the SLO "
+        "wait; the backlog rule enforces the SLO's own percentile on the jobs that actually "
+        "wait. Raise it towards the SLO percentile for more headroom (more worker-seconds).",
+    )
     startup_s: float = Field(
-        default=3.0, ge=0, description="Time from adding a worker until it takes jobs, s."
+        default=1.0, ge=0, description="Time from adding a worker until it takes jobs, s."
     )
     arrival_half_life_s: float = Field(
-        default=30.0,
+        default=120.0,
         gt=0,
-        description="Half-life of the arrival-rate average (EWMA), s: shorter follows bursts "
-        "sooner, longer is steadier.",
+        description="Half-life of the arrival-rate average (EWMA), s: shorter follows load "
+        "changes sooner, longer is steadier on sparse arrivals.",
     )
     scale_down_window_s: float = Field(
-        default=120.0,
+        default=30.0,
         ge=0,
         description="Scale down only to the highest count needed during this window, s.",
     )

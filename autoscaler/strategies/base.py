@@ -42,6 +42,7 @@ class PolicyConstants:
         "sqrt_model",
         "startup_s",
         "static_processes",
+        "steady_percentile",
         "strategy",
     )
 
@@ -57,6 +58,7 @@ class PolicyConstants:
         self.slo_wait_s = policy.slo.wait_s
         self.percentile = policy.slo.percentile
         self.sqrt_model = knobs.model == "sqrt"
+        self.steady_percentile = knobs.steady_percentile
         self.startup_s = knobs.startup_s
         self.arrival_half_life_s = knobs.arrival_half_life_s
         self.scale_down_window_s = knobs.scale_down_window_s

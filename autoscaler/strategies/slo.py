@@ -7,9 +7,11 @@ docs/slo-strategy.md derives every formula; in short, each tick and pool:
    (arrivals = completions + change in queued work, an EWMA over ticks). Without worker logs
    the completions are estimated from Redis: busy workers × interval / S.
 2. Workers needed = the larger of
-   - steady state: the fewest c with P(wait > T) <= 1 − percentile in an M/M/c queue with
-     load a = λ·S (Erlang C, or square-root staffing), and
-   - backlog: enough to start every job waiting now within the SLO, FIFO, after the
+   - steady state: the fewest c with P(wait > T) <= 1 − steady_percentile in an M/M/c queue
+     with load a = λ·S (Erlang C, or square-root staffing). This is the base the pool runs
+     on; it need not meet the SLO percentile alone, because the controller looks again every
+     tick and the backlog rule below rescues the jobs that do wait;
+   - backlog: enough workers to start every job waiting now within the SLO, FIFO, after the
      workers' start-up delay (queueing.backlog_servers).
 3. Scale up in one jump to that count (optionally at most max_step_up at once). Scale down
    only to the highest count needed during the last scale_down_window_s, and by at most
@@ -72,19 +74,22 @@ def needed_workers(
     waiting: int,
     oldest_wait_s: float,
     slo_wait_s: float,
-    percentile: float,
+    steady_percentile: float,
     startup_s: float,
     min_horizon_s: float,
     model: str = "erlang_c",
 ) -> SloNeed:
-    """The workers that keep the SLO: max(steady state, backlog), rounded up (pure)."""
+    """The workers that keep the SLO: max(steady state, backlog), rounded up (pure).
+
+    steady: the queueing model's count for P(wait > T) <= 1 − steady_percentile/100;
+    backlog: queueing.backlog_servers for the jobs waiting now."""
     steady, backlog, needed = _need(
         arrival_rate_per_s,
         service_s,
         waiting,
         oldest_wait_s,
         slo_wait_s,
-        percentile,
+        steady_percentile,
         startup_s,
         min_horizon_s,
         model == "sqrt",
@@ -238,7 +243,7 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:
             waiting,
             oldest if oldest is not None else 0.0,
             const.slo_wait_s,
-            const.percentile,
+            const.steady_percentile,
             const.startup_s,
             MIN_HORIZON_INTERVALS * dt,
             const.sqrt_model,
