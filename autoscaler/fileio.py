@@ -9,11 +9,16 @@ from pathlib import Path
 
 def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
     """Write `text` to a temp file beside `path`, fsync it, rename it over `path`, fsync the dir."""
+    write_atomic_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def write_atomic_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """`write_atomic` for bytes (a gzipped trace, for one)."""
     directory = path.parent
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, mode)

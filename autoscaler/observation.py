@@ -43,6 +43,9 @@ class WorkSample:
     run_time_p95_s: float | None
     busy_workers: float | None  # workers with a job in hand now; None when unknown
     source: WorkSource
+    # Jobs that arrived during the interval by flow balance (completions + change in pending,
+    # reserved and due delayed); None when unknown (first tick, Redis unavailable).
+    arrivals: float | None = None
 
 
 @dataclass(slots=True, kw_only=True)

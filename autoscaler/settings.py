@@ -59,6 +59,22 @@ class Settings(BaseSettings):
     supervisor_password: SecretStr | None = Field(
         default=None, description="Password of supervisord's http server (a secret, never logged)."
     )
+    redis_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Timeout of the Redis connection and of each tick's read, s; a slower "
+        "Redis makes the tick's observation 'unavailable' instead of blocking the loop.",
+    )
+    supervisor_timeout_s: float = Field(
+        default=5.0, gt=0, description="Timeout of every XML-RPC call to supervisord, s."
+    )
+    log_max_bytes_per_tick: int = Field(
+        default=1 << 20,
+        ge=4096,
+        description="Most bytes read from one worker log per tick; the rest is read on later "
+        "ticks. A log more than 4x this behind is skipped to its end (that tick's counts then "
+        "come from Redis).",
+    )
     include_file: Path = Field(
         default=Path("/etc/supervisor/conf.d/autoscaler-workers.conf"),
         description="The Supervisor program file autoscaler owns and rewrites; it must be "

@@ -28,64 +28,95 @@ from autoscaler.constants import DEFAULT_REDIS_PREFIX
 from autoscaler.testing.laravel import PoppedJob, delete_reserved, pop
 
 TERMINAL_WIDTH = 80  # Symfony's Terminal width when stdout is not a TTY and COLUMNS is unset
+LOG_FORMATS = ("modern", "oneline", "legacy", "json")
+
+# CarbonInterval's short English units (lang/en.php) and cascade factors, largest first.
+_CARBON_UNITS = (
+    ("yr", 12 * 4 * 7 * 86400),
+    ("mo", 4 * 7 * 86400),
+    ("w", 7 * 86400),
+    ("d", 86400),
+    ("h", 3600),
+    ("m", 60),
+    ("s", 1),
+)
 
 
 def stamp(moment: float) -> str:
     return datetime.fromtimestamp(moment, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def json_stamp(moment: float) -> str:
+    """PHP's `Y-m-d\\TH:i:s.uP` in UTC: always six fraction digits and `+00:00`."""
+    return datetime.fromtimestamp(moment, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "+00:00"
+
+
+def format_ms(seconds: float) -> str:
+    """PHP's number_format(ms, 2) . 'ms': a comma between thousands."""
+    return f"{seconds * 1000:,.2f}ms"
+
+
 def format_run_time(seconds: float) -> str:
-    """WorkCommand::formatRunTime: `12.34ms` below a second, else CarbonInterval short form."""
-    ms = seconds * 1000
-    if ms <= 1000:
-        return f"{ms:,.2f}ms"
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(int(minutes), 60)
+    """InteractsWithTime::runTimeForHumans (10.13.1+): `12.34ms` up to a second, else
+    CarbonInterval::milliseconds(ms)->cascade()->forHumans(short: true): whole units down to
+    the second (the rest truncated), e.g. `1s`, `2m 3s`, `1h 1s`."""
+    if seconds * 1000 <= 1000:
+        return format_ms(seconds)
+    rest = int(seconds * 1000) // 1000
     parts = []
-    if hours:
-        parts.append(f"{hours}h")
-    if minutes:
-        parts.append(f"{minutes}m")
-    rounded = round(secs, 2)
-    if rounded:
-        parts.append(f"{rounded:g}s")
-    return " ".join(parts) or "0s"
+    for name, size in _CARBON_UNITS:
+        count, rest = divmod(rest, size)
+        if count:
+            plural = "s" if name in ("yr", "mo") and count != 1 else ""
+            parts.append(f"{count}{name}{plural}")
+    return " ".join(parts)
 
 
 class LogWriter:
-    """The worker's per-job output in one of Laravel's three generations."""
+    """The worker's per-job output as Laravel's WorkCommand writes it without a TTY.
+
+    `legacy` (up to 9.20), `oneline` (9.21-9.40: the start is left open, the end appended),
+    `modern` (9.41+, run times as 10.13.1+), `json` (11.27+ `--json`, fields as 12.x).
+    """
 
     def __init__(self, style: str, out: TextIO) -> None:
+        if style not in LOG_FORMATS:
+            raise ValueError(f"unknown log format {style!r}")
         self.style = style
         self.out = out
 
     def banner(self, queues: str) -> None:
-        if self.style == "modern":
-            self._line(f"\n   INFO  Processing jobs from the [{queues}] queue.\n")
-        elif self.style == "legacy":
-            pass  # 8.x printed no banner
+        # components->info(): a blank line, the message, a blank line. Not in legacy or json.
+        if self.style in ("modern", "oneline"):
+            noun = "queues" if "," in queues else "queue"
+            self._write(f"\n   INFO  Processing jobs from the [{queues}] {noun}.\n\n")
 
     def starting(self, job: PoppedJob, name: str, job_id: str, moment: float) -> None:
         if self.style == "legacy":
-            self._line(f"[{stamp(moment)}][{job_id}] Processing: {name}")
+            self._write(f"[{stamp(moment)}][{job_id}] {'Processing:'.ljust(11)} {name}\n")
+        elif self.style == "oneline":
+            self._write(f"  {stamp(moment)} {name}")  # no newline until the job ends
         elif self.style == "modern":
             dots = max(TERMINAL_WIDTH - len(name) - 33, 0)
-            self._line(f"  {stamp(moment)} {name} {'.' * dots} RUNNING")
+            self._write(f"  {stamp(moment)} {name} {'.' * dots} RUNNING\n")
         else:
             self._json(job, name, job_id, moment, status="starting", duration=None)
 
     def finished(
         self, job: PoppedJob, name: str, job_id: str, moment: float, *, run_s: float, ok: bool
     ) -> None:
+        status = "DONE" if ok else "FAIL"
         if self.style == "legacy":
-            status = "Processed:" if ok else "Failed:"
-            self._line(f"[{stamp(moment)}][{job_id}] {status.ljust(11)} {name}")
+            word = "Processed:" if ok else "Failed:"
+            self._write(f"[{stamp(moment)}][{job_id}] {word.ljust(11)} {name}\n")
+        elif self.style == "oneline":
+            run_time = format_ms(run_s)
+            dots = max(TERMINAL_WIDTH - len(name) - len(run_time) - 31, 0)
+            self._write(f" {'.' * dots} {run_time} {status}\n")
         elif self.style == "modern":
             run_time = format_run_time(run_s)
             dots = max(TERMINAL_WIDTH - len(name) - len(run_time) - 31, 0)
-            self._line(
-                f"  {stamp(moment)} {name} {'.' * dots} {run_time} {'DONE' if ok else 'FAIL'}"
-            )
+            self._write(f"  {stamp(moment)} {name} {'.' * dots} {run_time} {status}\n")
         else:
             self._json(
                 job, name, job_id, moment, status="success" if ok else "failed", duration=run_s
@@ -101,22 +132,32 @@ class LogWriter:
         status: str,
         duration: float | None,
     ) -> None:
-        event = {
-            "level": "info",
+        decoded = job.decoded
+        failed = status == "failed"
+        # writeOutputAsJson: array_filter drops empty values; the end events add `duration`.
+        event: dict[str, object] = {
+            "level": "info" if status in ("starting", "success") else "warning",
             "id": job_id,
-            "uuid": job.decoded.get("uuid"),
+            "uuid": decoded.get("uuid"),
             "connection": "redis",
             "queue": job.queue,
             "job": name,
             "status": status,
-            "timestamp": datetime.fromtimestamp(moment, tz=UTC).isoformat(),
         }
+        if status != "starting":
+            event["result"] = "deleted"
+        event["attempts"] = decoded.get("attempts")
+        if failed:
+            event["exception"] = "RuntimeException"
+            event["message"] = "The fake job failed."
+        event["timestamp"] = json_stamp(moment)
         if duration is not None:
             event["duration"] = round(duration, 6)
-        self._line(json.dumps(event, separators=(",", ":")))
+        text = json.dumps({k: v for k, v in event.items() if v}, separators=(",", ":"))
+        self._write(text.replace("/", "\\/") + "\n")  # json_encode escapes slashes
 
-    def _line(self, text: str) -> None:
-        self.out.write(text + "\n")
+    def _write(self, text: str) -> None:
+        self.out.write(text)
         self.out.flush()
 
 
@@ -195,7 +236,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory", type=int, default=128, help="accepted, as queue:work's")
     parser.add_argument("--retry-after", type=float, default=90.0)
     parser.add_argument("--boot-s", type=float, default=0.0, help="start-up delay, s")
-    parser.add_argument("--log-format", choices=("modern", "legacy", "json"), default="modern")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="modern")
     parser.add_argument("--record", type=Path, default=None)
     return parser.parse_args(argv)
 

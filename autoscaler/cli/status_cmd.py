@@ -1,0 +1,230 @@
+"""`autoscaler status`: every pool's queues, throughput, workers and desired count.
+
+`--discover` instead scans Redis for Laravel's queues and prefixes (SCAN, never KEYS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import redis
+
+from autoscaler.cli.common import UsageError, add_format, build_settings, print_json
+from autoscaler.constants import EXIT_FAILED, EXIT_OK
+from autoscaler.decide import decide
+from autoscaler.discovery import Discovery, discover
+from autoscaler.observation import Observation
+from autoscaler.observe import Observer
+from autoscaler.plan import ControllerState, MemoryBudget, Plan
+from autoscaler.policy import Policy
+from autoscaler.policy_loader import PolicyErrors, PolicySet, load_policies
+from autoscaler.sampler import connect_redis, describe_redis_error
+from autoscaler.settings import Settings
+from autoscaler.status_view import TABLE_HEADERS, notes, pool_rows, table_rows
+from autoscaler.table import render_table
+
+CLEAR_SCREEN = "\x1b[H\x1b[2J"
+DEFAULT_WINDOW_S = 5.0
+
+
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = verbs.add_parser(
+        "status",
+        help="queues, throughput, workers and desired count per pool",
+        description="Sample every pool's queues (Redis), workers (Supervisor) and the "
+        "workers' logs, and show what decide would want now. Throughput and run times are "
+        "measured over a window (two samples). Exit 1 when Redis cannot be read.",
+    )
+    parser.add_argument(
+        "--policies", type=Path, default=None, help="policy directory (default from settings)"
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=DEFAULT_WINDOW_S,
+        metavar="S",
+        help=f"seconds between the two samples (default {DEFAULT_WINDOW_S:g}; 0: one sample, "
+        "no throughput)",
+    )
+    parser.add_argument(
+        "--watch", action="store_true", help="refresh in place every --interval seconds"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds between refreshes with --watch (default AUTOSCALER_INTERVAL_S)",
+    )
+    parser.add_argument(
+        "--count", type=int, default=None, metavar="N", help="with --watch: stop after N"
+    )
+    parser.add_argument(
+        "--discover",
+        action="store_true",
+        help="find queues and key prefixes with SCAN; report queues without a policy and "
+        "policies whose queue has no key",
+    )
+    add_format(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = build_settings(args)
+    policies = _policies(args, settings)
+    if args.window < 0 or (args.interval is not None and args.interval <= 0):
+        raise UsageError("--window must be >= 0 and --interval > 0")
+    if args.discover:
+        return _discover(settings, policies, args.format)
+    observer = Observer.from_settings(settings, policies)
+    try:
+        if args.watch:
+            return _watch(observer, settings, policies, args)
+        observation = observer.observe()
+        if args.window > 0:
+            time.sleep(args.window)
+            observation = observer.observe()
+        _show(observation, observer, settings, policies, args.format)
+        return EXIT_FAILED if observation.redis_error else EXIT_OK
+    finally:
+        observer.close()
+
+
+def _policies(args: argparse.Namespace, settings: Settings) -> PolicySet:
+    directory = args.policies or settings.policies_dir
+    try:
+        return load_policies(directory)
+    except PolicyErrors as exc:
+        raise UsageError(f"invalid policies (see `autoscaler check {directory}`):\n{exc}") from exc
+
+
+def _watch(
+    observer: Observer, settings: Settings, policies: PolicySet, args: argparse.Namespace
+) -> int:
+    interval = args.interval or settings.interval_s
+    tty = sys.stdout.isatty()
+    observer.observe()
+    shown = 0
+    code = EXIT_OK
+    try:
+        while args.count is None or shown < args.count:
+            time.sleep(interval)
+            observation = observer.observe()
+            if tty and args.format == "table":
+                sys.stdout.write(CLEAR_SCREEN)
+            _show(observation, observer, settings, policies, args.format, compact=True)
+            sys.stdout.flush()
+            code = EXIT_FAILED if observation.redis_error else EXIT_OK
+            shown += 1
+    except KeyboardInterrupt:
+        pass
+    return code
+
+
+def _show(
+    observation: Observation,
+    observer: Observer,
+    settings: Settings,
+    policies: Mapping[str, Policy],
+    output: str,
+    *,
+    compact: bool = False,
+) -> None:
+    plan = desired_plan(observation, policies, settings)
+    if output == "json":
+        rows = pool_rows(observation, policies, plan)
+        if compact:
+            print(json.dumps(rows, separators=(",", ":")))
+        else:
+            print_json(rows)
+        for line in notes(observation, observer.log_problems):
+            if "unknown" in line:
+                print(f"autoscaler: {line}", file=sys.stderr)
+        return
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(observation.at_s))
+    print(f"autoscaler status at {stamp} (prefix {settings.redis_prefix})")
+    print(render_table(TABLE_HEADERS, table_rows(observation, policies, plan)))
+    for line in notes(observation, observer.log_problems):
+        print(f"  {line}")
+
+
+def desired_plan(
+    observation: Observation, policies: Mapping[str, Policy], settings: Settings
+) -> Plan:
+    """What decide would want now, from a fresh controller state (no memory of past ticks)."""
+    budget = MemoryBudget(
+        budget_mb=settings.memory_budget_mb, reserve_mb=settings.memory_reserve_mb
+    )
+    plan, _state = decide(
+        observation, policies, ControllerState(), now_s=observation.at_s, budget=budget
+    )
+    return plan
+
+
+def _discover(settings: Settings, policies: PolicySet, output: str) -> int:
+    client = connect_redis(settings.redis_url, timeout_s=settings.redis_timeout_s)
+    try:
+        found = discover(client, prefix=settings.redis_prefix, policies=policies)
+    except (redis.RedisError, OSError) as exc:
+        print(f"autoscaler: {describe_redis_error(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        client.close()
+    suggested = found.suggested_prefix
+    if output == "json":
+        print_json(_discovery_json(found))
+    else:
+        _print_discovery(found)
+    return EXIT_FAILED if suggested is not None else EXIT_OK
+
+
+def _discovery_json(found: Discovery) -> dict[str, object]:
+    return {
+        "prefix": found.prefix,
+        "prefixes": found.prefixes,
+        "suggested_prefix": found.suggested_prefix,
+        "scanned_keys": found.scanned_keys,
+        "queues": [
+            {"prefix": q.prefix, "queue": q.queue, "keys": sorted(q.keys), "pool": q.pool}
+            for q in found.queues
+        ],
+        "unmanaged_queues": [q.queue for q in found.unmanaged],
+        "policies_without_keys": [{"pool": p, "queue": q} for p, q in found.missing],
+    }
+
+
+def _print_discovery(found: Discovery) -> None:
+    print(f"scanned {found.scanned_keys} key(s) matching *queues:* (SCAN)")
+    rows = [
+        [
+            q.prefix,
+            q.queue,
+            ",".join(sorted(q.keys)),
+            q.pool or ("(no policy)" if q.prefix == found.prefix else "(other prefix)"),
+        ]
+        for q in found.queues
+    ]
+    if rows:
+        print(render_table(("prefix", "queue", "keys", "pool"), rows))
+    else:
+        print("no Laravel queue key found (all queues empty, or another Redis database?)")
+    if found.unmanaged:
+        names = ", ".join(q.queue for q in found.unmanaged)
+        print(f"queues with no policy (not scaled by autoscaler): {names}")
+    if found.missing:
+        names = ", ".join(f"{q} (pool {p})" for p, q in found.missing)
+        print(
+            f"policies whose queue has no key under {found.prefix!r} "
+            f"(empty now, never used, or another prefix): {names}"
+        )
+    suggested = found.suggested_prefix
+    if suggested is not None:
+        print(
+            f"the configured prefix {found.prefix!r} looks wrong: {suggested!r} holds more of "
+            f"the policies' queues; set AUTOSCALER_REDIS_PREFIX={suggested}"
+        )
