@@ -230,3 +230,19 @@ def test_a_gap_in_the_data_does_not_fake_an_arrival_burst() -> None:
     obs = observation(pool_obs("q", pending=50, running=2, completions=1), at_s=1060.0)
     _, state = decide(obs, {"q": policy}, state, now_s=1060.0, budget=BUDGET)
     assert state.pools["q"].arrival_rate_per_s == rate_before
+
+
+def test_the_observers_arrival_count_is_used_when_given() -> None:
+    policy = make_policy("q", max_processes=30)
+    state = ControllerState()
+    obs = observation(pool_obs("q", running=2, completions=None), at_s=1000.0)
+    _, state = decide(obs, {"q": policy}, state, now_s=1000.0, budget=BUDGET)
+    assert state.pools["q"].arrival_rate_per_s is None  # nothing to go on yet
+    # 20 s later (a Redis outage in between): the observer counted 40 arrivals since
+    seen = pool_obs("q", running=2, completions=0)
+    assert seen.work is not None
+    seen.work.arrivals = 40.0
+    _, state = decide(
+        observation(seen, at_s=1020.0), {"q": policy}, state, now_s=1020.0, budget=BUDGET
+    )
+    assert state.pools["q"].arrival_rate_per_s == pytest.approx(2.0)

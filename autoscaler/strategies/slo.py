@@ -4,8 +4,9 @@ docs/slo-strategy.md derives every formula; in short, each tick and pool:
 
 1. Estimate the run time S (completion-weighted average of the measured run times, starting
    from the policy's expected_run_time_s) and the arrival rate λ by flow balance
-   (arrivals = completions + change in queued work, an EWMA over ticks). Without worker logs
-   the completions are estimated from Redis: busy workers × interval / S.
+   (arrivals = completions + change in queued work, an EWMA over ticks; the observer's own
+   balance, `WorkSample.arrivals`, when it gives one). Without worker logs the completions
+   are estimated from Redis: busy workers × interval / S.
 2. Workers needed = the larger of
    - steady state: the fewest c with P(wait > T) <= 1 − steady_percentile in an M/M/c queue
      with load a = λ·S (Erlang C, or square-root staffing). This is the base the pool runs
@@ -222,13 +223,20 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:
     waiting = tick.pending + tick.delayed_due
     queued = waiting + tick.reserved
     rate = memory.arrival_rate_per_s if memory is not None else None
-    if memory is not None and now_s - memory.at_s <= MAX_GAP_INTERVALS * dt:
-        sample = (completions + queued - memory.queued) / dt
-        sample = max(sample, 0.0)
+    arrived = work.arrivals if work is not None else None
+    span = dt
+    sample: float | None = None
+    if arrived is not None:  # the observer's flow balance, kept across Redis outages
+        if memory is not None and now_s > memory.at_s:
+            span = now_s - memory.at_s
+        sample = arrived / span
+    elif memory is not None and now_s - memory.at_s <= MAX_GAP_INTERVALS * dt:
+        sample = max(completions + queued - memory.queued, 0.0) / dt
+    if sample is not None:
         if rate is None:
             rate = sample
         else:
-            rate += ewma_weight(dt, const.arrival_half_life_s) * (sample - rate)
+            rate += ewma_weight(span, const.arrival_half_life_s) * (sample - rate)
     elif rate is None and work is not None:
         rate = completions / dt  # first sight: throughput is the best guess
     arrival_rate = rate if rate is not None else 0.0
