@@ -99,15 +99,21 @@ def _gather(
             why = _missing(obs, observation, stale=stale, age_s=age_s)
             ticks.append(_held(name, policy, const, obs=obs, previous=previous, why=why))
             continue
-        pending = reserved = delayed_due = 0
-        oldest: float | None = None
-        for queue in queues:
-            pending += queue.pending
-            reserved += queue.reserved
-            delayed_due += queue.delayed_due
-            age = queue.oldest_wait_s
-            if age is not None and (oldest is None or age > oldest):
-                oldest = age
+        oldest: float | None
+        if len(queues) == 1:  # most pools consume one queue
+            queue = queues[0]
+            pending, reserved = queue.pending, queue.reserved
+            delayed_due, oldest = queue.delayed_due, queue.oldest_wait_s
+        else:
+            pending = reserved = delayed_due = 0
+            oldest = None
+            for queue in queues:
+                pending += queue.pending
+                reserved += queue.reserved
+                delayed_due += queue.delayed_due
+                age = queue.oldest_wait_s
+                if age is not None and (oldest is None or age > oldest):
+                    oldest = age
         tick = PoolTick(
             name,
             policy,

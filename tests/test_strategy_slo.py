@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.decide import decide
@@ -246,3 +246,51 @@ def test_the_observers_arrival_count_is_used_when_given() -> None:
         observation(seen, at_s=1020.0), {"q": policy}, state, now_s=1020.0, budget=BUDGET
     )
     assert state.pools["q"].arrival_rate_per_s == pytest.approx(2.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pending=st.integers(0, 400),
+    oldest=st.floats(0, 400),
+    completions=st.integers(0, 50),
+    run_time=st.floats(0.05, 60),
+    wait_s=st.floats(1, 300),
+    steady_percentile=st.sampled_from([50.0, 80.0, 95.0]),
+    model=st.sampled_from(["erlang_c", "sqrt"]),
+)
+def test_the_hot_path_sizes_as_needed_workers(
+    *,
+    pending: int,
+    oldest: float,
+    completions: int,
+    run_time: float,
+    wait_s: float,
+    steady_percentile: float,
+    model: str,
+) -> None:
+    knobs = {"name": "slo", "slo": {"steady_percentile": steady_percentile, "model": model}}
+    policy = make_policy("q", max_processes=1000, slo={"wait_s": wait_s}, strategy=knobs)
+    obs = observation(
+        pool_obs(
+            "q",
+            pending=pending,
+            oldest_wait_s=oldest if pending else None,
+            completions=completions,
+            run_time_mean_s=run_time,
+        )
+    )
+    plan, state = decide(obs, {"q": policy}, ControllerState(), now_s=1000.0, budget=BUDGET)
+    memory = state.pools["q"]
+    reference = needed_workers(
+        arrival_rate_per_s=memory.arrival_rate_per_s or 0.0,
+        service_s=memory.service_s,
+        waiting=pending,
+        oldest_wait_s=oldest if pending else 0.0,
+        slo_wait_s=wait_s,
+        steady_percentile=steady_percentile,
+        startup_s=policy.strategy.slo.startup_s,
+        min_horizon_s=5.0,
+        model=model,
+    ).needed
+    needs = int(plan.decisions["q"].reason.split(" needs ")[1].split(";")[0])
+    assert needs == min(max(reference, policy.min_processes), policy.max_processes)

@@ -20,6 +20,7 @@ from autoscaler.observation import QueueSample, WorkSample
 from autoscaler.plan import LazyReason
 from autoscaler.policy import Policy
 from autoscaler.policy_loader import PolicySet
+from autoscaler.queueing import erlang_c_servers, sqrt_staffing_servers
 
 _CACHE_LIMIT = 4096
 
@@ -29,6 +30,7 @@ class PolicyConstants:
 
     __slots__ = (
         "arrival_half_life_s",
+        "cache",
         "expected_run_time_s",
         "max_processes",
         "max_step_up",
@@ -38,12 +40,14 @@ class PolicyConstants:
         "priority",
         "scale_down_step",
         "scale_down_window_s",
+        "sizing",
         "slo_wait_s",
         "sqrt_model",
         "startup_s",
         "static_processes",
         "steady_percentile",
         "strategy",
+        "weights",
     )
 
     def __init__(self, policy: Policy) -> None:
@@ -64,6 +68,14 @@ class PolicyConstants:
         self.scale_down_window_s = knobs.scale_down_window_s
         self.scale_down_step = knobs.scale_down_step
         self.max_step_up = knobs.max_step_up
+        # the slo strategy's steady-state model, as f(load, T/S) -> workers, and its memo
+        percentile = knobs.steady_percentile
+        model = sqrt_staffing_servers if knobs.model == "sqrt" else erlang_c_servers
+        self.sizing: Callable[[float, float], int] = lambda load, decay: model(
+            load, 1.0, decay, percentile
+        )
+        self.cache: dict[int, int] = {}
+        self.weights: dict[float, float] = {}  # EWMA weight of λ per sample span
 
 
 _constants: dict[int, tuple[Policy, PolicyConstants]] = {}

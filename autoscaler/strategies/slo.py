@@ -22,7 +22,7 @@ docs/slo-strategy.md derives every formula; in short, each tick and pool:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from autoscaler.estimators import ewma_weight
@@ -83,42 +83,15 @@ def needed_workers(
     """The workers that keep the SLO: max(steady state, backlog), rounded up (pure).
 
     steady: the queueing model's count for P(wait > T) <= 1 − steady_percentile/100;
-    backlog: queueing.backlog_servers for the jobs waiting now."""
-    steady, backlog, needed = _need(
-        arrival_rate_per_s,
-        service_s,
-        waiting,
-        oldest_wait_s,
-        slo_wait_s,
-        steady_percentile,
-        startup_s,
-        min_horizon_s,
-        model == "sqrt",
+    backlog: queueing.backlog_servers for the jobs waiting now. (The strategy's hot path,
+    _decide_pool, computes the same; a test holds them equal.)"""
+    sizing = sqrt_staffing_servers if model == "sqrt" else erlang_c_servers
+    steady = steady_count(
+        arrival_rate_per_s * service_s,
+        slo_wait_s / service_s,
+        lambda load, decay: sizing(load, 1.0, decay, steady_percentile),
+        {},
     )
-    return SloNeed(
-        needed=needed,
-        steady=steady,
-        backlog=backlog,
-        arrival_rate_per_s=arrival_rate_per_s,
-        service_s=service_s,
-    )
-
-
-def _need(  # noqa: PLR0917 - positional on the hot path
-    arrival_rate_per_s: float,
-    service_s: float,
-    waiting: int,
-    oldest_wait_s: float,
-    slo_wait_s: float,
-    percentile: float,
-    startup_s: float,
-    min_horizon_s: float,
-    sqrt_model: bool,
-) -> tuple[int, float, int]:
-    """(steady, backlog, needed) as needed_workers computes them."""
-    steady = _steady(arrival_rate_per_s, service_s, slo_wait_s, percentile, sqrt_model)
-    if waiting <= 0:
-        return steady, 0.0, steady
     backlog = backlog_servers(
         waiting,
         oldest_wait_s,
@@ -128,41 +101,39 @@ def _need(  # noqa: PLR0917 - positional on the hot path
         startup_s,
         min_horizon_s,
     )
-    if backlog <= steady:
-        return steady, backlog, steady
-    return steady, backlog, math.ceil(backlog - 1e-9)
+    needed = steady if backlog <= steady else math.ceil(backlog - 1e-9)
+    return SloNeed(
+        needed=needed,
+        steady=steady,
+        backlog=backlog,
+        arrival_rate_per_s=arrival_rate_per_s,
+        service_s=service_s,
+    )
 
 
 # The steady-state count depends on the load a = λ·S and on T/S only. Both are rounded on a
-# fine grid, each in the safe direction (load up, T/S down), so that ticks with nearly the
-# same numbers share one Erlang C search.
+# fine grid, each in the safe direction (load up to 0.001 worker, T/S down to 0.01), so that
+# ticks with nearly the same numbers share one search.
 _LOAD_GRID = 1000.0
 _DECAY_GRID = 100.0
-_STEADY_CACHE_LIMIT = 1 << 16
-_steady_cache: dict[tuple[float, float, float, bool], int] = {}
+_CACHE_LIMIT = 1 << 14
 
 
-def _steady(
-    arrival_rate_per_s: float,
-    service_s: float,
-    slo_wait_s: float,
-    percentile: float,
-    sqrt_model: bool,
+def steady_count(
+    load: float, decay: float, sizing: Callable[[float, float], int], cache: dict[int, int]
 ) -> int:
-    """The queueing model's count for a load rounded up to 0.001 worker and T/S rounded down
-    to 0.01 (at most one more worker than the exact answer, never fewer)."""
-    if arrival_rate_per_s <= 0.0:
+    """`sizing(load, T/S)` on the rounded grid, memoised in `cache` (per policy)."""
+    if load <= 0.0:
         return 0
-    load = math.ceil(arrival_rate_per_s * service_s * _LOAD_GRID) / _LOAD_GRID
-    decay = math.floor(slo_wait_s / service_s * _DECAY_GRID) / _DECAY_GRID
-    key = (load, decay, percentile, sqrt_model)
-    count = _steady_cache.get(key)
+    load_step = math.ceil(load * _LOAD_GRID)
+    decay_step = math.floor(decay * _DECAY_GRID)
+    key = (load_step << 32) | decay_step
+    count = cache.get(key)
     if count is None:
-        sizing = sqrt_staffing_servers if sqrt_model else erlang_c_servers
-        count = sizing(load, 1.0, decay, percentile)  # S = 1: time measured in run times
-        if len(_steady_cache) >= _STEADY_CACHE_LIMIT:
-            _steady_cache.clear()
-        _steady_cache[key] = count
+        count = sizing(load_step / _LOAD_GRID, decay_step / _DECAY_GRID)
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = count
     return count
 
 
@@ -207,81 +178,92 @@ def run(
     return {}
 
 
-def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:
+_make_memory = tuple.__new__  # builds an SloMemory without its Python-level __new__
+
+
+def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0915 - hot path
+    """needed_workers, slide and scale for one pool, with the estimates carried in memory.
+    Written for speed (it runs for every pool at every tick)."""
     const = tick.const
     memory = tick.memory
-    if type(memory) is not SloMemory:
-        memory = None
-    service_s = memory.service_s if memory is not None else const.expected_run_time_s
+    fresh = type(memory) is not SloMemory
+    if fresh:
+        at_s, queued_before, rate, service_s = now_s, 0, None, const.expected_run_time_s
+        window: Window = ((now_s, tick.previous),)
+    else:
+        at_s, queued_before, rate, service_s, window = memory
+    reserved = tick.reserved
+    waiting = tick.pending + tick.delayed_due
+    queued = waiting + reserved
     work = tick.work
+    arrived: float | None = None
     if work is not None:
         completions: float = work.completions
         if completions > 0:
             service_s = estimate_service_s(service_s, work.completions, work.run_time_mean_s)
+        arrived = work.arrivals
     else:  # no worker logs: what Redis shows in flight finishes at 1/S per worker
-        completions = min(tick.reserved, tick.running) * dt / service_s
-    waiting = tick.pending + tick.delayed_due
-    queued = waiting + tick.reserved
-    rate = memory.arrival_rate_per_s if memory is not None else None
-    arrived = work.arrivals if work is not None else None
+        running = tick.running
+        completions = (reserved if reserved < running else running) * dt / service_s
+
     span = dt
     sample: float | None = None
     if arrived is not None:  # the observer's flow balance, kept across Redis outages
-        if memory is not None and now_s > memory.at_s:
-            span = now_s - memory.at_s
+        if not fresh and now_s > at_s:
+            span = now_s - at_s
         sample = arrived / span
-    elif memory is not None and now_s - memory.at_s <= MAX_GAP_INTERVALS * dt:
-        sample = max(completions + queued - memory.queued, 0.0) / dt
+    elif not fresh and now_s - at_s <= MAX_GAP_INTERVALS * dt:
+        # jobs deleted by hand are not negative arrivals
+        sample = max(completions + queued - queued_before, 0.0) / dt
     if sample is not None:
         if rate is None:
             rate = sample
         else:
-            rate += ewma_weight(span, const.arrival_half_life_s) * (sample - rate)
+            weight = const.weights.get(span)
+            if weight is None:
+                weight = const.weights[span] = ewma_weight(span, const.arrival_half_life_s)
+            rate += weight * (sample - rate)
     elif rate is None and work is not None:
         rate = completions / dt  # first sight: throughput is the best guess
-    arrival_rate = rate if rate is not None else 0.0
 
+    slo_wait_s = const.slo_wait_s
+    steady = 0
+    if rate is not None and rate > 0.0:
+        steady = steady_count(rate * service_s, slo_wait_s / service_s, const.sizing, const.cache)
+    backlog = 0.0
+    needed = steady
     oldest = tick.oldest_wait_s
-    if arrival_rate <= 0.0 and waiting == 0:
-        steady, backlog, needed = 0, 0.0, 0  # nothing arrives, nothing waits
-    else:
-        steady, backlog, needed = _need(
-            arrival_rate,
-            service_s,
+    if waiting > 0:
+        backlog = backlog_servers(
             waiting,
             oldest if oldest is not None else 0.0,
-            const.slo_wait_s,
-            const.steady_percentile,
+            rate if rate is not None else 0.0,
+            service_s,
+            slo_wait_s,
             const.startup_s,
             MIN_HORIZON_INTERVALS * dt,
-            const.sqrt_model,
         )
+        if backlog > steady:
+            needed = math.ceil(backlog - 1e-9)
     if needed < const.min_processes:
         needed = const.min_processes
     elif needed > const.max_processes:
         needed = const.max_processes
     base = tick.previous
-    window = memory.window if memory is not None else ((now_s, base),)
-    window = slide(window, now_s, needed, const.scale_down_window_s)
+    if window[0][1] <= needed:  # the common case: nothing in the window exceeds the need
+        window = ((now_s, needed),)
+    else:
+        window = slide(window, now_s, needed, const.scale_down_window_s)
     window_max = window[0][1]
-    count = scale(base, needed, window_max, const.scale_down_step, const.max_step_up)
+    if needed == base:  # hold (window_max >= needed): the common case again
+        count = base
+    else:
+        count = scale(base, needed, window_max, const.scale_down_step, const.max_step_up)
     tick.wanted = count
-    tick.memory = SloMemory(now_s, queued, rate, service_s, window)
+    tick.memory = _make_memory(SloMemory, (now_s, queued, rate, service_s, window))
     tick.reason = (
         _reason,
-        (
-            const,
-            base,
-            oldest,
-            waiting,
-            arrival_rate,
-            service_s,
-            steady,
-            backlog,
-            needed,
-            count,
-            window_max,
-        ),
+        (const, base, oldest, waiting, rate, service_s, steady, backlog, needed, count, window_max),
     )
 
 
@@ -290,7 +272,7 @@ def _reason(  # noqa: PLR0917 - called with a lazy reason's stored arguments
     base: int,
     oldest: float | None,
     waiting: int,
-    arrival_rate: float,
+    arrival_rate: float | None,
     service_s: float,
     steady: int,
     backlog: float,
@@ -308,7 +290,7 @@ def _reason(  # noqa: PLR0917 - called with a lazy reason's stored arguments
         head = f"oldest wait {oldest:.0f}s > SLO {slo_wait:.0f}s"
     else:
         head = f"oldest wait {oldest:.0f}s <= SLO {slo_wait:.0f}s"
-    load = f"λ={arrival_rate:.3g}/s × S={service_s:.3g}s"
+    load = f"λ={arrival_rate or 0.0:.3g}/s × S={service_s:.3g}s"
     if backlog > steady:
         load += f", backlog {waiting}"
     if count > base:
