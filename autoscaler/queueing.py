@@ -113,28 +113,28 @@ def backlog_servers(  # noqa: PLR0917 - positional on the slo strategy's hot pat
     service_s: float,
     wait_s: float,
     startup_s: float,
-    min_horizon_s: float,
+    reaction_s: float,
 ) -> float:
     """Workers needed so that the jobs waiting now start within the SLO, taken FIFO.
 
-    With c workers the k-th waiting job starts about (k+1)·S/c from now. Two groups bind:
-    - the youngest waiting job must start within T: c >= B·S / (T − d);
+    With c workers the k-th waiting job starts about (k+1)·S/c from now. The count decided
+    now stays until the next decision, `reaction_s` later, and a worker added then serves
+    only after the start-up delay d; so every waiting job must be on its way within its SLO
+    less r = reaction_s + d. Two groups bind:
+    - the youngest waiting job: c >= B·S / (T − r);
     - the jobs older than the arrival rate explains (a burst: B − λ·w of them, all about as
-      old as the oldest, w) must start within what is left of their SLO:
-      c >= (B − λ·w)·S / (T − w − d).
-    d is the workers' start-up delay; a horizon shorter than `min_horizon_s` (jobs already
-    late or about to be) counts as `min_horizon_s`, so late work is drained fast but not
-    with an infinite count. Returns a real number; the caller rounds up.
+      old as the oldest, w): c >= (B − λ·w)·S / (T − w − r).
+    A horizon shorter than `reaction_s` (jobs already late, or about to be) counts as
+    `reaction_s`, so late work is drained fast but not with an infinite count. Returns a
+    real number; the caller rounds up.
     """
     if waiting <= 0 or service_s <= 0:
         return 0.0
-    horizon_s = wait_s - startup_s
-    horizon_s = max(horizon_s, min_horizon_s)
+    horizon_s = max(wait_s - startup_s - reaction_s, reaction_s)
     young = waiting * service_s / horizon_s
     burst = waiting - arrival_rate_per_s * oldest_wait_s
     if burst <= 0:
         return young
-    horizon_s -= oldest_wait_s
-    horizon_s = max(horizon_s, min_horizon_s)
+    horizon_s = max(wait_s - oldest_wait_s - startup_s - reaction_s, reaction_s)
     old = burst * service_s / horizon_s
     return old if old > young else young

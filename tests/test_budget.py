@@ -26,6 +26,7 @@ class Want:
     urgency: float = 0.0
     fixed: bool = False
     workers_known: bool = True
+    keep_up: int = 0  # 0: all of `wanted` keeps up
     granted: int = 0
     cap: str = ""
 
@@ -42,6 +43,20 @@ def test_everything_fits() -> None:
     assert [c.granted for c in claims] == [3, 2]
     assert planned == peak == 500
     assert all(c.cap == "" for c in claims)
+
+
+def test_keeping_up_by_priority_before_catching_up_by_lateness() -> None:
+    claims = [
+        # a burst on the top pool: 2 keep up with its arrivals, 8 more would drain it
+        want("gift", 10, priority=100, keep_up=2, urgency=0.5, current=2),
+        # a busy low-priority pool past its SLO: 4 keep up, 2 more catch up
+        want("chat", 6, priority=300, keep_up=4, urgency=3.0, current=4),
+        want("mail", 3, priority=400, keep_up=3, urgency=0.0, current=1),
+    ]
+    allocate(claims, 1200)  # 12 workers: mins 3, keep-up +1 +3 +2, catch-up: chat, gift
+    granted = {c.pool: c.granted for c in claims}
+    assert granted == {"gift": 3, "chat": 6, "mail": 3}
+    assert claims[0].cap == "budget"
 
 
 def test_priority_then_distance_from_the_slo() -> None:

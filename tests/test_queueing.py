@@ -75,18 +75,18 @@ def test_sqrt_staffing_is_close_to_erlang_c_for_large_loads() -> None:
 
 
 def test_backlog_servers_hand_cases() -> None:
-    common = {"service_s": 2.0, "wait_s": 30.0, "startup_s": 0.0, "min_horizon_s": 5.0}
+    common = {"service_s": 2.0, "wait_s": 30.0, "startup_s": 0.0, "reaction_s": 5.0}
     assert q.backlog_servers(waiting=0, oldest_wait_s=0, arrival_rate_per_s=1, **common) == 0
-    # 60 jobs spread evenly over the last 60 s (λ = 1/s): the youngest must start within
-    # 30 s -> 60 × 2 / 30 = 4 workers; nothing is a burst.
+    # 60 jobs spread evenly over the last 60 s (λ = 1/s): the youngest must be on its way
+    # within 30 s less the 5 s until the next decision -> 60 × 2 / 25 = 4.8; no burst.
     assert q.backlog_servers(
         waiting=60, oldest_wait_s=60, arrival_rate_per_s=1.0, **common
-    ) == pytest.approx(4.0)
-    # a burst of 60 jobs 10 s old with nothing arriving: 60 × 2 / (30 − 10) = 6
+    ) == pytest.approx(4.8)
+    # a burst of 60 jobs 10 s old with nothing arriving: 60 × 2 / (30 − 10 − 5) = 8
     assert q.backlog_servers(
         waiting=60, oldest_wait_s=10, arrival_rate_per_s=0.0, **common
-    ) == pytest.approx(6.0)
-    # start-up delay shortens both horizons: 60 × 2 / (30 − 10 − 5) = 8
+    ) == pytest.approx(8.0)
+    # the start-up delay shortens both horizons: 60 × 2 / (30 − 10 − 5 − 5) = 12
     assert q.backlog_servers(
         waiting=60,
         oldest_wait_s=10,
@@ -94,9 +94,9 @@ def test_backlog_servers_hand_cases() -> None:
         service_s=2.0,
         wait_s=30.0,
         startup_s=5.0,
-        min_horizon_s=5.0,
-    ) == pytest.approx(8.0)
-    # already late: the horizon floor (5 s) applies, 60 × 2 / 5 = 24
+        reaction_s=5.0,
+    ) == pytest.approx(12.0)
+    # already late: the horizon floor (one reaction, 5 s) applies, 60 × 2 / 5 = 24
     assert q.backlog_servers(
         waiting=60, oldest_wait_s=40, arrival_rate_per_s=0.0, **common
     ) == pytest.approx(24.0)

@@ -42,7 +42,7 @@ def need(**overrides: Any) -> int:
         "slo_wait_s": 15.0,
         "steady_percentile": 95.0,
         "startup_s": 3.0,
-        "min_horizon_s": 5.0,
+        "reaction_s": 5.0,
     }
     args.update(overrides)
     return needed_workers(**args).needed
@@ -55,10 +55,13 @@ def test_needed_workers_steady_state_is_erlang_c() -> None:
 
 
 def test_needed_workers_drains_a_burst_within_the_slo() -> None:
-    # 40 jobs, 5 s old, nothing else arriving: 40 × 8 / (15 − 5 − 3) = 45.7 -> 46
-    assert need(arrival_rate_per_s=0.0, waiting=40, oldest_wait_s=5.0) == 46
-    # the same 40 spread over 80 s at λ = 0.5/s are no burst: 40 × 8 / (15 − 3) -> 27
-    assert need(waiting=40, oldest_wait_s=80.0) == 27
+    # 40 jobs, 5 s old, nothing else arriving: 15 − 5 − 3 − 5 leaves less than one
+    # decision interval, so the floor applies: 40 × 8 / 5 = 64
+    assert need(arrival_rate_per_s=0.0, waiting=40, oldest_wait_s=5.0) == 64
+    # the same 40 spread over 80 s at λ = 0.5/s are no burst: 40 × 8 / (15 − 3 − 5) -> 46
+    assert need(waiting=40, oldest_wait_s=80.0) == 46
+    # a small backlog at a long SLO: 4 × 8 / (300 − 3 − 5) -> 1
+    assert need(arrival_rate_per_s=0.0, waiting=4, oldest_wait_s=1.0, slo_wait_s=300.0) == 1
 
 
 @given(
@@ -289,7 +292,7 @@ def test_the_hot_path_sizes_as_needed_workers(
         slo_wait_s=wait_s,
         steady_percentile=steady_percentile,
         startup_s=policy.strategy.slo.startup_s,
-        min_horizon_s=5.0,
+        reaction_s=5.0,
         model=model,
     ).needed
     needs = int(plan.decisions["q"].reason.split(" needs ")[1].split(";")[0])

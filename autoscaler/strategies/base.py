@@ -129,6 +129,7 @@ class PoolTick:
         "draining",
         "fixed",
         "granted",
+        "keep_up",
         "memory",
         "oldest_wait_s",
         "pending",
@@ -187,6 +188,7 @@ class PoolTick:
         # for the memory budget (budget.Claim); allocate sets granted and cap
         self.fixed = False
         self.urgency = 0.0
+        self.keep_up = 0  # set by a strategy that tells keeping up from catching up
 
     @property
     def waiting(self) -> int:

@@ -35,9 +35,6 @@ SERVICE_HALF_LIFE_JOBS = 10.0
 # A flow-balance sample spanning more than this many intervals (a tick was skipped or held)
 # is not trusted: the completions in between were not seen.
 MAX_GAP_INTERVALS = 2.5
-# Jobs already late (or about to be) are drained as if they had at least this many
-# intervals left, so lateness raises the count sharply but not infinitely.
-MIN_HORIZON_INTERVALS = 1.0
 
 Window = tuple[tuple[float, int], ...]
 
@@ -77,7 +74,7 @@ def needed_workers(
     slo_wait_s: float,
     steady_percentile: float,
     startup_s: float,
-    min_horizon_s: float,
+    reaction_s: float,
     model: str = "erlang_c",
 ) -> SloNeed:
     """The workers that keep the SLO: max(steady state, backlog), rounded up (pure).
@@ -99,7 +96,7 @@ def needed_workers(
         service_s,
         slo_wait_s,
         startup_s,
-        min_horizon_s,
+        reaction_s,
     )
     needed = steady if backlog <= steady else math.ceil(backlog - 1e-9)
     return SloNeed(
@@ -241,7 +238,7 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
             service_s,
             slo_wait_s,
             const.startup_s,
-            MIN_HORIZON_INTERVALS * dt,
+            dt,
         )
         if backlog > steady:
             needed = math.ceil(backlog - 1e-9)
@@ -260,6 +257,7 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
     else:
         count = scale(base, needed, window_max, const.scale_down_step, const.max_step_up)
     tick.wanted = count
+    tick.keep_up = steady if steady > 0 else 1
     tick.memory = _make_memory(SloMemory, (now_s, queued, rate, service_s, window))
     tick.reason = (
         _reason,
