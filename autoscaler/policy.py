@@ -108,7 +108,7 @@ class SloKnobs(StrictModel):
         description="Scale down only to the highest count needed during this window, s.",
     )
     scale_down_step: int = Field(
-        default=1, ge=1, description="Most workers removed in one decision."
+        default=2, ge=1, description="Most workers removed in one decision."
     )
     max_step_up: int | None = Field(
         default=None, ge=1, description="Most workers added in one decision (none: no limit)."
