@@ -74,11 +74,13 @@ class PolicyConstants:
         self.sizing: Callable[[float, float], int] = lambda load, decay: model(
             load, 1.0, decay, percentile
         )
-        self.cache: dict[int, int] = {}
+        # one memo per model and percentile, shared by the policies that use them
+        self.cache: dict[int, int] = _sizing_caches.setdefault((knobs.model, percentile), {})
         self.weights: dict[float, float] = {}  # EWMA weight of λ per sample span
 
 
 _constants: dict[int, tuple[Policy, PolicyConstants]] = {}
+_sizing_caches: dict[tuple[str, float], dict[int, int]] = {}
 
 
 def constants(policy: Policy) -> PolicyConstants:

@@ -22,7 +22,8 @@ Horizon has one minProcesses per supervisor; here each pool's min_processes is i
 rule above uses the pool's min, and the sum of the other pools' mins where Horizon has
 (pools − 1) × min). Workers still draining from an earlier decision count in `total` and in
 the supervisor total, as Horizon's terminating processes do; a pool scaled down earlier in
-the same pass leaves the total at once (as Horizon's own tests model it).
+the same pass leaves the total at once (as Horizon's own tests model it). A pool whose data
+is missing this tick is held by decide and sits out the pass (its workers do not count).
 """
 
 from __future__ import annotations
