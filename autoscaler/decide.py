@@ -24,6 +24,8 @@ from autoscaler.policy import Policy
 from autoscaler.strategies import RUNNERS, PoolTick
 from autoscaler.strategies.base import PolicyConstants, roster
 
+_new = object.__new__
+
 # An observation older than this many intervals (and at least STALE_MIN_S) is not acted on.
 STALE_INTERVALS = 3.0
 STALE_MIN_S = 15.0
@@ -41,9 +43,16 @@ def decide(
     shared: dict[str, Any] = {}
     for strategy, group in by_strategy.items():
         shared.update(RUNNERS[strategy](group, now_s, observation.interval_s, state.shared))
-        for tick in group:
-            const = tick.const
-            wanted = tick.wanted
+    limit_mb = budget.limit_mb(
+        available_mb=observation.memory_available_mb, managed_in_use_mb=in_use_mb
+    )
+    # Bound every want to [min, max] and, in the same pass, see whether all wants fit the
+    # budget (budget.allocate's own first step, done here to save a pass over the pools).
+    want_mb = peak_mb = 0.0
+    for tick in ticks:
+        const = tick.const
+        wanted = tick.wanted
+        if not tick.fixed:
             if wanted < const.min_processes:
                 wanted = const.min_processes
             elif wanted > const.max_processes:
@@ -52,10 +61,17 @@ def decide(
             oldest = tick.oldest_wait_s
             if oldest is not None:
                 tick.urgency = oldest / const.slo_wait_s
-    limit_mb = budget.limit_mb(
-        available_mb=observation.memory_available_mb, managed_in_use_mb=in_use_mb
-    )
-    planned_mb, peak_mb = allocate(ticks, limit_mb)
+        tick.granted = wanted
+        tick.cap = ""
+        memory_mb = const.memory_mb
+        want_mb += (wanted + tick.draining) * memory_mb
+        current = tick.current
+        held = current if tick.workers_known and current > wanted else wanted
+        peak_mb += (held + tick.draining) * memory_mb
+    if want_mb <= limit_mb + 1e-9 and peak_mb <= limit_mb + 1e-9:
+        planned_mb = want_mb
+    else:
+        planned_mb, peak_mb = allocate(ticks, limit_mb)
     decisions, new_state = _decisions(ticks, state, shared, limit_mb)
     plan = Plan(
         at_s=now_s,
@@ -153,16 +169,19 @@ def _decisions(
         reason = tick.reason
         if tick.cap:
             reason = (_capped, (reason, tick.cap, tick.wanted, count, limit_mb))
-        decisions[name] = PoolDecision.fast(
-            name,
-            tick.const.strategy,
-            tick.current if tick.workers_known else None,
-            count,
-            reason,
-            tick.fixed,
-            tick.wanted,
-            bool(tick.cap),
-        )
+        # PoolDecision.fast, inlined: this runs for every pool at every tick
+        decision = _new(PoolDecision)
+        decision.__dict__ = {
+            "pool": name,
+            "strategy": tick.const.strategy,
+            "current": tick.current if tick.workers_known else None,
+            "desired": count,
+            "_reason": reason,
+            "held": tick.fixed,
+            "wanted": tick.wanted,
+            "capped": tick.cap != "",
+        }
+        decisions[name] = decision
         if not tick.fixed:
             memories[name] = tick.memory
         elif name in old_memories:

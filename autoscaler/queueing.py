@@ -12,6 +12,7 @@ M/M/c (Erlang C): an arriving job waits with probability C(c, a), and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 # Bisection steps for the Halfin–Whitt β: 2^-40 of the bracket, far below a worker.
 _BISECT_STEPS = 40
@@ -106,6 +107,25 @@ def sqrt_staffing_servers(
     return max(1, math.ceil(load + high * root - 1e-9))
 
 
+_rules: dict[tuple[str, float], Callable[[float, float], int]] = {}
+
+
+def staffing_rule(model: str, percentile: float) -> Callable[[float, float], int]:
+    """A steady-state model as f(load a, T/S) -> workers, run times as the unit of time
+    (`erlang_c` or `sqrt`). One function object per model and percentile, so that what is
+    memoised about it can be shared."""
+    key = (model, percentile)
+    rule = _rules.get(key)
+    if rule is None:
+        search = sqrt_staffing_servers if model == "sqrt" else erlang_c_servers
+
+        def rule(load: float, decay: float) -> int:
+            return search(load, 1.0, decay, percentile)
+
+        _rules[key] = rule
+    return rule
+
+
 def backlog_servers(  # noqa: PLR0917 - positional on the slo strategy's hot path
     waiting: float,
     oldest_wait_s: float,
@@ -130,11 +150,12 @@ def backlog_servers(  # noqa: PLR0917 - positional on the slo strategy's hot pat
     """
     if waiting <= 0 or service_s <= 0:
         return 0.0
-    horizon_s = max(wait_s - startup_s - reaction_s, reaction_s)
-    young = waiting * service_s / horizon_s
+    # (conditionals, not max(): this runs for every pool with a backlog at every tick)
+    horizon_s = wait_s - startup_s - reaction_s
+    young = waiting * service_s / (horizon_s if horizon_s > reaction_s else reaction_s)
     burst = waiting - arrival_rate_per_s * oldest_wait_s
     if burst <= 0:
         return young
-    horizon_s = max(wait_s - oldest_wait_s - startup_s - reaction_s, reaction_s)
-    old = burst * service_s / horizon_s
+    horizon_s -= oldest_wait_s
+    old = burst * service_s / (horizon_s if horizon_s > reaction_s else reaction_s)
     return old if old > young else young

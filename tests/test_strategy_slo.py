@@ -13,13 +13,15 @@ from hypothesis import strategies as st
 from autoscaler.decide import decide
 from autoscaler.plan import ControllerState, MemoryBudget, Plan
 from autoscaler.policy import Policy
-from autoscaler.queueing import erlang_c_servers
+from autoscaler.queueing import erlang_c_servers, staffing_rule
 from autoscaler.strategies.slo import (
     SERVICE_HALF_LIFE_JOBS,
+    TABLE_MAX,
     estimate_service_s,
     needed_workers,
     scale,
     slide,
+    steady_cell,
 )
 from tests.decide_helpers import make_policy, observation, pool_obs
 
@@ -297,3 +299,27 @@ def test_the_hot_path_sizes_as_needed_workers(
     ).needed
     needs = int(plan.decisions["q"].reason.split(" needs ")[1].split(";")[0])
     assert needs == min(max(reference, policy.min_processes), policy.max_processes)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    load=st.floats(0.001, 120),
+    decay=st.floats(0.05, 600),
+    model=st.sampled_from(["erlang_c", "sqrt"]),
+    percentile=st.sampled_from([50.0, 95.0]),
+)
+def test_steady_cell_bounds_a_constant_count(
+    load: float, decay: float, model: str, percentile: float
+) -> None:
+    rule = staffing_rule(model, percentile)
+    low, high, decay_low, decay_high, count = steady_cell(load, decay, rule)
+    assert decay_low <= decay * (1 + 1e-12) and decay < decay_high * (1 + 1e-12)
+    assert decay_low >= decay / 1.06  # rounded down by at most one 5 % step
+    exact = rule(load, decay_low)  # the model at the rounded T/S
+    if count <= TABLE_MAX:
+        assert count == exact
+    else:  # a big pool: the load is rounded up by one 2 % step
+        assert exact <= count <= rule(load * 1.021, decay_low)
+    assert rule(high, decay_low) <= count  # the whole cell is carried by `count`
+    if 1 < count <= TABLE_MAX:
+        assert rule(low, decay_low) <= count - 1  # ...and below it one fewer suffices

@@ -20,7 +20,7 @@ from autoscaler.observation import QueueSample, WorkSample
 from autoscaler.plan import LazyReason
 from autoscaler.policy import Policy
 from autoscaler.policy_loader import PolicySet
-from autoscaler.queueing import erlang_c_servers, sqrt_staffing_servers
+from autoscaler.queueing import staffing_rule
 
 _CACHE_LIMIT = 4096
 
@@ -30,7 +30,6 @@ class PolicyConstants:
 
     __slots__ = (
         "arrival_half_life_s",
-        "cache",
         "expected_run_time_s",
         "max_processes",
         "max_step_up",
@@ -68,19 +67,14 @@ class PolicyConstants:
         self.scale_down_window_s = knobs.scale_down_window_s
         self.scale_down_step = knobs.scale_down_step
         self.max_step_up = knobs.max_step_up
-        # the slo strategy's steady-state model, as f(load, T/S) -> workers, and its memo
-        percentile = knobs.steady_percentile
-        model = sqrt_staffing_servers if knobs.model == "sqrt" else erlang_c_servers
-        self.sizing: Callable[[float, float], int] = lambda load, decay: model(
-            load, 1.0, decay, percentile
+        # the slo strategy's steady-state model, as f(load, T/S) -> workers
+        self.sizing: Callable[[float, float], int] = staffing_rule(
+            knobs.model, knobs.steady_percentile
         )
-        # one memo per model and percentile, shared by the policies that use them
-        self.cache: dict[int, int] = _sizing_caches.setdefault((knobs.model, percentile), {})
         self.weights: dict[float, float] = {}  # EWMA weight of λ per sample span
 
 
 _constants: dict[int, tuple[Policy, PolicyConstants]] = {}
-_sizing_caches: dict[tuple[str, float], dict[int, int]] = {}
 
 
 def constants(policy: Policy) -> PolicyConstants:

@@ -26,17 +26,19 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from autoscaler.estimators import ewma_weight
-from autoscaler.queueing import backlog_servers, erlang_c_servers, sqrt_staffing_servers
+from autoscaler.queueing import backlog_servers, staffing_rule
 from autoscaler.strategies.base import PolicyConstants, PoolTick
 
 # Run times are averaged per job: a new mean over n jobs moves the estimate by
 # 1 − 2^(−n / SERVICE_HALF_LIFE_JOBS).
-SERVICE_HALF_LIFE_JOBS = 10.0
+SERVICE_HALF_LIFE_JOBS = 30.0
 # A flow-balance sample spanning more than this many intervals (a tick was skipped or held)
 # is not trusted: the completions in between were not seen.
 MAX_GAP_INTERVALS = 2.5
 
 Window = tuple[tuple[float, int], ...]
+# A steady-state grid cell: (load low, load high, T/S low, T/S high, workers)
+Cell = tuple[float, float, float, float, int]
 
 
 class SloMemory(NamedTuple):
@@ -45,6 +47,7 @@ class SloMemory(NamedTuple):
     arrival_rate_per_s: float | None  # EWMA of λ (None before the first flow balance)
     service_s: float  # estimate of the mean run time
     window: Window  # (time, needed) pairs, needed decreasing: a sliding maximum
+    cell: Cell | None  # the steady-state grid cell last used
 
 
 class SloNeed(NamedTuple):
@@ -82,12 +85,10 @@ def needed_workers(
     steady: the queueing model's count for P(wait > T) <= 1 − steady_percentile/100;
     backlog: queueing.backlog_servers for the jobs waiting now. (The strategy's hot path,
     _decide_pool, computes the same; a test holds them equal.)"""
-    sizing = sqrt_staffing_servers if model == "sqrt" else erlang_c_servers
     steady = steady_count(
         arrival_rate_per_s * service_s,
         slo_wait_s / service_s,
-        lambda load, decay: sizing(load, 1.0, decay, steady_percentile),
-        {},
+        staffing_rule(model, steady_percentile),
     )
     backlog = backlog_servers(
         waiting,
@@ -108,30 +109,63 @@ def needed_workers(
     )
 
 
-# The steady-state count depends on the load a = λ·S and on T/S only. Both are rounded on a
-# fine grid, each in the safe direction (load up to 0.001 worker, T/S down to 0.01), so that
-# ticks with nearly the same numbers share one search.
-_LOAD_GRID = 1000.0
-_DECAY_GRID = 100.0
-_CACHE_LIMIT = 1 << 14
+# The steady-state count depends on the load a = λ·S and on T/S only, and both are estimates
+# that move a little every tick. T/S is rounded down (the safe direction) on a 5 % geometric
+# grid; for each grid value the loads at which the count steps up are found once, by
+# bisection, and shared by every policy with the same model and percentile. A pool keeps the
+# cell its count holds in (the range of loads and of T/S) and searches again only when the
+# load or T/S leaves it -- or rather leaves it by more than CELL_SLACK in the direction that
+# needs fewer workers, so that a decaying estimate does not cost a search every tick.
+_DECAY_STEPS = 20.0  # grid steps per e-fold of T/S: 5 %
+_LOAD_STEPS = 50.0  # above TABLE_MAX workers: a 2 % load grid instead of exact limits
+TABLE_MAX = 64
+_LIMIT_BISECT_STEPS = 30
+CELL_SLACK = 0.1
+_CACHE_LIMIT = 1 << 16
+_limits: dict[tuple[Callable[[float, float], int], int, int], float] = {}
 
 
-def steady_count(
-    load: float, decay: float, sizing: Callable[[float, float], int], cache: dict[int, int]
-) -> int:
-    """`sizing(load, T/S)` on the rounded grid, memoised in `cache` (per policy)."""
+def steady_count(load: float, decay: float, sizing: Callable[[float, float], int]) -> int:
+    """`sizing(load, T/S)` with T/S rounded down to the grid."""
+    return steady_cell(load, decay, sizing)[4]
+
+
+def steady_cell(load: float, decay: float, sizing: Callable[[float, float], int]) -> Cell:
+    """The count for (load, T/S) and the cell it holds in: (load low, load high, T/S low,
+    T/S high, count) -- the same count for every low < load <= high, low <= T/S < high."""
     if load <= 0.0:
-        return 0
-    load_step = math.ceil(load * _LOAD_GRID)
-    decay_step = math.floor(decay * _DECAY_GRID)
-    key = (load_step << 32) | decay_step
-    count = cache.get(key)
-    if count is None:
-        count = sizing(load_step / _LOAD_GRID, decay_step / _DECAY_GRID)
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[key] = count
-    return count
+        return (0.0, 0.0, 0.0, 0.0, 0)
+    decay_step = math.floor(math.log(decay) * _DECAY_STEPS)
+    decay_low = math.exp(decay_step / _DECAY_STEPS)
+    decay_high = math.exp((decay_step + 1) / _DECAY_STEPS)
+    count = sizing(load, decay_low)
+    if count > TABLE_MAX:  # a big pool: bound the load to a 2 % step instead
+        load_step = math.ceil(math.log(load) * _LOAD_STEPS)
+        high = math.exp(load_step / _LOAD_STEPS)
+        low = math.exp((load_step - 1) / _LOAD_STEPS)
+        return (low, high, decay_low, decay_high, sizing(high, decay_low))
+    low = _load_limit(sizing, decay_step, count - 1) if count > 1 else 0.0
+    high = _load_limit(sizing, decay_step, count)
+    return (low, high, decay_low, decay_high, count)
+
+
+def _load_limit(sizing: Callable[[float, float], int], decay_step: int, count: int) -> float:
+    """The largest load `count` workers carry at this T/S (the bisection's safe bracket)."""
+    key = (sizing, decay_step, count)
+    limit = _limits.get(key)
+    if limit is None:
+        decay = math.exp(decay_step / _DECAY_STEPS)
+        low, high = 0.0, float(count)  # at a load of `count` the queue is unstable
+        for _ in range(_LIMIT_BISECT_STEPS):
+            middle = 0.5 * (low + high)
+            if sizing(middle, decay) <= count:
+                low = middle
+            else:
+                high = middle
+        if len(_limits) >= _CACHE_LIMIT:
+            _limits.clear()
+        limit = _limits[key] = low
+    return limit
 
 
 def slide(window: Window, now_s: float, needed: int, span_s: float) -> Window:
@@ -184,11 +218,13 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
     const = tick.const
     memory = tick.memory
     fresh = type(memory) is not SloMemory
+    cell: Cell | None
     if fresh:
         at_s, queued_before, rate, service_s = now_s, 0, None, const.expected_run_time_s
         window: Window = ((now_s, tick.previous),)
+        cell = None
     else:
-        at_s, queued_before, rate, service_s, window = memory
+        at_s, queued_before, rate, service_s, window, cell = memory
     reserved = tick.reserved
     waiting = tick.pending + tick.delayed_due
     queued = waiting + reserved
@@ -226,7 +262,16 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
     slo_wait_s = const.slo_wait_s
     steady = 0
     if rate is not None and rate > 0.0:
-        steady = steady_count(rate * service_s, slo_wait_s / service_s, const.sizing, const.cache)
+        load = rate * service_s
+        decay = slo_wait_s / service_s
+        # reuse the last cell while inside it, or outside only where fewer workers would do
+        if (
+            cell is None
+            or not cell[0] * (1.0 - CELL_SLACK) < load <= cell[1]
+            or not cell[2] <= decay < cell[3] * (1.0 + CELL_SLACK)
+        ):
+            cell = steady_cell(load, decay, const.sizing)
+        steady = cell[4]
     backlog = 0.0
     needed = steady
     oldest = tick.oldest_wait_s
@@ -258,7 +303,7 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
         count = scale(base, needed, window_max, const.scale_down_step, const.max_step_up)
     tick.wanted = count
     tick.keep_up = steady if steady > 0 else 1
-    tick.memory = _make_memory(SloMemory, (now_s, queued, rate, service_s, window))
+    tick.memory = _make_memory(SloMemory, (now_s, queued, rate, service_s, window, cell))
     tick.reason = (
         _reason,
         (const, base, oldest, waiting, rate, service_s, steady, backlog, needed, count, window_max),
