@@ -80,6 +80,19 @@ class Settings(BaseSettings):
         description="The Supervisor program file autoscaler owns and rewrites; it must be "
         "matched by an [include] line of supervisord.conf and hold nothing else.",
     )
+    include_backups: int = Field(
+        default=5,
+        ge=0,
+        le=100,
+        description="Previous versions of the include file kept (newest first) in the state "
+        "directory, for rollback and for reading what changed.",
+    )
+    state_dir: Path | None = Field(
+        default=None,
+        description="Where autoscaler keeps the include file's previous versions, the last "
+        "refused text and its apply lock (default: the hidden directory "
+        "`.<include file name>.autoscaler` beside the include file).",
+    )
     policies_dir: Path = Field(
         default=Path("policies"), description="Directory of the per-pool policy files (*.toml)."
     )

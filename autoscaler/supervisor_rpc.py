@@ -4,6 +4,8 @@ Supervisor's own transport has no timeout, so a wedged supervisord would hang th
 here every connection gets one. Credentials go in the Authorization header only and are
 never part of a message. Connection problems become SupervisorUnavailable; a Fault from
 supervisord (BAD_NAME, STILL_RUNNING, ...) is passed through for the caller to handle.
+`multicall` sends many calls in one round trip (system.multicall) and returns each call's
+result or its Fault, so one refused call does not hide the others.
 """
 
 from __future__ import annotations
@@ -11,17 +13,59 @@ from __future__ import annotations
 import http.client
 import socket
 import xmlrpc.client
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 from supervisor.xmlrpc import SupervisorTransport
 
 from autoscaler.constants import SUPERVISOR_STATES
+from autoscaler.settings import mask_url
 
 
 class SupervisorUnavailable(Exception):
     """supervisord cannot be reached or refused us; the message says why (never a secret)."""
+
+
+class Faults(IntEnum):
+    """Fault codes of supervisord's XML-RPC interface (supervisor/xmlrpc.py)."""
+
+    UNKNOWN_METHOD = 1
+    INCORRECT_PARAMETERS = 2
+    BAD_ARGUMENTS = 3
+    SIGNATURE_UNSUPPORTED = 4
+    SHUTDOWN_STATE = 6
+    BAD_NAME = 10
+    BAD_SIGNAL = 11
+    NO_FILE = 20
+    NOT_EXECUTABLE = 21
+    FAILED = 30
+    ABNORMAL_TERMINATION = 40
+    SPAWN_ERROR = 50
+    ALREADY_STARTED = 60
+    NOT_RUNNING = 70
+    SUCCESS = 80
+    ALREADY_ADDED = 90
+    STILL_RUNNING = 91
+    CANT_REREAD = 92
+
+
+def fault_name(code: int) -> str:
+    try:
+        return Faults(code).name
+    except ValueError:
+        return f"FAULT_{code}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDiff:
+    """reloadConfig's answer: process groups added, changed and removed in the files."""
+
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -94,15 +138,18 @@ class SupervisorClient:
         password: str | None = None,
         timeout_s: float = 5.0,
     ) -> None:
-        self.url = url
+        self.url = mask_url(url)  # for messages; the transport keeps the real one
         self._transport = _TimeoutTransport(url, username, password, timeout_s)
         endpoint = "http://127.0.0.1" if url.startswith("unix://") else url.rstrip("/") + "/RPC2"
         self._proxy = xmlrpc.client.ServerProxy(endpoint, transport=self._transport)
 
     def call(self, method: str, *args: Any) -> Any:
         """Call `supervisor.<method>`; raise SupervisorUnavailable on transport problems."""
+        return self._invoke(getattr(self._proxy.supervisor, method), *args)
+
+    def _invoke(self, function: Any, *args: Any) -> Any:
         try:
-            return getattr(self._proxy.supervisor, method)(*args)
+            return function(*args)
         except xmlrpc.client.Fault:
             raise
         except xmlrpc.client.ProtocolError as exc:
@@ -125,6 +172,34 @@ class SupervisorClient:
     def processes(self) -> list[ProcessInfo]:
         raw = cast(list[dict[str, Any]], self.call("getAllProcessInfo"))
         return [ProcessInfo.from_rpc(entry) for entry in raw]
+
+    def config_info(self) -> list[dict[str, Any]]:
+        """getAllConfigInfo: every loaded program configuration (read only)."""
+        return cast(list[dict[str, Any]], self.call("getAllConfigInfo"))
+
+    def reload_config(self) -> ConfigDiff:
+        """reloadConfig (`supervisorctl reread`): supervisord rereads every file and says what
+        differs from what runs. Changes no process. A bad file anywhere: Fault CANT_REREAD."""
+        raw = cast(list[list[list[str]]], self.call("reloadConfig"))
+        added, changed, removed = raw[0]
+        return ConfigDiff(tuple(added), tuple(changed), tuple(removed))
+
+    def multicall(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Run `supervisor.<method>(*args)` for each (method, args) in one round trip.
+
+        Returns one entry per call: its result, or an xmlrpc.client.Fault for a refused call.
+        """
+        if not calls:
+            return []
+        batch = [{"methodName": f"supervisor.{m}", "params": list(a)} for m, a in calls]
+        raw = cast(list[Any], self._invoke(self._proxy.system.multicall, batch))
+        results: list[Any] = []
+        for entry in raw:
+            if isinstance(entry, dict) and "faultCode" in entry:
+                results.append(xmlrpc.client.Fault(entry["faultCode"], entry["faultString"]))
+            else:
+                results.append(entry)
+        return results
 
     def close(self) -> None:
         self._transport.close()

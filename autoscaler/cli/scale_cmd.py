@@ -1,0 +1,159 @@
+"""`autoscaler scale POOL N`: set a pool's worker count by hand (the `kubectl scale` of
+autoscaler). A running daemon decides the count again on its next tick, as the HPA does after
+a `kubectl scale`: for a lasting change, edit the policy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from autoscaler.actuator import Actuator
+from autoscaler.apply_report import ApplyReport
+from autoscaler.cli.actuation import (
+    add_policies_option,
+    build_actuator,
+    busy_slots,
+    changes_table,
+    check_pool,
+    clamp,
+)
+from autoscaler.cli.common import UsageError, add_format, print_json
+from autoscaler.constants import EXIT_FAILED, EXIT_OK
+from autoscaler.reconcile import SlotChange
+from autoscaler.supervisor_rpc import SupervisorUnavailable
+
+RETRY_FOR_S = 10.0  # keep retrying an unreachable supervisord this long (with backoff)
+POLL_S = 1.0
+
+DAEMON_NOTE = (
+    "If `autoscaler run` manages this pool, its next tick decides the count again and may undo "
+    "this; for a lasting change edit min/max/static_processes in the policy (or set its "
+    "strategy to static)."
+)
+
+
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = verbs.add_parser(
+        "scale",
+        help="set a pool's worker count by hand",
+        description="Set POOL to N worker slots now, clamped to the policy's min_processes and "
+        "max_processes (it says so when it clamps), and print what changed. Other pools keep "
+        "the count the file holds. Workers that stay keep running; removed ones get SIGTERM "
+        "and finish their job (idle ones are chosen first). " + DAEMON_NOTE,
+    )
+    parser.add_argument("pool", help="pool name (a policy file's stem)")
+    parser.add_argument("count", type=int, metavar="N", help="worker slots wanted")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to SECONDS until new slots are RUNNING and removed ones have finished "
+        "their job and are gone (default: return after the change is made)",
+    )
+    add_policies_option(parser)
+    add_format(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.wait < 0:
+        raise UsageError("--wait must be >= 0")
+    _settings, policies, actuator = build_actuator(args)
+    pool = check_pool(args.pool, policies)
+    count, clamp_note = clamp(pool, policies[pool], args.count)
+    desired = {pool: count}
+    deadline = time.monotonic() + RETRY_FOR_S
+    report = _apply(actuator, desired)
+    while report.error is not None and time.monotonic() < deadline:
+        time.sleep(min(report.retry_in_s or POLL_S, max(0.0, deadline - time.monotonic())))
+        report = _apply(actuator, desired)
+    first = report
+    changes = list(report.changes)
+    if report.ok and args.wait > 0:
+        until = time.monotonic() + args.wait
+        while not report.converged and time.monotonic() < until:
+            time.sleep(POLL_S)
+            report = _apply(actuator, desired)
+            changes += report.changes
+            if report.error is not None and report.retry_in_s:
+                time.sleep(min(report.retry_in_s, max(0.0, until - time.monotonic())))
+    settled = report.ok and (args.wait == 0 or report.converged)
+    if args.format == "json":
+        print_json(
+            {
+                **report.to_json(),  # the last apply: counts, draining, problems, error
+                "pool": pool,
+                "requested": args.count,
+                "count": count,
+                "clamped": clamp_note,
+                "before": first.before.get(pool),  # this pool's slots before the first apply
+                "after": count,
+                "changes": [
+                    {"slot": c.slot, "pool": c.pool, "action": c.action, "reason": c.reason}
+                    for c in changes
+                ],
+                "settled": settled,
+            }
+        )
+    else:
+        _print(
+            pool,
+            count,
+            clamp_note=clamp_note,
+            first=first,
+            last=report,
+            changes=changes,
+            wait_s=args.wait,
+        )
+    return EXIT_OK if settled else EXIT_FAILED
+
+
+def _apply(actuator: Actuator, desired: dict[str, int]) -> ApplyReport:
+    try:
+        processes = actuator.client.processes()
+    except SupervisorUnavailable:
+        processes = []  # apply reports the outage itself
+    return actuator.apply(desired, busy_slots=busy_slots(processes))
+
+
+def _print(
+    pool: str,
+    count: int,
+    *,
+    clamp_note: str | None,
+    first: ApplyReport,
+    last: ApplyReport,
+    changes: list[SlotChange],
+    wait_s: float,
+) -> None:
+    if clamp_note is not None:
+        print(f"note: {clamp_note}")
+    if first.error is not None:
+        print(f"autoscaler: scale failed: {first.error}", file=sys.stderr)
+        return
+    before = first.before.get(pool, 0)
+    moved = f"{before} -> {count} slot(s)" if before != count else f"{count} slot(s), unchanged"
+    print(f"{pool}: {moved}")
+    if changes:
+        print(changes_table(changes))
+    tally = last.counts.get(pool)
+    if tally is not None:
+        print(
+            f"{pool} now: {tally.running} running, {tally.starting} starting, "
+            f"{tally.draining} draining (finishing their job), {tally.failed} failed"
+        )
+    for problem in last.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    if last.error is not None:
+        print(f"autoscaler: {last.error}", file=sys.stderr)
+    elif wait_s > 0 and not last.converged:
+        print(f"autoscaler: not settled after {wait_s:g}s", file=sys.stderr)
+    elif last.draining:
+        print(
+            f"{len(last.draining)} slot(s) finish their job and are removed by the next apply "
+            "(the daemon's next tick, or `autoscaler scale` again, or --wait)"
+        )
+    if before != count:
+        print(f"note: {DAEMON_NOTE}")
