@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+# A reason can be left unformatted: (function, args), formatted on first read. decide makes
+# one per pool per tick and the simulator reads almost none of them; formatting floats costs
+# more than deciding.
+LazyReason = tuple[Callable[..., str], tuple[Any, ...]]
 
-@dataclass(slots=True, kw_only=True)
+
+@dataclass(kw_only=True)
 class PoolDecision:
     pool: str
     strategy: str
@@ -14,6 +20,52 @@ class PoolDecision:
     desired: int
     reason: str  # for operators: `oldest wait 48s > SLO 30s; ... +5`
     held: bool = False  # data missing or stale: the count was held, not decided
+    wanted: int | None = None  # the strategy's count within min/max, before the memory budget
+    capped: bool = False  # the memory budget gave less than `wanted`
+
+    @classmethod
+    def fast(  # noqa: PLR0917 - positional: decide makes one per pool per tick
+        cls,
+        pool: str,
+        strategy: str,
+        current: int | None,
+        desired: int,
+        reason: str | LazyReason,
+        held: bool,
+        wanted: int | None,
+        capped: bool,
+    ) -> PoolDecision:
+        """Positional construction for decide's hot path; `reason` may be lazy."""
+        decision = object.__new__(cls)
+        decision.__dict__ = {
+            "pool": pool,
+            "strategy": strategy,
+            "current": current,
+            "desired": desired,
+            "_reason": reason,
+            "held": held,
+            "wanted": wanted,
+            "capped": capped,
+        }
+        return decision
+
+
+def _get_reason(decision: PoolDecision) -> str:
+    reason = decision.__dict__["_reason"]
+    if type(reason) is not str:
+        function, args = reason
+        reason = function(*args)
+        decision.__dict__["_reason"] = reason
+    return str(reason)
+
+
+def _set_reason(decision: PoolDecision, reason: str | LazyReason) -> None:
+    decision.__dict__["_reason"] = reason
+
+
+# `reason` stays a dataclass field (asdict, replace, ==, repr see the formatted text) but is
+# stored behind a property so that it can be formatted lazily.
+setattr(PoolDecision, "reason", property(_get_reason, _set_reason))  # noqa: B010
 
 
 @dataclass(slots=True, kw_only=True)
@@ -22,6 +74,10 @@ class Plan:
     decisions: dict[str, PoolDecision]
     memory_limit_mb: float  # what the workers may use this tick
     memory_planned_mb: float  # desired x memory per worker, plus draining workers
+    # Right after the plan is applied: workers being stopped still hold memory until they
+    # exit, so this is max(desired, current) + draining per pool. Scale-ups are held back
+    # until it fits the limit (it can exceed it only when the running workers already did).
+    memory_peak_mb: float = 0.0
 
     def counts(self) -> dict[str, int]:
         return {pool: d.desired for pool, d in self.decisions.items()}
@@ -45,7 +101,13 @@ class MemoryBudget:
 
 @dataclass(slots=True, kw_only=True)
 class ControllerState:
-    """What decide remembers between ticks; a new value is returned every tick."""
+    """What decide remembers between ticks; a new value is returned every tick.
+
+    decide never mutates a state it was given: per-pool memories are immutable values
+    (replaced, not updated), so an old state stays valid and comparable.
+    """
 
     last_desired: dict[str, int] = field(default_factory=dict)
     pools: dict[str, Any] = field(default_factory=dict)  # per-pool strategy memory
+    # Memory shared by several pools, e.g. one Horizon supervisor's last balancing time.
+    shared: dict[str, Any] = field(default_factory=dict)
