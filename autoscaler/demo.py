@@ -54,13 +54,14 @@ def run_demo(
         thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
         thread.start()
         started = time.monotonic()
-        print(f"{'t':>5}  {'pool':<20} {'waiting':>7} {'oldest':>7} {'workers':>7}", file=out)
-        _show(sandbox, out, seconds=4, started=started)
+        print(HEADER, file=out)
+        _show(sandbox, out, seconds=3, started=started)
         print(
             f"\npushing a burst of {burst_jobs} jobs ({EXCHANGE.run_time_s}s each) onto "
             f"gift_card_exchange (SLO: p95 wait <= {EXCHANGE.slo_wait_s:g}s)\n",
             file=out,
         )
+        print(HEADER, file=out)
         sandbox.push("gift_card_exchange", burst_jobs, run_s=EXCHANGE.run_time_s)
         sandbox.push("mail", 5, run_s=MAIL.run_time_s)
         deadline = time.monotonic() + max_duration_s
@@ -108,12 +109,14 @@ def _workers(sandbox: Sandbox) -> dict[str, int]:
     return counts
 
 
-def _show(sandbox: Sandbox, out: TextIO, *, seconds: float, started: float) -> None:
-    """Print one line per pool every second for `seconds`."""
-    end = time.monotonic() + seconds
+HEADER = f"{'t':>5}  {'pool':<20} {'waiting':>7} {'oldest':>7} {'workers':>7}"
+
+
+def _show(sandbox: Sandbox, out: TextIO, *, seconds: int, started: float) -> None:
+    """Print one line per pool, once a second, `seconds` times."""
     client = sandbox.client()
     try:
-        while True:
+        for _ in range(seconds):
             workers = _workers(sandbox)
             now = time.time()
             for pool in (EXCHANGE, MAIL):
@@ -126,8 +129,6 @@ def _show(sandbox: Sandbox, out: TextIO, *, seconds: float, started: float) -> N
                     file=out,
                     flush=True,
                 )
-            if time.monotonic() >= end:
-                return
-            time.sleep(max(0.0, min(1.0, end - time.monotonic())))
+            time.sleep(1.0)
     finally:
         client.close()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
+from redis import Redis
 
 from autoscaler.settings import Settings, load_settings
 from autoscaler.testing.laravel import make_payload, push
@@ -143,7 +143,7 @@ class Sandbox:
         values.update(overrides)
         return load_settings(**values)
 
-    def client(self) -> redis.Redis:
+    def client(self) -> Redis:
         return self.redis.client()
 
     def push(self, queue: str, count: int, *, run_s: float, prefix: str = PREFIX) -> list[str]:
