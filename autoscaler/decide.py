@@ -15,6 +15,7 @@ function. Per tick:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from autoscaler.budget import allocate
@@ -23,8 +24,6 @@ from autoscaler.plan import ControllerState, MemoryBudget, Plan, PoolDecision
 from autoscaler.policy import Policy
 from autoscaler.strategies import RUNNERS, PoolTick
 from autoscaler.strategies.base import PolicyConstants, roster
-
-_new = object.__new__
 
 # An observation older than this many intervals (and at least STALE_MIN_S) is not acted on.
 STALE_INTERVALS = 3.0
@@ -72,15 +71,25 @@ def decide(
         planned_mb = want_mb
     else:
         planned_mb, peak_mb = allocate(ticks, limit_mb)
-    decisions, new_state = _decisions(ticks, state, shared, limit_mb)
-    plan = Plan(
+    desired: dict[str, int] = {}
+    memories: dict[str, Any] = {}
+    old_memories = state.pools
+    for tick in ticks:
+        name = tick.pool
+        desired[name] = tick.granted
+        if not tick.fixed:
+            memories[name] = tick.memory
+        elif name in old_memories:
+            memories[name] = old_memories[name]
+    plan = Plan.lazy(
         at_s=now_s,
-        decisions=decisions,
+        counts=desired,
+        build=partial(_decisions, ticks, limit_mb),
         memory_limit_mb=limit_mb,
         memory_planned_mb=planned_mb,
         memory_peak_mb=peak_mb,
     )
-    return plan, new_state
+    return plan, ControllerState(last_desired=dict(desired), pools=memories, shared=shared)
 
 
 def _gather(
@@ -155,38 +164,27 @@ def _gather(
     return ticks, by_strategy, in_use_mb
 
 
-def _decisions(
-    ticks: list[PoolTick], state: ControllerState, shared: dict[str, Any], limit_mb: float
-) -> tuple[dict[str, PoolDecision], ControllerState]:
+def _decisions(ticks: list[PoolTick], limit_mb: float) -> dict[str, PoolDecision]:
+    """The plan's decisions, made when first read (the ticks are decide's own, never
+    changed after it returns)."""
     decisions: dict[str, PoolDecision] = {}
-    desired: dict[str, int] = {}
-    memories: dict[str, Any] = {}
-    old_memories = state.pools
     for tick in ticks:
         name = tick.pool
         count = tick.granted
-        desired[name] = count
         reason = tick.reason
         if tick.cap:
             reason = (_capped, (reason, tick.cap, tick.wanted, count, limit_mb))
-        # PoolDecision.fast, inlined: this runs for every pool at every tick
-        decision = _new(PoolDecision)
-        decision.__dict__ = {
-            "pool": name,
-            "strategy": tick.const.strategy,
-            "current": tick.current if tick.workers_known else None,
-            "desired": count,
-            "_reason": reason,
-            "held": tick.fixed,
-            "wanted": tick.wanted,
-            "capped": tick.cap != "",
-        }
-        decisions[name] = decision
-        if not tick.fixed:
-            memories[name] = tick.memory
-        elif name in old_memories:
-            memories[name] = old_memories[name]
-    return decisions, ControllerState(last_desired=desired, pools=memories, shared=shared)
+        decisions[name] = PoolDecision.fast(
+            name,
+            tick.const.strategy,
+            tick.current if tick.workers_known else None,
+            count,
+            reason,
+            tick.fixed,
+            tick.wanted,
+            tick.cap != "",
+        )
+    return decisions
 
 
 def _held(

@@ -68,7 +68,7 @@ def _set_reason(decision: PoolDecision, reason: str | LazyReason) -> None:
 setattr(PoolDecision, "reason", property(_get_reason, _set_reason))  # noqa: B010
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class Plan:
     at_s: float
     decisions: dict[str, PoolDecision]
@@ -80,7 +80,52 @@ class Plan:
     memory_peak_mb: float = 0.0
 
     def counts(self) -> dict[str, int]:
+        counts: dict[str, int] | None = self.__dict__.get("_counts")
+        if counts is not None:
+            return dict(counts)
         return {pool: d.desired for pool, d in self.decisions.items()}
+
+    @classmethod
+    def lazy(
+        cls,
+        *,
+        at_s: float,
+        counts: dict[str, int],
+        build: Callable[[], dict[str, PoolDecision]],
+        memory_limit_mb: float,
+        memory_planned_mb: float,
+        memory_peak_mb: float,
+    ) -> Plan:
+        """A plan whose decisions are made on first read (`build()` must return decisions
+        with exactly `counts` as desired): the simulator reads counts() only."""
+        plan = object.__new__(cls)
+        plan.__dict__ = {
+            "at_s": at_s,
+            "_decisions": build,
+            "memory_limit_mb": memory_limit_mb,
+            "memory_planned_mb": memory_planned_mb,
+            "memory_peak_mb": memory_peak_mb,
+            "_counts": counts,
+        }
+        return plan
+
+
+def _get_decisions(plan: Plan) -> dict[str, PoolDecision]:
+    decisions = plan.__dict__["_decisions"]
+    if callable(decisions):
+        decisions = decisions()
+        plan.__dict__["_decisions"] = decisions
+    return decisions  # type: ignore[no-any-return]
+
+
+def _set_decisions(plan: Plan, decisions: dict[str, PoolDecision]) -> None:
+    plan.__dict__["_decisions"] = decisions
+    plan.__dict__.pop("_counts", None)  # counts follow the decisions from now on
+
+
+# `decisions` stays a dataclass field (asdict, replace, == and repr see the built dict) but is
+# stored behind a property so that decide can leave it to be built when first read.
+setattr(Plan, "decisions", property(_get_decisions, _set_decisions))  # noqa: B010
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

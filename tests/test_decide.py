@@ -217,3 +217,19 @@ def test_invariants(case: tuple[dict[str, Policy], list[Observation], float]) ->
         # right after applying: above the limit only as far as the standing workers were
         assert plan.memory_peak_mb <= max(limit, standing_mb) + 1e-6
         state = new_state
+
+
+def test_plan_decisions_are_built_on_first_read() -> None:
+    policies = {"a": make_policy("a", strategy="static", static_processes=3)}
+    plan, _ = decide(
+        observation(pool_obs("a")), policies, ControllerState(), now_s=1000.0, budget=BUDGET
+    )
+    assert "_decisions" in plan.__dict__ and callable(plan.__dict__["_decisions"])
+    assert plan.counts() == {"a": 3}
+    plan.counts()["a"] = 9  # a copy: the plan is not changed through it
+    assert plan.counts() == {"a": 3}
+    assert dataclasses.asdict(plan)["decisions"]["a"]["desired"] == 3
+    assert not callable(plan.__dict__["_decisions"])
+    assert plan == dataclasses.replace(plan)
+    plan.decisions = {}
+    assert plan.counts() == {}
