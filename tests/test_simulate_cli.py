@@ -230,3 +230,15 @@ def test_plot_draws_a_png(
     )
     assert code == 0 and "plot written" in err
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_world_defaults_are_the_settings_defaults() -> None:
+    from autoscaler.settings import Settings
+    from autoscaler.simulation import WorldSettings
+
+    fields = Settings.model_fields
+    world = WorldSettings()
+    assert world.interval_s == fields["interval_s"].default
+    assert world.startup_s == fields["simulate_startup_s"].default
+    assert world.memory_budget_mb == fields["memory_budget_mb"].default
+    assert world.memory_reserve_mb == fields["memory_reserve_mb"].default
