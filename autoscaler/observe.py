@@ -138,6 +138,17 @@ class Observer:
             log_max_bytes=settings.log_max_bytes_per_tick,
         )
 
+    def set_policies(self, policies: Mapping[str, Policy]) -> None:
+        """Follow reloaded policies; log offsets and head-job memory of kept pools stay."""
+        self.policies = policies
+        self.sampler = QueueSampler(
+            self.client,
+            prefix=self.sampler.prefix,
+            queues=[q for p in policies.values() for q in p.queues],
+            ages=self.sampler.ages,
+        )
+        self._logs = {pool: self._logs.get(pool, {}) for pool in policies}
+
     def close(self) -> None:
         self.client.close()
         if self.supervisor is not None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+# A reason can be left unformatted: (function, args), formatted on first read. decide makes
+# one per pool per tick and the simulator reads almost none of them; formatting floats costs
+# more than deciding.
+LazyReason = tuple[Callable[..., str], tuple[Any, ...]]
 
-@dataclass(slots=True, kw_only=True)
+
+@dataclass(kw_only=True)
 class PoolDecision:
     pool: str
     strategy: str
@@ -14,17 +20,112 @@ class PoolDecision:
     desired: int
     reason: str  # for operators: `oldest wait 48s > SLO 30s; ... +5`
     held: bool = False  # data missing or stale: the count was held, not decided
+    wanted: int | None = None  # the strategy's count within min/max, before the memory budget
+    capped: bool = False  # the memory budget gave less than `wanted`
+
+    @classmethod
+    def fast(  # noqa: PLR0917 - positional: decide makes one per pool per tick
+        cls,
+        pool: str,
+        strategy: str,
+        current: int | None,
+        desired: int,
+        reason: str | LazyReason,
+        held: bool,
+        wanted: int | None,
+        capped: bool,
+    ) -> PoolDecision:
+        """Positional construction for decide's hot path; `reason` may be lazy."""
+        decision = object.__new__(cls)
+        decision.__dict__ = {
+            "pool": pool,
+            "strategy": strategy,
+            "current": current,
+            "desired": desired,
+            "_reason": reason,
+            "held": held,
+            "wanted": wanted,
+            "capped": capped,
+        }
+        return decision
 
 
-@dataclass(slots=True, kw_only=True)
+def _get_reason(decision: PoolDecision) -> str:
+    reason = decision.__dict__["_reason"]
+    if type(reason) is not str:
+        function, args = reason
+        reason = function(*args)
+        decision.__dict__["_reason"] = reason
+    return str(reason)
+
+
+def _set_reason(decision: PoolDecision, reason: str | LazyReason) -> None:
+    decision.__dict__["_reason"] = reason
+
+
+# `reason` stays a dataclass field (asdict, replace, ==, repr see the formatted text) but is
+# stored behind a property so that it can be formatted lazily.
+setattr(PoolDecision, "reason", property(_get_reason, _set_reason))  # noqa: B010
+
+
+@dataclass(kw_only=True)
 class Plan:
     at_s: float
     decisions: dict[str, PoolDecision]
     memory_limit_mb: float  # what the workers may use this tick
     memory_planned_mb: float  # desired x memory per worker, plus draining workers
+    # Right after the plan is applied: workers being stopped still hold memory until they
+    # exit, so this is max(desired, current) + draining per pool. Scale-ups are held back
+    # until it fits the limit (it can exceed it only when the running workers already did).
+    memory_peak_mb: float = 0.0
 
     def counts(self) -> dict[str, int]:
+        counts: dict[str, int] | None = self.__dict__.get("_counts")
+        if counts is not None:
+            return dict(counts)
         return {pool: d.desired for pool, d in self.decisions.items()}
+
+    @classmethod
+    def lazy(
+        cls,
+        *,
+        at_s: float,
+        counts: dict[str, int],
+        build: Callable[[], dict[str, PoolDecision]],
+        memory_limit_mb: float,
+        memory_planned_mb: float,
+        memory_peak_mb: float,
+    ) -> Plan:
+        """A plan whose decisions are made on first read (`build()` must return decisions
+        with exactly `counts` as desired): the simulator reads counts() only."""
+        plan = object.__new__(cls)
+        plan.__dict__ = {
+            "at_s": at_s,
+            "_decisions": build,
+            "memory_limit_mb": memory_limit_mb,
+            "memory_planned_mb": memory_planned_mb,
+            "memory_peak_mb": memory_peak_mb,
+            "_counts": counts,
+        }
+        return plan
+
+
+def _get_decisions(plan: Plan) -> dict[str, PoolDecision]:
+    decisions = plan.__dict__["_decisions"]
+    if callable(decisions):
+        decisions = decisions()
+        plan.__dict__["_decisions"] = decisions
+    return decisions  # type: ignore[no-any-return]
+
+
+def _set_decisions(plan: Plan, decisions: dict[str, PoolDecision]) -> None:
+    plan.__dict__["_decisions"] = decisions
+    plan.__dict__.pop("_counts", None)  # counts follow the decisions from now on
+
+
+# `decisions` stays a dataclass field (asdict, replace, == and repr see the built dict) but is
+# stored behind a property so that decide can leave it to be built when first read.
+setattr(Plan, "decisions", property(_get_decisions, _set_decisions))  # noqa: B010
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,7 +146,13 @@ class MemoryBudget:
 
 @dataclass(slots=True, kw_only=True)
 class ControllerState:
-    """What decide remembers between ticks; a new value is returned every tick."""
+    """What decide remembers between ticks; a new value is returned every tick.
+
+    decide never mutates a state it was given: per-pool memories are immutable values
+    (replaced, not updated), so an old state stays valid and comparable.
+    """
 
     last_desired: dict[str, int] = field(default_factory=dict)
     pools: dict[str, Any] = field(default_factory=dict)  # per-pool strategy memory
+    # Memory shared by several pools, e.g. one Horizon supervisor's last balancing time.
+    shared: dict[str, Any] = field(default_factory=dict)

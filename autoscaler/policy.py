@@ -81,16 +81,34 @@ class SloTarget(StrictModel):
 class SloKnobs(StrictModel):
     """Knobs of the `slo` strategy (docs/slo-strategy.md explains the algorithm)."""
 
+    model: Literal["erlang_c", "sqrt"] = Field(
+        default="erlang_c",
+        description="Steady-state queueing model: Erlang C (M/M/c) or square-root staffing.",
+    )
+    steady_percentile: float = Field(
+        default=50.0,
+        gt=0,
+        lt=100,
+        description="Percentile of jobs the steady-state model alone keeps within the SLO "
+        "wait; the backlog rule enforces the SLO's own percentile on the jobs that actually "
+        "wait. Raise it towards the SLO percentile for more headroom (more worker-seconds).",
+    )
     startup_s: float = Field(
-        default=3.0, ge=0, description="Time from adding a worker until it takes jobs, s."
+        default=1.0, ge=0, description="Time from adding a worker until it takes jobs, s."
+    )
+    arrival_half_life_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Half-life of the arrival-rate average (EWMA), s: shorter follows load "
+        "changes sooner, longer is steadier on sparse arrivals.",
     )
     scale_down_window_s: float = Field(
-        default=300.0,
+        default=30.0,
         ge=0,
         description="Scale down only to the highest count needed during this window, s.",
     )
     scale_down_step: int = Field(
-        default=1, ge=1, description="Most workers removed in one decision."
+        default=2, ge=1, description="Most workers removed in one decision."
     )
     max_step_up: int | None = Field(
         default=None, ge=1, description="Most workers added in one decision (none: no limit)."
@@ -100,8 +118,10 @@ class SloKnobs(StrictModel):
 class HorizonKnobs(StrictModel):
     """Knobs of Laravel Horizon's auto balancing (laravel/horizon src/AutoScaler.php)."""
 
-    balance: Literal["time", "size"] = Field(
-        default="time", description="Share workers by queue time (size x run time) or size."
+    auto_scaling_strategy: Literal["time", "size"] = Field(
+        default="time",
+        description="autoScalingStrategy: share workers by time to clear (jobs x run time) or "
+        "by jobs waiting.",
     )
     supervisor: str = Field(
         default="default",
@@ -112,8 +132,18 @@ class HorizonKnobs(StrictModel):
         ge=1,
         description="The supervisor's maxProcesses (none: the sum of its pools' max_processes).",
     )
-    balance_max_shift: int = Field(default=1, ge=1, description="balanceMaxShift.")
-    balance_cooldown_s: float = Field(default=3.0, ge=0, description="balanceCooldown, s.")
+    balance_max_shift: int = Field(
+        default=1, ge=1, description="balanceMaxShift: most workers added or removed per pass."
+    )
+    balance_cooldown_s: float = Field(
+        default=3.0, ge=0, description="balanceCooldown: seconds between balancing passes."
+    )
+    metrics_snapshot_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Period of `horizon:snapshot`, which resets the run-time average the "
+        "`time` strategy reads (Horizon's docs schedule it every five minutes), s.",
+    )
 
 
 class HpaPolicyRule(StrictModel):
@@ -124,18 +154,40 @@ class HpaPolicyRule(StrictModel):
     period_s: float = Field(gt=0, le=1800)
 
 
+SelectPolicy = Literal["Max", "Min", "Disabled"]
+
+
 class HpaKnobs(StrictModel):
     """Knobs of KEDA's Redis list trigger feeding the Kubernetes HPA (defaults as upstream)."""
 
-    list_length: float = Field(default=5.0, gt=0, description="KEDA listLength per replica.")
+    list_length: float = Field(
+        default=5.0, gt=0, description="KEDA listLength: target waiting jobs per worker."
+    )
     activation_list_length: float = Field(
-        default=0.0, ge=0, description="KEDA activationListLength."
+        default=0.0,
+        ge=0,
+        description="KEDA activationListLength: scale from zero only above this (min 0 only).",
     )
-    polling_interval_s: float = Field(default=30.0, gt=0, description="KEDA pollingInterval.")
+    polling_interval_s: float = Field(
+        default=30.0, gt=0, description="KEDA pollingInterval: activation checks, s."
+    )
     cooldown_period_s: float = Field(
-        default=300.0, ge=0, description="KEDA cooldownPeriod before scaling to min."
+        default=300.0, ge=0, description="KEDA cooldownPeriod before scaling to zero, s."
     )
-    tolerance: float = Field(default=0.1, ge=0, lt=1, description="HPA tolerance.")
+    sync_period_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="HPA controller sync period (--horizontal-pod-autoscaler-sync-period), s.",
+    )
+    tolerance: float = Field(
+        default=0.1, ge=0, lt=1, description="HPA tolerance around the target ratio 1.0."
+    )
+    scale_up_tolerance: float | None = Field(
+        default=None, ge=0, description="behavior.scaleUp.tolerance (none: tolerance)."
+    )
+    scale_down_tolerance: float | None = Field(
+        default=None, ge=0, lt=1, description="behavior.scaleDown.tolerance (none: tolerance)."
+    )
     scale_up_stabilization_s: float = Field(default=0.0, ge=0, le=3600)
     scale_down_stabilization_s: float = Field(default=300.0, ge=0, le=3600)
     scale_up_policies: tuple[HpaPolicyRule, ...] = (
@@ -145,7 +197,8 @@ class HpaKnobs(StrictModel):
     scale_down_policies: tuple[HpaPolicyRule, ...] = (
         HpaPolicyRule(type="Percent", value=100, period_s=15),
     )
-    select_policy: Literal["Max", "Min", "Disabled"] = "Max"
+    scale_up_select_policy: SelectPolicy = "Max"
+    scale_down_select_policy: SelectPolicy = "Max"
 
 
 class StepKnobs(StrictModel):
@@ -163,6 +216,15 @@ class StepKnobs(StrictModel):
     downscale_delay_s: float = Field(
         default=600.0, ge=0, description="Latency must stay low this long before scaling down."
     )
+
+    @model_validator(mode="after")
+    def _band(self) -> StepKnobs:
+        high, low = self.latency_high_s, self.latency_low_s
+        if high is not None and low is not None and low >= high:
+            raise FieldProblem(
+                "latency_low_s", f"latency_low_s ({low}) must be below latency_high_s ({high})"
+            )
+        return self
 
 
 class StrategySpec(StrictModel):

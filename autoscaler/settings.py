@@ -123,6 +123,25 @@ class Settings(BaseSettings):
         default="INFO", description="Minimum level of log lines."
     )
     log_json: bool = Field(default=False, description="Write log lines as JSON objects.")
+    summary_interval_s: float = Field(
+        default=300.0, gt=0, description="Seconds between the daemon's periodic summary lines."
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve Prometheus metrics on this port (off)."
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address the metrics endpoint binds to."
+    )
+    webhook_url: SecretStr | None = Field(
+        default=None,
+        description="POST alerts as JSON to this URL (a secret: WeCom and Slack URLs hold tokens).",
+    )
+    webhook_format: Literal["generic", "wecom", "slack"] = Field(
+        default="generic", description="Body of the alert webhook: generic JSON, WeCom or Slack."
+    )
+    alert_interval_s: float = Field(
+        default=600.0, ge=0, description="The same alert (kind and pool) at most this often, s."
+    )
 
     @field_validator("supervisor_url")
     @classmethod

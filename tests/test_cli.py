@@ -12,6 +12,7 @@ import pytest
 
 from autoscaler.cli.main import build_parser, main, verb_modules
 from autoscaler.policy_loader import load_policies
+from autoscaler.testing.stack import find_binary
 from tests.policy_helpers import write_policy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -151,7 +152,7 @@ def test_init_rejects_unparseable_file(tmp_path: Path) -> None:
 
 def test_console_script_installed() -> None:
     env = {**os.environ, "AUTOSCALER_MEMORY_BUDGET_MB": "9000"}
-    result = subprocess.run(
-        ["autoscaler", "check", str(REPO / "policies")], capture_output=True, env=env
-    )
+    script = find_binary("autoscaler")  # the one installed beside this Python
+    assert script is not None
+    result = subprocess.run([script, "check", str(REPO / "policies")], capture_output=True, env=env)
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,156 @@
+"""The host memory budget: which pool gets how many workers when not all wants fit.
+
+The rule (README and docs/slo-strategy.md repeat it for operators):
+
+1. Workers that are draining (stopping after SIGTERM, finishing their job) hold their memory
+   until they exit; it is taken off the top.
+2. Every pool keeps its min_processes; a pool whose data is missing keeps the count it holds.
+3. Keeping up comes first: each pool may grow to the count that keeps up with its arrivals
+   (the `slo` strategy's steady-state count; for the other strategies, all they want), lower
+   `priority` first, and among equal priorities the pool furthest past its SLO (oldest wait
+   ÷ SLO wait) first.
+4. Catching up comes next: the rest of each want (draining a backlog), to the pool furthest
+   past its SLO first, then by priority. A pool whose workers are larger than the room left
+   gets none while a later, smaller one may still fit.
+5. A pool being scaled down still holds its stopped workers' memory until they exit. So
+   scale-ups are granted only as far as memory is free right after this decision:
+   Σ (max(desired, current) + draining) × memory per worker must stay within the limit.
+   Where it would not, scale-ups are held back, lowest priority first; they go ahead on a
+   later tick, once the stopped workers have exited.
+
+So a burst on a high-priority pool cannot starve another pool of the workers it needs just
+to keep pace, and late work is drained where it is latest.
+
+Invariants (property-tested): no pool below its min or above what it asked; when the mins
+and the draining workers fit, Σ (desired + draining) × memory <= limit; memory right after
+the decision exceeds the limit only where the workers already running did.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Protocol
+
+_EPS = 1e-9
+
+
+class ClaimConstants(Protocol):
+    """What the allocator reads from a pool's policy."""
+
+    @property
+    def min_processes(self) -> int: ...
+    @property
+    def memory_mb(self) -> float: ...
+    @property
+    def priority(self) -> int: ...
+
+
+class Claim(Protocol):
+    """One pool's demand on the budget; `granted` and `cap` are the allocator's answer."""
+
+    @property
+    def pool(self) -> str: ...
+    @property
+    def const(self) -> ClaimConstants: ...
+    @property
+    def wanted(self) -> int:  # within [min_processes, max_processes]
+        ...
+    @property
+    def fixed(self) -> bool:  # held (data missing): `wanted` is its count and may not change
+        ...
+    @property
+    def current(self) -> int:  # running + starting
+        ...
+    @property
+    def workers_known(self) -> bool:  # False: Supervisor could not say (current meaningless)
+        ...
+    @property
+    def draining(self) -> int: ...
+    @property
+    def keep_up(self) -> int:  # of `wanted`, what keeps up with arrivals (the rest catches up)
+        ...
+    @property
+    def urgency(self) -> float:  # oldest wait / SLO wait
+        ...
+
+    granted: int
+    cap: str  # "", "budget" (no room) or "draining" (room only after workers exit)
+
+
+def allocate(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
+    """Grant every claim a count (in place); return (planned MB, MB right after applying).
+
+    planned = Σ (granted + draining) × memory; right after = Σ (max(granted, current) +
+    draining) × memory.
+    """
+    # Most ticks nothing competes: when every want fits, grant it without sorting.
+    want_mb = peak_mb = 0.0
+    for claim in claims:
+        memory_mb = claim.const.memory_mb
+        wanted = claim.wanted
+        claim.granted = wanted
+        claim.cap = ""
+        want_mb += (wanted + claim.draining) * memory_mb
+        held = wanted if not claim.workers_known or claim.current < wanted else claim.current
+        peak_mb += (held + claim.draining) * memory_mb
+    if want_mb <= limit_mb + _EPS and peak_mb <= limit_mb + _EPS:
+        return want_mb, peak_mb
+    return _contended(claims, limit_mb)
+
+
+def _floor(claim: Claim) -> int:
+    return claim.wanted if claim.fixed else claim.const.min_processes
+
+
+def _keep_up(claim: Claim) -> int:
+    keep_up = claim.keep_up
+    return keep_up if 0 < keep_up < claim.wanted else claim.wanted
+
+
+def _contended(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
+    used = 0.0
+    for claim in claims:
+        floor = _floor(claim)
+        claim.granted = floor
+        used += (floor + claim.draining) * claim.const.memory_mb
+    growing = [c for c in claims if not c.fixed and c.wanted > c.granted]
+    # keeping up with arrivals: by priority, then by how far past the SLO
+    keep_order = sorted(growing, key=lambda c: (c.const.priority, -c.urgency, c.pool))
+    # catching up with backlogs: by how far past the SLO, then by priority
+    catch_order = sorted(growing, key=lambda c: (-c.urgency, c.const.priority, c.pool))
+    for order, keeping_up in ((keep_order, True), (catch_order, False)):
+        for claim in order:
+            memory_mb = claim.const.memory_mb
+            target = _keep_up(claim) if keeping_up else claim.wanted
+            extra = target - claim.granted
+            if extra <= 0:
+                continue
+            room = max(0, math.floor((limit_mb - used) / memory_mb + _EPS))
+            if room < extra:
+                extra = room
+                claim.cap = "budget"
+            claim.granted += extra
+            used += extra * memory_mb
+
+    peak = 0.0
+    for claim in claims:
+        held = max(claim.granted, claim.current) if claim.workers_known else claim.granted
+        peak += (held + claim.draining) * claim.const.memory_mb
+    if peak > limit_mb + _EPS:
+        for claim in reversed(keep_order):
+            if not claim.workers_known:
+                continue
+            memory_mb = claim.const.memory_mb
+            keep = max(claim.current, _floor(claim))
+            if claim.granted <= keep:
+                continue
+            over = math.ceil((peak - limit_mb) / memory_mb - _EPS)
+            cut = min(claim.granted - keep, over)
+            claim.granted -= cut
+            claim.cap = "draining"
+            peak -= cut * memory_mb
+            used -= cut * memory_mb
+            if peak <= limit_mb + _EPS:
+                break
+    return used, peak

@@ -1,0 +1,89 @@
+"""Optional Prometheus endpoint (prometheus-client), bound to localhost unless told otherwise.
+
+prometheus-client is used rather than our own exposition code: it is the reference
+implementation of the text format and well kept. A registry of our own (not the global one)
+keeps two daemons in one process (the tests) from colliding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from autoscaler.observation import Observation
+from autoscaler.plan import Plan
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["pool"]
+        self.pending = Gauge(
+            "autoscaler_pending_jobs", "Jobs waiting (pending + due delayed)", labels,
+            registry=self.registry,
+        )  # fmt: skip
+        self.oldest_wait = Gauge(
+            "autoscaler_oldest_wait_seconds", "Age of the oldest waiting job", labels,
+            registry=self.registry,
+        )  # fmt: skip
+        self.workers = Gauge(
+            "autoscaler_workers", "Worker slots running or starting", labels,
+            registry=self.registry,
+        )  # fmt: skip
+        self.draining = Gauge(
+            "autoscaler_workers_draining", "Worker slots finishing a job before exit", labels,
+            registry=self.registry,
+        )  # fmt: skip
+        self.desired = Gauge(
+            "autoscaler_desired_workers", "Worker count decided this tick", labels,
+            registry=self.registry,
+        )  # fmt: skip
+        self.decisions = Counter(
+            "autoscaler_scale_decisions", "Decisions that changed a pool's count",
+            ["pool", "direction"], registry=self.registry,
+        )  # fmt: skip
+        self.errors = Counter(
+            "autoscaler_errors", "Failed ticks by source", ["source"], registry=self.registry
+        )
+        self.tick_duration = Histogram(
+            "autoscaler_tick_duration_seconds", "Time one tick took (observe, decide, act)",
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )  # fmt: skip
+        self.memory_planned = Gauge(
+            "autoscaler_memory_planned_mb", "Memory of the planned workers incl. draining",
+            registry=self.registry,
+        )  # fmt: skip
+        self.memory_limit = Gauge(
+            "autoscaler_memory_limit_mb", "Memory the workers may use", registry=self.registry
+        )
+        self._server: Any = None
+
+    def serve(self, *, host: str, port: int) -> None:
+        self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    def record(self, observation: Observation, plan: Plan, previous: Mapping[str, int]) -> None:
+        for pool, obs in observation.pools.items():
+            waiting = obs.waiting
+            if waiting is not None:
+                self.pending.labels(pool).set(waiting)
+            age = obs.oldest_wait_s
+            self.oldest_wait.labels(pool).set(age if age is not None else 0.0)
+            if obs.workers is not None:
+                self.workers.labels(pool).set(obs.workers.current)
+                self.draining.labels(pool).set(obs.workers.draining)
+        for pool, decision in plan.decisions.items():
+            self.desired.labels(pool).set(decision.desired)
+            before = previous.get(pool)
+            if before is not None and before != decision.desired:
+                direction = "up" if decision.desired > before else "down"
+                self.decisions.labels(pool, direction).inc()
+        self.memory_planned.set(plan.memory_planned_mb)
+        self.memory_limit.set(plan.memory_limit_mb)

@@ -1,0 +1,133 @@
+"""The memory budget: mins first, then priority and distance from the SLO; draining counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from autoscaler.budget import allocate
+
+
+@dataclass
+class Const:
+    min_processes: int
+    memory_mb: float
+    priority: int
+
+
+@dataclass
+class Want:
+    pool: str
+    const: Const
+    wanted: int
+    current: int = 0
+    draining: int = 0
+    urgency: float = 0.0
+    fixed: bool = False
+    workers_known: bool = True
+    keep_up: int = 0  # 0: all of `wanted` keeps up
+    granted: int = 0
+    cap: str = ""
+
+
+def want(
+    pool: str, wanted: int, *, low: int = 1, mb: float = 100, priority: int = 100, **kw: object
+) -> Want:
+    return Want(pool=pool, const=Const(low, mb, priority), wanted=wanted, **kw)  # type: ignore[arg-type]
+
+
+def test_everything_fits() -> None:
+    claims = [want("a", 3, current=3), want("b", 2, current=2)]
+    planned, peak = allocate(claims, 1000)
+    assert [c.granted for c in claims] == [3, 2]
+    assert planned == peak == 500
+    assert all(c.cap == "" for c in claims)
+
+
+def test_keeping_up_by_priority_before_catching_up_by_lateness() -> None:
+    claims = [
+        # a burst on the top pool: 2 keep up with its arrivals, 8 more would drain it
+        want("gift", 10, priority=100, keep_up=2, urgency=0.5, current=2),
+        # a busy low-priority pool past its SLO: 4 keep up, 2 more catch up
+        want("chat", 6, priority=300, keep_up=4, urgency=3.0, current=4),
+        want("mail", 3, priority=400, keep_up=3, urgency=0.0, current=1),
+    ]
+    allocate(claims, 1200)  # 12 workers: mins 3, keep-up +1 +3 +2, catch-up: chat, gift
+    granted = {c.pool: c.granted for c in claims}
+    assert granted == {"gift": 3, "chat": 6, "mail": 3}
+    assert claims[0].cap == "budget"
+
+
+def test_priority_then_distance_from_the_slo() -> None:
+    claims = [
+        want("low", 5, priority=300, current=5),
+        want("high", 5, priority=100, current=5),
+        want("mid_calm", 5, priority=200, urgency=0.1, current=5),
+        want("mid_late", 5, priority=200, urgency=2.0, current=5),
+    ]
+    allocate(claims, 1200)  # 12 workers: mins take 4, then 8 more
+    granted = {c.pool: c.granted for c in claims}
+    assert granted == {"high": 5, "mid_late": 5, "mid_calm": 1, "low": 1}
+    assert {c.pool for c in claims if c.cap == "budget"} == {"mid_calm", "low"}
+
+
+def test_every_pool_keeps_its_min_even_over_the_budget() -> None:
+    claims = [want("a", 5, low=3, current=3), want("b", 5, low=3, current=3)]
+    planned, _ = allocate(claims, 400)
+    assert [c.granted for c in claims] == [3, 3]
+    assert planned == 600
+
+
+def test_draining_workers_hold_memory_until_they_exit() -> None:
+    claims = [want("a", 6, current=2, draining=3)]
+    planned, _ = allocate(claims, 600)
+    assert claims[0].granted == 3
+    assert planned == 600
+
+
+def test_scale_up_waits_for_the_memory_a_scale_down_frees() -> None:
+    # b wants 4 of a's 5 workers' memory, but a's stopped workers still hold it this tick
+    claims = [
+        want("a", 1, priority=300, current=5),
+        want("b", 5, priority=100, current=1),
+    ]
+    _, peak = allocate(claims, 600)
+    granted = {c.pool: c.granted for c in claims}
+    assert granted == {"a": 1, "b": 1}
+    assert claims[1].cap == "draining"
+    assert peak == 600
+    # next tick a's workers are draining: still no room
+    claims = [
+        want("a", 1, priority=300, current=1, draining=4),
+        want("b", 5, priority=100, current=1),
+    ]
+    allocate(claims, 600)
+    assert claims[1].granted == 1
+    # once they exited, b gets its five
+    claims = [want("a", 1, priority=300, current=1), want("b", 5, priority=100, current=1)]
+    allocate(claims, 600)
+    assert claims[1].granted == 5
+
+
+def test_held_pools_keep_their_count() -> None:
+    claims = [
+        want("held", 4, current=4, fixed=True),
+        want("b", 9, priority=1, current=1),
+    ]
+    allocate(claims, 800)
+    assert claims[0].granted == 4
+    assert claims[1].granted == 4
+
+
+def test_larger_workers_do_not_block_smaller_ones() -> None:
+    claims = [want("big", 3, mb=500, priority=1), want("small", 3, mb=100, priority=2)]
+    allocate(claims, 1000)  # mins: 600; 400 left: big cannot take 500 more, small takes 2
+    assert [c.granted for c in claims] == [1, 3]
+
+
+@pytest.mark.parametrize("limit", [0.0, 50.0])
+def test_nothing_fits(limit: float) -> None:
+    claims = [want("a", 3, low=0, current=0)]
+    allocate(claims, limit)
+    assert claims[0].granted == 0

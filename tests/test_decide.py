@@ -1,0 +1,235 @@
+"""decide: holding on missing data, bounds, the budget, purity -- unit cases and properties."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from autoscaler.decide import decide
+from autoscaler.observation import Observation, PoolObservation
+from autoscaler.plan import ControllerState, MemoryBudget, Plan, PoolDecision
+from autoscaler.policy import STRATEGY_NAMES, Policy
+from autoscaler.policy_loader import PolicySet
+from tests.decide_helpers import make_policy, observation, pool_obs
+
+BUDGET = MemoryBudget(budget_mb=1e6)
+
+
+def test_missing_queues_or_workers_hold_the_count() -> None:
+    policies = {"a": make_policy("a"), "b": make_policy("b"), "c": make_policy("c")}
+    state = ControllerState(last_desired={"a": 5, "b": 4, "c": 3})
+    obs = Observation(
+        at_s=1000.0,
+        interval_s=5.0,
+        pools={
+            "a": pool_obs("a", queues_known=False, running=5),
+            "b": pool_obs("b", workers_known=False),
+        },
+        redis_error="connection refused",
+    )
+    plan, new_state = decide(obs, policies, state, now_s=1000.0, budget=BUDGET)
+    assert plan.counts() == {"a": 5, "b": 4, "c": 3}
+    assert all(d.held for d in plan.decisions.values())
+    assert plan.decisions["a"].reason == "queues unknown (connection refused): hold 5"
+    assert plan.decisions["b"].reason == "workers unknown: hold 4"
+    assert plan.decisions["b"].current is None
+    assert plan.decisions["c"].reason == "pool not observed: hold 3"
+    assert new_state.last_desired == {"a": 5, "b": 4, "c": 3}
+
+
+def test_stale_observation_holds_everything() -> None:
+    policies = {"a": make_policy("a")}
+    obs = observation(pool_obs("a", pending=500, oldest_wait_s=100.0), at_s=900.0)
+    plan, _ = decide(obs, policies, ControllerState(), now_s=1000.0, budget=BUDGET)
+    assert plan.decisions["a"].held
+    assert plan.decisions["a"].reason == "observation 100s old: hold 2"
+
+
+def test_held_count_respects_changed_bounds() -> None:
+    policies = {"a": make_policy("a", min_processes=2, max_processes=4, static_processes=3)}
+    obs = observation(pool_obs("a", workers_known=False))
+    plan, _ = decide(
+        obs, policies, ControllerState(last_desired={"a": 9}), now_s=1000.0, budget=BUDGET
+    )
+    assert plan.counts() == {"a": 4}
+    plan, _ = decide(obs, policies, ControllerState(), now_s=1000.0, budget=BUDGET)
+    assert plan.counts() == {"a": 3}  # nothing known at all: the static count
+
+
+def test_static_strategy_and_decision_shape() -> None:
+    policies = {"a": make_policy("a", strategy="static", static_processes=3)}
+    plan, state = decide(
+        observation(pool_obs("a")), policies, ControllerState(), now_s=1000.0, budget=BUDGET
+    )
+    decision = plan.decisions["a"]
+    assert decision == PoolDecision(
+        pool="a", strategy="static", current=2, desired=3, reason="static 3", wanted=3
+    )
+    assert dataclasses.asdict(decision)["reason"] == "static 3"
+    assert dataclasses.replace(decision, desired=4).reason == "static 3"
+    assert plan.memory_planned_mb == 300
+    assert state.last_desired == {"a": 3}
+
+
+def test_memory_available_limits_the_budget() -> None:
+    policies = {"a": make_policy("a", max_processes=20, memory_per_worker_mb=100, min_processes=1)}
+    obs = observation(
+        pool_obs("a", pending=1000, oldest_wait_s=60.0, running=2), memory_available_mb=300
+    )
+    plan, _ = decide(obs, policies, ControllerState(), now_s=1000.0, budget=BUDGET)
+    assert plan.memory_limit_mb == 500  # 300 free + 200 held by the two running workers
+    assert plan.counts() == {"a": 5}
+    assert plan.decisions["a"].capped
+    assert "memory budget (500 MB) caps at 5" in plan.decisions["a"].reason
+
+
+def test_policy_set_and_strategy_switch() -> None:
+    policies = PolicySet({"a": make_policy("a")}, files={})
+    obs = observation(pool_obs("a", pending=3, oldest_wait_s=1.0))
+    _, state = decide(obs, policies, ControllerState(), now_s=1000.0, budget=BUDGET)
+    # the memory of one strategy is not mistaken for another's
+    for name in STRATEGY_NAMES:
+        plan, _ = decide(obs, policies.with_strategy(name), state, now_s=1005.0, budget=BUDGET)
+        assert plan.decisions["a"].strategy == name
+
+
+# -- properties over random policies and observations ------------------------------------
+
+
+@st.composite
+def policies_strategy(draw: st.DrawFn) -> dict[str, Policy]:
+    count = draw(st.integers(1, 5))
+    policies = {}
+    for index in range(count):
+        low = draw(st.integers(0, 4))
+        high = draw(st.integers(max(low, 1), 12))
+        name = f"p{index}"
+        policies[name] = make_policy(
+            name,
+            min_processes=low,
+            max_processes=high,
+            static_processes=draw(st.integers(low, high)),
+            memory_per_worker_mb=draw(st.sampled_from([64, 128, 256, 300])),
+            priority=draw(st.integers(0, 3)),
+            expected_run_time_s=draw(st.floats(0.1, 60)),
+            slo={
+                "wait_s": draw(st.floats(1, 300)),
+                "percentile": draw(st.sampled_from([50, 95, 99])),
+            },
+            strategy=draw(st.sampled_from(STRATEGY_NAMES)),
+        )
+    return policies
+
+
+@st.composite
+def pool_observation(draw: st.DrawFn, name: str) -> PoolObservation | None:
+    if draw(st.integers(0, 9)) == 0:
+        return None
+    pending = draw(st.integers(0, 500))
+    return pool_obs(
+        name,
+        pending=pending,
+        reserved=draw(st.integers(0, 20)),
+        delayed_due=draw(st.integers(0, 5)),
+        oldest_wait_s=draw(st.none() | st.floats(0, 1000)) if pending else None,
+        running=draw(st.integers(0, 15)),
+        starting=draw(st.integers(0, 3)),
+        draining=draw(st.integers(0, 3)),
+        completions=draw(st.none() | st.integers(0, 100)),
+        run_time_mean_s=draw(st.none() | st.floats(0.01, 100)),
+        queues_known=draw(st.integers(0, 9)) > 0,
+        workers_known=draw(st.integers(0, 9)) > 0,
+    )
+
+
+@st.composite
+def scenario(draw: st.DrawFn) -> tuple[dict[str, Policy], list[Observation], float]:
+    policies = draw(policies_strategy())
+    ticks = []
+    for tick in range(draw(st.integers(1, 4))):
+        pools = {}
+        for name in policies:
+            obs = draw(pool_observation(name))
+            if obs is not None:
+                pools[name] = obs
+        ticks.append(
+            Observation(
+                at_s=1000.0 + 5 * tick,
+                interval_s=5.0,
+                pools=pools,
+                memory_available_mb=draw(st.none() | st.floats(0, 5000)),
+            )
+        )
+    return policies, ticks, draw(st.floats(0, 6000))
+
+
+def fingerprint(plan: Plan) -> list[Any]:
+    return [dataclasses.asdict(d) for d in plan.decisions.values()] + [
+        plan.memory_limit_mb,
+        plan.memory_planned_mb,
+        plan.memory_peak_mb,
+    ]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario())
+def test_invariants(case: tuple[dict[str, Policy], list[Observation], float]) -> None:
+    policies, ticks, budget_mb = case
+    budget = MemoryBudget(budget_mb=budget_mb, reserve_mb=10)
+    state = ControllerState()
+    for obs in ticks:
+        frozen_obs, frozen_state = copy.deepcopy(obs), copy.deepcopy(state)
+        plan, new_state = decide(obs, policies, state, now_s=obs.at_s, budget=budget)
+        again, again_state = decide(obs, policies, state, now_s=obs.at_s, budget=budget)
+        assert obs == frozen_obs and state == frozen_state  # inputs untouched
+        assert fingerprint(plan) == fingerprint(again)  # same inputs, same plan
+        assert new_state == again_state
+
+        floors_mb = draining_mb = standing_mb = 0.0
+        for name, policy in policies.items():
+            decision = plan.decisions[name]
+            assert policy.min_processes <= decision.desired <= policy.max_processes
+            pool = obs.pools.get(name)
+            workers = pool.workers if pool is not None else None
+            draining = workers.draining if workers is not None else 0
+            draining_mb += draining * policy.memory_per_worker_mb
+            floor = decision.desired if decision.held else policy.min_processes
+            if workers is not None:
+                floor = max(floor, workers.running + workers.starting)
+            standing_mb += (floor + draining) * policy.memory_per_worker_mb
+            if decision.held:
+                previous = state.last_desired.get(name)
+                if previous is not None:  # never scaled down on missing data
+                    assert decision.desired == min(
+                        max(previous, policy.min_processes), policy.max_processes
+                    )
+                floors_mb += decision.desired * policy.memory_per_worker_mb
+            else:
+                floors_mb += policy.memory_at_min_mb
+        limit = plan.memory_limit_mb
+        assert limit <= max(0.0, budget_mb - 10) + 1e-6
+        if floors_mb + draining_mb <= limit:
+            assert plan.memory_planned_mb <= limit + 1e-6
+        # right after applying: above the limit only as far as the standing workers were
+        assert plan.memory_peak_mb <= max(limit, standing_mb) + 1e-6
+        state = new_state
+
+
+def test_plan_decisions_are_built_on_first_read() -> None:
+    policies = {"a": make_policy("a", strategy="static", static_processes=3)}
+    plan, _ = decide(
+        observation(pool_obs("a")), policies, ControllerState(), now_s=1000.0, budget=BUDGET
+    )
+    assert "_decisions" in plan.__dict__ and callable(plan.__dict__["_decisions"])
+    assert plan.counts() == {"a": 3}
+    plan.counts()["a"] = 9  # a copy: the plan is not changed through it
+    assert plan.counts() == {"a": 3}
+    assert dataclasses.asdict(plan)["decisions"]["a"]["desired"] == 3
+    assert not callable(plan.__dict__["_decisions"])
+    assert plan == dataclasses.replace(plan)
+    plan.decisions = {}
+    assert plan.counts() == {}

@@ -1,0 +1,325 @@
+"""The `slo` strategy: its estimators, sizing and scaling rules, and its closed-loop behaviour."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autoscaler.decide import decide
+from autoscaler.plan import ControllerState, MemoryBudget, Plan
+from autoscaler.policy import Policy
+from autoscaler.queueing import erlang_c_servers, staffing_rule
+from autoscaler.strategies.slo import (
+    SERVICE_HALF_LIFE_JOBS,
+    TABLE_MAX,
+    estimate_service_s,
+    needed_workers,
+    scale,
+    slide,
+    steady_cell,
+)
+from tests.decide_helpers import make_policy, observation, pool_obs
+
+BUDGET = MemoryBudget(budget_mb=1e6)
+
+
+def test_service_time_moves_by_completions() -> None:
+    assert estimate_service_s(2.0, 0, None) == 2.0
+    assert estimate_service_s(2.0, 3, None) == 2.0
+    half = estimate_service_s(2.0, int(SERVICE_HALF_LIFE_JOBS), 4.0)
+    assert half == pytest.approx(3.0)
+
+
+def need(**overrides: Any) -> int:
+    args: dict[str, Any] = {
+        "arrival_rate_per_s": 0.5,
+        "service_s": 8.0,
+        "waiting": 0,
+        "oldest_wait_s": 0.0,
+        "slo_wait_s": 15.0,
+        "steady_percentile": 95.0,
+        "startup_s": 3.0,
+        "reaction_s": 5.0,
+    }
+    args.update(overrides)
+    return needed_workers(**args).needed
+
+
+def test_needed_workers_steady_state_is_erlang_c() -> None:
+    assert need() == erlang_c_servers(0.5, 8.0, 15.0, 95.0) == 6
+    assert need(arrival_rate_per_s=0.0) == 0
+    assert need(model="sqrt") in (5, 6, 7)
+
+
+def test_needed_workers_drains_a_burst_within_the_slo() -> None:
+    # 40 jobs, 5 s old, nothing else arriving: 15 − 5 − 3 − 5 leaves less than one
+    # decision interval, so the floor applies: 40 × 8 / 5 = 64
+    assert need(arrival_rate_per_s=0.0, waiting=40, oldest_wait_s=5.0) == 64
+    # the same 40 spread over 80 s at λ = 0.5/s are no burst: 40 × 8 / (15 − 3 − 5) -> 46
+    assert need(waiting=40, oldest_wait_s=80.0) == 46
+    # a small backlog at a long SLO: 4 × 8 / (300 − 3 − 5) -> 1
+    assert need(arrival_rate_per_s=0.0, waiting=4, oldest_wait_s=1.0, slo_wait_s=300.0) == 1
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 30), st.integers(1, 40)), max_size=40),
+    st.integers(1, 200),
+)
+def test_slide_is_a_sliding_maximum(steps: list[tuple[int, int]], span: int) -> None:
+    window: tuple[tuple[float, int], ...] = ()
+    history: list[tuple[float, int]] = []
+    now = 0.0
+    for gap, needed in steps:
+        now += gap + 1
+        history.append((now, needed))
+        window = slide(window, now, needed, float(span))
+        expected = max(n for t, n in history if t > now - span)
+        assert window[0][1] == expected
+        needs = [n for _, n in window]
+        assert needs == sorted(needs, reverse=True)
+        assert len(set(needs)) == len(needs)
+
+
+def test_scale_jumps_up_and_steps_down() -> None:
+    assert scale(2, 9, 9, 1, None) == 9  # one jump
+    assert scale(2, 9, 9, 1, 3) == 5  # bounded by max_step_up
+    assert scale(9, 3, 9, 1, None) == 9  # needed 9 within the window: hold
+    assert scale(9, 3, 5, 2, None) == 7  # down at most 2
+    assert scale(9, 3, 8, 2, None) == 8  # not below the window's maximum
+
+
+class World:
+    """A tiny fluid queue: λ jobs/s arrive, each of `workers` serves 1/S jobs/s."""
+
+    def __init__(self, policy: Policy, *, workers: int) -> None:
+        self.policies = {"q": policy}
+        self.workers = workers
+        self.waiting = 0.0
+        self.state = ControllerState()
+        self.now = 1000.0
+        self.plans: list[Plan] = []
+
+    def tick(self, rate: float, service_s: float, *, logs: bool = True) -> Plan:
+        dt = 5.0
+        served = min(self.waiting + rate * dt, self.workers * dt / service_s)
+        self.waiting = self.waiting + rate * dt - served
+        in_flight = min(self.workers, round(rate * service_s + self.waiting))
+        oldest = self.waiting / rate if rate > 0 and self.waiting >= 1 else None
+        obs = observation(
+            pool_obs(
+                "q",
+                pending=int(self.waiting),
+                reserved=in_flight,
+                oldest_wait_s=oldest,
+                running=self.workers,
+                completions=round(served) if logs else None,
+                run_time_mean_s=service_s if served >= 1 else None,
+            ),
+            at_s=self.now,
+        )
+        plan, self.state = decide(obs, self.policies, self.state, now_s=self.now, budget=BUDGET)
+        self.workers = plan.counts()["q"]
+        self.now += dt
+        self.plans.append(plan)
+        return plan
+
+
+def test_closed_loop_follows_load_up_in_one_jump_and_down_slowly() -> None:
+    policy = make_policy(
+        "q",
+        min_processes=1,
+        max_processes=30,
+        expected_run_time_s=2.0,
+        slo={"wait_s": 10.0, "percentile": 95.0},
+    )
+    world = World(policy, workers=1)
+    for _ in range(12):
+        world.tick(0.2, 2.0)
+    quiet = world.workers
+    assert quiet <= 2
+    counts = [world.tick(5.0, 2.0).counts()["q"] for _ in range(30)]
+    # a = 10 busy workers: reached within a few ticks in few jumps, without overshooting
+    assert max(counts[:4]) >= 10
+    assert max(counts) <= 13
+    rises = [b - a for a, b in zip([quiet, *counts], counts, strict=False) if b > a]
+    assert len(rises) <= 5  # the estimate of λ converges; each rise is one jump
+    busy = world.workers
+    after = [world.tick(0.2, 2.0).counts()["q"] for _ in range(60)]
+    window_ticks = int(policy.strategy.slo.scale_down_window_s / 5)
+    assert after[window_ticks - 2] == busy  # held through the stabilization window
+    drops = [a - b for a, b in zip([busy, *after], after, strict=False) if b < a]
+    assert drops and max(drops) <= policy.strategy.slo.scale_down_step
+    assert after[-1] <= 2
+
+
+def test_no_flapping_when_load_alternates() -> None:
+    policy = make_policy("q", max_processes=30, slo={"wait_s": 10.0, "percentile": 95.0})
+    world = World(policy, workers=4)
+    counts = []
+    for index in range(120):
+        rate = 4.0 if index % 2 else 0.5
+        counts.append(world.tick(rate, 2.0).counts()["q"])
+    window_ticks = policy.strategy.slo.scale_down_window_s / 5
+    ups = [i for i, (a, b) in enumerate(itertools.pairwise(counts), 1) if b > a]
+    downs = [i for i, (a, b) in enumerate(itertools.pairwise(counts), 1) if b < a]
+    # never down within the window after an up, and no change on most ticks
+    assert all(not 0 < d - u < window_ticks for u in ups for d in downs)
+    assert len(ups) + len(downs) <= len(counts) // 6
+
+
+def test_redis_only_signals_still_scale() -> None:
+    policy = make_policy("q", max_processes=30, slo={"wait_s": 10.0, "percentile": 95.0})
+    world = World(policy, workers=1)
+    for _ in range(20):
+        world.tick(3.0, 2.0, logs=False)
+    assert world.workers >= 6  # a = 6
+    assert world.waiting < 30
+
+
+def test_reason_names_the_wait_the_load_and_the_step() -> None:
+    policy = make_policy(
+        "q",
+        max_processes=30,
+        slo={"wait_s": 30.0, "percentile": 95.0},
+        strategy={"name": "slo", "slo": {"max_step_up": 8}},
+    )
+    state = ControllerState(last_desired={"q": 4})
+    obs = observation(
+        pool_obs(
+            "q",
+            pending=300,
+            reserved=4,
+            oldest_wait_s=48.0,
+            running=4,
+            completions=10,
+            run_time_mean_s=2.4,
+        ),
+        at_s=1000.0,
+    )
+    plan, _ = decide(obs, {"q": policy}, state, now_s=1000.0, budget=BUDGET)
+    reason = plan.decisions["q"].reason
+    assert reason.startswith("oldest wait 48s > SLO 30s; λ=")
+    assert "× S=" in reason
+    assert plan.counts()["q"] == 12
+    assert reason.endswith("+8 (max step 8)")
+
+
+def test_start_holds_the_running_count_for_the_window() -> None:
+    policy = make_policy("q", max_processes=30)
+    state = ControllerState()
+    counts = []
+    for tick in range(40):
+        now = 1000.0 + 5 * tick
+        obs = observation(pool_obs("q", running=counts[-1] if counts else 6), at_s=now)
+        plan, state = decide(obs, {"q": policy}, state, now_s=now, budget=BUDGET)
+        counts.append(plan.counts()["q"])
+    window_ticks = math.floor(policy.strategy.slo.scale_down_window_s / 5)
+    assert counts[: window_ticks - 1] == [6] * (window_ticks - 1)
+    assert counts[-1] == 1
+
+
+def test_a_gap_in_the_data_does_not_fake_an_arrival_burst() -> None:
+    policy = make_policy("q", max_processes=30)
+    state = ControllerState()
+    obs = observation(pool_obs("q", pending=0, running=2, completions=1), at_s=1000.0)
+    _, state = decide(obs, {"q": policy}, state, now_s=1000.0, budget=BUDGET)
+    rate_before = state.pools["q"].arrival_rate_per_s
+    held = observation(pool_obs("q", queues_known=False, running=2), at_s=1005.0)
+    _, state = decide(held, {"q": policy}, state, now_s=1005.0, budget=BUDGET)
+    # 60 s later 50 jobs are queued; the completions in between were never seen
+    obs = observation(pool_obs("q", pending=50, running=2, completions=1), at_s=1060.0)
+    _, state = decide(obs, {"q": policy}, state, now_s=1060.0, budget=BUDGET)
+    assert state.pools["q"].arrival_rate_per_s == rate_before
+
+
+def test_the_observers_arrival_count_is_used_when_given() -> None:
+    policy = make_policy("q", max_processes=30)
+    state = ControllerState()
+    obs = observation(pool_obs("q", running=2, completions=None), at_s=1000.0)
+    _, state = decide(obs, {"q": policy}, state, now_s=1000.0, budget=BUDGET)
+    assert state.pools["q"].arrival_rate_per_s is None  # nothing to go on yet
+    # 20 s later (a Redis outage in between): the observer counted 40 arrivals since
+    seen = pool_obs("q", running=2, completions=0)
+    assert seen.work is not None
+    seen.work.arrivals = 40.0
+    _, state = decide(
+        observation(seen, at_s=1020.0), {"q": policy}, state, now_s=1020.0, budget=BUDGET
+    )
+    assert state.pools["q"].arrival_rate_per_s == pytest.approx(2.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pending=st.integers(0, 400),
+    oldest=st.floats(0, 400),
+    completions=st.integers(0, 50),
+    run_time=st.floats(0.05, 60),
+    wait_s=st.floats(1, 300),
+    steady_percentile=st.sampled_from([50.0, 80.0, 95.0]),
+    model=st.sampled_from(["erlang_c", "sqrt"]),
+)
+def test_the_hot_path_sizes_as_needed_workers(
+    *,
+    pending: int,
+    oldest: float,
+    completions: int,
+    run_time: float,
+    wait_s: float,
+    steady_percentile: float,
+    model: str,
+) -> None:
+    knobs = {"name": "slo", "slo": {"steady_percentile": steady_percentile, "model": model}}
+    policy = make_policy("q", max_processes=1000, slo={"wait_s": wait_s}, strategy=knobs)
+    obs = observation(
+        pool_obs(
+            "q",
+            pending=pending,
+            oldest_wait_s=oldest if pending else None,
+            completions=completions,
+            run_time_mean_s=run_time,
+        )
+    )
+    plan, state = decide(obs, {"q": policy}, ControllerState(), now_s=1000.0, budget=BUDGET)
+    memory = state.pools["q"]
+    reference = needed_workers(
+        arrival_rate_per_s=memory.arrival_rate_per_s or 0.0,
+        service_s=memory.service_s,
+        waiting=pending,
+        oldest_wait_s=oldest if pending else 0.0,
+        slo_wait_s=wait_s,
+        steady_percentile=steady_percentile,
+        startup_s=policy.strategy.slo.startup_s,
+        reaction_s=5.0,
+        model=model,
+    ).needed
+    needs = int(plan.decisions["q"].reason.split(" needs ")[1].split(";")[0])
+    assert needs == min(max(reference, policy.min_processes), policy.max_processes)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    load=st.floats(0.001, 120),
+    decay=st.floats(0.05, 600),
+    model=st.sampled_from(["erlang_c", "sqrt"]),
+    percentile=st.sampled_from([50.0, 95.0]),
+)
+def test_steady_cell_bounds_a_constant_count(
+    load: float, decay: float, model: str, percentile: float
+) -> None:
+    rule = staffing_rule(model, percentile)
+    low, high, decay_low, decay_high, count = steady_cell(load, decay, rule)
+    assert decay_low <= decay * (1 + 1e-12) and decay < decay_high * (1 + 1e-12)
+    assert decay_low >= decay / 1.06  # rounded down by at most one 5 % step
+    exact = rule(load, decay_low)  # the model at the rounded T/S
+    if count <= TABLE_MAX:
+        assert count == exact
+    else:  # a big pool: the load is rounded up by one 2 % step
+        assert exact <= count <= rule(load * 1.021, decay_low)
+    assert rule(high, decay_low) <= count  # the whole cell is carried by `count`
+    if 1 < count <= TABLE_MAX:
+        assert rule(low, decay_low) <= count - 1  # ...and below it one fewer suffices
