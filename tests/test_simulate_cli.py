@@ -148,8 +148,8 @@ def test_every_strategy_but_the_oracle_goes_through_decide(
     code, _, _ = simulate(capsys, str(trace), "--policies", str(policies), "--jobs", "1")
     assert code == 0
     assert set(seen) == {"slo", "static", "horizon", "hpa", "step"}
-    ticks = seen.count("static")
-    assert ticks >= 600 / 5 and all(seen.count(s) == ticks for s in set(seen))
+    # Every tick of every strategy's run (each runs until its last job is done).
+    assert all(seen.count(strategy) >= 600 / 5 for strategy in set(seen))
 
 
 def test_the_default_run_needs_no_arguments(capsys: pytest.CaptureFixture[str]) -> None:
