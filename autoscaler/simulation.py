@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from autoscaler.decide import decide
+from autoscaler.obs_builders import observation
 from autoscaler.observation import Observation, PoolObservation
 from autoscaler.plan import ControllerState, MemoryBudget
 from autoscaler.policy import Policy
@@ -78,7 +79,7 @@ class World:
             seen[name] = pool.look(now_s)
         # The daemon's first observation covers no interval yet.
         first = now_s == 0.0
-        return Observation(at_s=now_s, interval_s=0.0 if first else interval, pools=seen)
+        return observation(now_s, 0.0 if first else interval, seen)
 
     def apply(self, counts: Mapping[str, int], now_s: float) -> bool:
         """Scale every pool to its count; True when any worker was added or stopped."""

@@ -6,6 +6,7 @@ arrival order, spreading a rate trace's jobs over their buckets.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -53,9 +54,8 @@ def job_trace(
 ) -> Trace:
     """A job trace from its columns; `index[i]` is row i's queue in `names`."""
     queues: dict[str, QueueJobs] = {}
-    for position, queue in enumerate(names):
-        mask = index == position
-        a, s = arrival_s[mask], service_s[mask]
+    for queue, rows in zip(names, rows_by_queue(index, len(names)), strict=True):
+        a, s = arrival_s[rows], service_s[rows]
         order = np.argsort(a, kind="stable")
         queues[queue] = QueueJobs(
             arrival_s=np.ascontiguousarray(a[order], dtype=np.float64),
@@ -73,6 +73,15 @@ def bucket_width_s(times: FloatArray) -> float:
     return float(positive.min()) if positive.shape[0] else 1.0
 
 
+def rows_by_queue(index: npt.NDArray[np.intp], count: int) -> list[npt.NDArray[np.intp]]:
+    """Each queue's row numbers, in file order: one stable sort of the queue numbers (a
+    linear-time radix sort while they fit in a byte) instead of a full scan per queue."""
+    small = index.astype(np.uint8) if count <= 256 else index
+    order = np.argsort(small, kind="stable")
+    edges = np.concatenate(([0], np.cumsum(np.bincount(index, minlength=count))))
+    return [order[start:end] for start, end in itertools.pairwise(edges.tolist())]
+
+
 def rate_trace(
     *,
     name: str,
@@ -86,10 +95,9 @@ def rate_trace(
 ) -> Trace | None:
     """A rate trace from its columns; None when a queue has two rows for one time."""
     queues: dict[str, QueueJobs] = {}
-    for position, queue in enumerate(names):
-        mask = index == position
-        t, n = time_s[mask], arrivals[mask]
-        service = service_s[mask] if service_s is not None else None
+    for queue, rows in zip(names, rows_by_queue(index, len(names)), strict=True):
+        t, n = time_s[rows], arrivals[rows]
+        service = service_s[rows] if service_s is not None else None
         steps = np.diff(t)
         if not bool(np.all(steps >= 0)):
             order = np.argsort(t, kind="stable")

@@ -135,9 +135,13 @@ class PoolWorld:
         self._advance(until_s)
 
     def _advance_single(self, until_s: float) -> None:
-        heap, in_flight = self.heap, self.in_flight
-        arrival, service, starts = self.arrival[0], self.service[0], self.starts[0]
-        size, index = self.sizes[0], self.next_start[0]
+        heap, index, arrival = self.heap, self.next_start[0], self.arrival[0]
+        if not heap or index >= self.sizes[0] or heap[0][0] >= until_s:
+            return  # no worker frees up before then, or no job is left
+        if arrival[index] >= until_s:
+            return  # the next job arrives later
+        in_flight, service, starts = self.in_flight, self.service[0], self.starts[0]
+        size = self.sizes[0]
         replace, push = heapq.heapreplace, heapq.heappush
         while heap and index < size:
             free_at, slot = heap[0]

@@ -18,7 +18,6 @@ from pathlib import Path
 from autoscaler.comparison import SIMULATED_STRATEGIES, default_processes, run_all
 from autoscaler.fileio import write_atomic
 from autoscaler.policy_loader import load_policies
-from autoscaler.settings import load_settings
 from autoscaler.sim_report import build_report, render_markdown
 from autoscaler.sim_targets import check_targets
 from autoscaler.simulation import WorldSettings
@@ -37,13 +36,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=default_processes())
     parser.add_argument("--check", action="store_true", help="compare, write nothing")
     args = parser.parse_args()
-    defaults = load_settings()
-    settings = WorldSettings(
-        interval_s=defaults.interval_s,
-        startup_s=defaults.simulate_startup_s,
-        memory_budget_mb=defaults.memory_budget_mb,
-        memory_reserve_mb=defaults.memory_reserve_mb,
-    )
+    settings = WorldSettings()  # the settings' defaults, whatever this shell's AUTOSCALER_*
     policies = load_policies(REPO / "policies")
     sections = []
     reports = {}

@@ -265,7 +265,13 @@ def test_scale_down_stops_idle_workers_first(one_pool: Callable[..., PolicySet])
 
 def test_the_fast_builders_make_what_the_constructors_make() -> None:
     from autoscaler import obs_builders
-    from autoscaler.observation import PoolObservation, QueueSample, WorkerCounts, WorkSample
+    from autoscaler.observation import (
+        Observation,
+        PoolObservation,
+        QueueSample,
+        WorkerCounts,
+        WorkSample,
+    )
 
     assert obs_builders.FAST, (
         "observation.py changed: teach autoscaler/obs_builders.py the new fields (until then "
@@ -292,6 +298,8 @@ def test_the_fast_builders_make_what_the_constructors_make() -> None:
         arrivals=6.0,
     )
     counts = WorkerCounts(running=1, starting=0, draining=0)
-    assert obs_builders.pool_observation("p", (sample,), work, counts) == PoolObservation(
-        pool="p", queues=(sample,), work=work, workers=counts
+    pool = obs_builders.pool_observation("p", (sample,), work, counts)
+    assert pool == PoolObservation(pool="p", queues=(sample,), work=work, workers=counts)
+    assert obs_builders.observation(5.0, 5.0, {"p": pool}) == Observation(
+        at_s=5.0, interval_s=5.0, pools={"p": pool}
     )
