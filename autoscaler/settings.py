@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     interval_s: float = Field(
         default=5.0, gt=0, description="Seconds between two ticks of the control loop."
     )
+    simulate_startup_s: float = Field(
+        default=0.26,
+        ge=0,
+        description="Simulator: seconds from adding a worker until it takes its first job "
+        "(Supervisor's spawn plus the framework's boot). Default: the median measured by "
+        "tests/benchmarks/bench_startup.py on a real supervisord with the fake worker.",
+    )
     dry_run: bool = Field(
         default=False, description="Log decisions and file diffs but change nothing."
     )

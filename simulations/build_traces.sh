@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Rebuild every bundled trace in simulations/traces/ from the public raw files in RAW_DIR
+# (see simulations/README.md for where each comes from) and from the seeded scenarios.
+# The output is byte-for-byte reproducible (seeded draws, gzip without timestamps).
+#
+#   simulations/build_traces.sh RAW_DIR
+set -euo pipefail
+cd "$(dirname "$0")/.."
+raw=${1:?usage: simulations/build_traces.sh RAW_DIR}
+out=simulations/traces
+run() { "${PYTHON:-python3}" -m autoscaler "$@"; }
+
+run trace import nasa-http "$raw/nasa-http-1995-per-second.tbz2" --day 12 --days 1 \
+  --out "$out/nasa_http_day.csv.gz"
+run trace import azure-llm \
+  "$raw/AzureLLMInferenceTrace_code.csv=gift_card_exchange:0.1" \
+  "$raw/AzureLLMInferenceTrace_conv.csv=wechat-message" \
+  --out "$out/azure_llm_bursts.csv.gz"
+run trace import swf "$raw/NASA-iPSC-1993-3.1-cln.swf.gz" --from-day 17 --days 20 --compress 20 \
+  --out "$out/nasa_ipsc_batch.csv.gz"
+for scenario in flash_burst quiet_night crawler_backlog all_busy; do
+  run trace generate "$scenario" --out "$out/$scenario.csv.gz"
+done
+cp "$out/flash_burst.csv.gz" autoscaler/data/traces/flash_burst.csv.gz
