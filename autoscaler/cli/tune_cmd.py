@@ -76,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"# autoscaler tune: pool {args.pool} on {trace.name} ({result.evaluated} settings)")
         print(f"# now:   {_describe(result.current)}")
         print(f"# tuned: {_describe(result.best)}; {saved * 100:.0f} % fewer worker-seconds")
-        print(f"# paste into the pool's policy file ({policies.files.get(args.pool, '')}):")
+        print(
+            f"# set these in {policies.files.get(args.pool, 'the pool policy file')} "
+            "(replacing the same keys where the file has them):"
+        )
         print("\n".join(lines))
     return EXIT_OK if result.best.meets_slo else EXIT_FAILED
 
