@@ -134,6 +134,7 @@ class PoolResult:
     max_backlog: int
     slo_wait_s: float
     slo_percentile: float
+    peak_memory_mb: float = 0.0  # the pool's own peak (running, starting and draining workers)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -177,6 +178,7 @@ def simulate(
     workers: dict[str, list[int]] = {name: [] for name in names}
     oldest: dict[str, list[float]] = {name: [] for name in names}
     peak = 0.0
+    pool_peaks = dict.fromkeys(names, 0.0)
     tick = 0
     while True:
         now = tick * interval  # multiplied, not summed: no drift over a million ticks
@@ -184,6 +186,8 @@ def simulate(
         # Memory only grows when workers are added (draining ones only leave): measure then.
         if world.apply(controller.choose(observation, world), now) or tick == 0:
             peak = max(peak, world.memory_mb())
+            for name, pool in world.pools.items():
+                pool_peaks[name] = max(pool_peaks[name], pool.memory_mb())
         if keep_series:
             times.append(now)
             for name in names:
@@ -213,6 +217,7 @@ def simulate(
             max_backlog=max_backlog(pool.arrival, pool.starts),
             slo_wait_s=policy.slo.wait_s,
             slo_percentile=policy.slo.percentile,
+            peak_memory_mb=pool_peaks[name],
         )
     series = Series(
         times_s=np.asarray(times, dtype=np.float64),

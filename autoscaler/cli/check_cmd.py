@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from autoscaler.annotations import error_annotations, workflow_command
 from autoscaler.cli.common import add_format, build_settings, fail_usage, print_json
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
 from autoscaler.policy_loader import PolicyErrors, PolicySet, load_policies
@@ -19,10 +20,11 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="validate the policy files",
         description="Validate every policy in DIR (default: AUTOSCALER_POLICIES_DIR) and the "
         "pools' minimum memory against the host budget. Exit 0 when all are valid, 1 with "
-        "every problem listed (file, field, problem) otherwise.",
+        "every problem listed (file, field, problem) otherwise. --format github prints each "
+        "problem as a GitHub Actions error annotation on its file and line.",
     )
     parser.add_argument("directory", nargs="?", type=Path, help="policy directory")
-    add_format(parser)
+    add_format(parser, "table", "json", "github")
     parser.set_defaults(func=run)
 
 
@@ -30,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
     settings = build_settings(args)
     directory: Path = args.directory or settings.policies_dir
     if not directory.is_dir():
+        if args.format == "github":
+            message = f"{directory}: not a directory"
+            print(workflow_command("error", message, {"title": "autoscaler check"}))
         return fail_usage(f"{directory}: not a directory")
     try:
         policies = load_policies(directory, usable_memory_mb=settings.usable_memory_mb)
@@ -49,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
                     ],
                 }
             )
+        elif args.format == "github":
+            # Annotations are workflow commands: the runner reads them from stdout.
+            for line in error_annotations(exc.errors):
+                print(line)
+            print(f"{len(exc.errors)} problem(s) in {directory}", file=sys.stderr)
         else:
             for error in exc.errors:
                 print(error, file=sys.stderr)

@@ -1,0 +1,107 @@
+"""The simulations of `autoscaler diff`: each side's policies on each trace.
+
+Each run is `simulation.simulate` with a DecideController over the side's policies as they
+are: every pool keeps its own strategy, as the daemon would run it. Runs are independent, so
+they go to forked processes when asked (the same results either way).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from autoscaler.policy import Policy
+from autoscaler.policy_loader import PolicySet
+from autoscaler.simulation import DecideController, SimulationResult, WorldSettings, simulate
+from autoscaler.trace import Trace, load_trace
+
+SideName = Literal["base", "head"]
+SIDES: tuple[SideName, SideName] = ("base", "head")
+LoadedTrace = dict[SideName, Trace]
+
+
+def load_traces(paths: Sequence[Path], base: PolicySet, head: PolicySet) -> list[LoadedTrace]:
+    """Each trace as each side reads it. A queue only the other side consumes is read too (so
+    its jobs can be reported as left unconsumed); its run time comes from the other side."""
+    own = {"base": base, "head": head}
+    known: dict[SideName, dict[str, Policy]] = {
+        "base": _with_foreign_queues(base, head),
+        "head": _with_foreign_queues(head, base),
+    }
+    loaded: list[LoadedTrace] = []
+    for path in paths:
+        per_side: LoadedTrace = {}
+        for side in SIDES:
+            if not own[side]:
+                continue
+            first = per_side.get("base")
+            if first is not None and _run_times(known["base"]) == _run_times(known[side]):
+                per_side[side] = first  # both sides read it alike: load it once
+                continue
+            per_side[side] = load_trace(path, known[side])  # TraceError: the caller's
+        loaded.append(per_side)
+    return loaded
+
+
+def _with_foreign_queues(own: PolicySet, other: PolicySet) -> dict[str, Policy]:
+    mapping: dict[str, Policy] = dict(own)
+    for pool, policy in other.items():
+        if any(own.pool_for_queue(q) is None for q in policy.queues):
+            mapping[f"\0other:{pool}"] = policy
+    return mapping
+
+
+def _run_times(policies: Mapping[str, Policy]) -> dict[str, float]:
+    return {q: p.expected_run_time_s for p in policies.values() for q in p.queues}
+
+
+def either(trace: LoadedTrace) -> Trace:
+    return trace["head"] if "head" in trace else trace["base"]
+
+
+Task = tuple[SideName, int]
+_SHARED: dict[str, Any] = {}
+
+
+def simulate_sides(
+    loaded: Sequence[LoadedTrace],
+    base: PolicySet,
+    head: PolicySet,
+    world: WorldSettings,
+    processes: int,
+) -> dict[Task, SimulationResult]:
+    policies = {"base": base, "head": head}
+    tasks: list[Task] = [(side, i) for i in range(len(loaded)) for side in SIDES if policies[side]]
+    identical = dict(base) == dict(head)
+    unique = [
+        t
+        for t in tasks
+        if not (identical and t[0] == "head" and loaded[t[1]]["head"] is loaded[t[1]]["base"])
+    ]
+    _SHARED.update(loaded=loaded, policies=policies, world=world)
+    try:
+        processes = max(1, min(processes, len(unique)))
+        if processes == 1 or "fork" not in multiprocessing.get_all_start_methods():
+            done = [_run_task(task) for task in unique]
+        else:
+            with multiprocessing.get_context("fork").Pool(processes) as pool:
+                done = pool.map(_run_task, unique, chunksize=1)
+    finally:
+        _SHARED.clear()
+    results = dict(zip(unique, done, strict=True))
+    for side, index in tasks:
+        if (side, index) not in results:  # the same policies on the same trace: same result
+            results[(side, index)] = results[("base", index)]
+    return results
+
+
+def _run_task(task: Task) -> SimulationResult:
+    """One side on one trace: the pools' own strategies through the production decide."""
+    side, index = task
+    trace: Trace = _SHARED["loaded"][index][side]
+    policies: PolicySet = _SHARED["policies"][side]
+    world: WorldSettings = _SHARED["world"]
+    controller = DecideController(policies, world.budget)
+    return simulate(trace, policies, controller, strategy=side, settings=world, keep_series=False)
