@@ -28,3 +28,5 @@ echo "== mypy (strict, autoscaler/)"
 "$PYTHON" -m mypy
 echo "== pytest"
 "$PYTHON" -m pytest "$@"
+echo "== simulations/README.md results are current"
+"$PYTHON" simulations/update_results.py --check
