@@ -169,6 +169,7 @@ class PoolWorld:
             free_at, slot = heap[0]
             if free_at >= until_s:
                 break
+            # Laravel's pop order; oracle.look_ahead_misses repeats this pick inline.
             pick = pick_later = -1
             earliest = math.inf
             for queue in order:
