@@ -7,11 +7,11 @@ they go to forked processes when asked (the same results either way).
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from autoscaler.parallel import SHARED, workers
 from autoscaler.policy import Policy
 from autoscaler.policy_loader import PolicySet
 from autoscaler.simulation import DecideController, SimulationResult, WorldSettings, simulate
@@ -62,7 +62,6 @@ def either(trace: LoadedTrace) -> Trace:
 
 
 Task = tuple[SideName, int]
-_SHARED: dict[str, Any] = {}
 
 
 def simulate_sides(
@@ -80,16 +79,9 @@ def simulate_sides(
         for t in tasks
         if not (identical and t[0] == "head" and loaded[t[1]]["head"] is loaded[t[1]]["base"])
     ]
-    _SHARED.update(loaded=loaded, policies=policies, world=world)
-    try:
-        processes = max(1, min(processes, len(unique)))
-        if processes == 1 or "fork" not in multiprocessing.get_all_start_methods():
-            done = [_run_task(task) for task in unique]
-        else:
-            with multiprocessing.get_context("fork").Pool(processes) as pool:
-                done = pool.map(_run_task, unique, chunksize=1)
-    finally:
-        _SHARED.clear()
+    processes = max(1, min(processes, len(unique)))
+    with workers(processes, loaded=loaded, policies=policies, world=world) as runner:
+        done = runner.map(_run_task, unique)
     results = dict(zip(unique, done, strict=True))
     for side, index in tasks:
         if (side, index) not in results:  # the same policies on the same trace: same result
@@ -100,8 +92,8 @@ def simulate_sides(
 def _run_task(task: Task) -> SimulationResult:
     """One side on one trace: the pools' own strategies through the production decide."""
     side, index = task
-    trace: Trace = _SHARED["loaded"][index][side]
-    policies: PolicySet = _SHARED["policies"][side]
-    world: WorldSettings = _SHARED["world"]
+    trace: Trace = SHARED["loaded"][index][side]
+    policies: PolicySet = SHARED["policies"][side]
+    world: WorldSettings = SHARED["world"]
     controller = DecideController(policies, world.budget)
     return simulate(trace, policies, controller, strategy=side, settings=world, keep_series=False)

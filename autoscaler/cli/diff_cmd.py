@@ -8,7 +8,7 @@ from pathlib import Path
 
 from autoscaler.cli.common import UsageError, add_format, build_settings, print_json
 from autoscaler.cli.simulate_cmd import world_settings
-from autoscaler.comparison import default_processes
+from autoscaler.parallel import default_processes
 from autoscaler.policy_diff import DiffError, compare_policies
 from autoscaler.review_report import render_markdown
 

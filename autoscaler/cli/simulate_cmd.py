@@ -8,8 +8,9 @@ from pathlib import Path
 
 from autoscaler.bundled import DEFAULT_TRACE_NAME, default_trace_path, seed_policies_dir
 from autoscaler.cli.common import UsageError, add_format, build_settings, print_json
-from autoscaler.comparison import SIMULATED_STRATEGIES, default_processes, run_all
+from autoscaler.comparison import SIMULATED_STRATEGIES, run_all
 from autoscaler.constants import EXIT_OK
+from autoscaler.parallel import default_processes
 from autoscaler.policy_loader import PolicyErrors, PolicySet, load_policies
 from autoscaler.settings import Settings
 from autoscaler.sim_report import build_report, render_markdown, render_text

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from autoscaler.cli.common import UsageError, add_format, build_settings, print_json
 from autoscaler.cli.simulate_cmd import add_simulation_options, load_inputs, world_settings
-from autoscaler.comparison import default_processes
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
+from autoscaler.parallel import default_processes
 from autoscaler.tuning import Outcome, policy_lines, searched_knobs, tune
 
 
