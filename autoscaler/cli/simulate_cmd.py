@@ -44,18 +44,12 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="FILE.png",
         help="also draw backlog, workers and wait over time per pool (needs autoscaler[plot])",
     )
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        metavar="N",
-        help="strategies run in parallel (default: one per CPU)",
-    )
+    add_jobs_option(parser, "strategies run in parallel")
     parser.set_defaults(func=run)
 
 
 def add_simulation_options(parser: argparse.ArgumentParser) -> None:
-    """Options `simulate` and `tune` share."""
+    """Options `simulate` and `tune` share: the policies and the world."""
     parser.add_argument(
         "--policies",
         type=Path,
@@ -63,6 +57,12 @@ def add_simulation_options(parser: argparse.ArgumentParser) -> None:
         help="policy directory (default: AUTOSCALER_POLICIES_DIR if it exists, else the seed "
         "policies shipped with autoscaler)",
     )
+    add_world_options(parser)
+
+
+def add_world_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the simulated world (`world_settings` reads them): `simulate`, `tune` and
+    `diff` share them."""
     parser.add_argument(
         "--memory-budget-mb",
         type=float,
@@ -81,6 +81,24 @@ def add_simulation_options(parser: argparse.ArgumentParser) -> None:
         help="seconds from adding a worker to its first job (default: "
         "AUTOSCALER_SIMULATE_STARTUP_S, measured on a real supervisord)",
     )
+
+
+def add_jobs_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"{what} (default: one per CPU)",
+    )
+
+
+def processes(args: argparse.Namespace) -> int:
+    """The processes `--jobs` asks for (add_jobs_option)."""
+    count: int = args.jobs if args.jobs is not None else default_processes()
+    if count < 1:
+        raise UsageError(f"--jobs must be at least 1, got {count}")
+    return count
 
 
 def world_settings(args: argparse.Namespace, settings: Settings) -> WorldSettings:
@@ -142,9 +160,7 @@ def run(args: argparse.Namespace) -> int:
     world = world_settings(args, settings)
     trace, policies = load_inputs(args, settings)
     names = list(dict.fromkeys(args.strategy or SIMULATED_STRATEGIES))
-    processes = args.jobs if args.jobs is not None else default_processes()
-    if processes < 1:
-        raise UsageError(f"--jobs must be at least 1, got {processes}")
+    jobs = processes(args)
     if args.plot is not None:
         from autoscaler.sim_plot import PlotUnavailable, check_plotting
 
@@ -158,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         names,
         settings=world,
         keep_series=args.plot is not None,
-        processes=processes,
+        processes=jobs,
     )
     report = build_report(results, interval_s=world.interval_s, startup_s=world.startup_s)
     if args.format == "json":
