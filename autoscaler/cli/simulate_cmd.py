@@ -137,12 +137,7 @@ def load_inputs(
                 "shipped with autoscaler (pass --policies DIR for yours)",
                 file=sys.stderr,
             )
-    elif not directory.is_dir():
-        raise UsageError(f"{directory}: not a directory")
-    try:
-        policies = load_policies(directory)
-    except PolicyErrors as exc:
-        raise UsageError(f"invalid policies in {directory}:\n{exc}") from exc
+    policies = load_policy_dir(directory)
     if not policies:
         raise UsageError(f"{directory}: no policy files (*.toml)")
     try:
@@ -153,6 +148,16 @@ def load_inputs(
     except TraceError as exc:
         raise UsageError(str(exc)) from exc
     return trace, policies
+
+
+def load_policy_dir(directory: Path) -> PolicySet:
+    """The policies in `directory`; a usage error when it is no directory or they are invalid."""
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: not a directory")
+    try:
+        return load_policies(directory)
+    except PolicyErrors as exc:
+        raise UsageError(f"invalid policies in {directory}:\n{exc}") from exc
 
 
 def run(args: argparse.Namespace) -> int:
