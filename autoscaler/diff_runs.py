@@ -7,7 +7,7 @@ they go to forked processes when asked (the same results either way).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +15,7 @@ from autoscaler.parallel import SHARED, workers
 from autoscaler.policy import Policy
 from autoscaler.policy_loader import PolicySet
 from autoscaler.simulation import DecideController, SimulationResult, WorldSettings, simulate
-from autoscaler.trace import Trace, load_trace
+from autoscaler.trace import Trace, expected_run_times, load_trace
 
 SideName = Literal["base", "head"]
 SIDES: tuple[SideName, SideName] = ("base", "head")
@@ -30,6 +30,7 @@ def load_traces(paths: Sequence[Path], base: PolicySet, head: PolicySet) -> list
         "base": _with_foreign_queues(base, head),
         "head": _with_foreign_queues(head, base),
     }
+    alike = expected_run_times(known["base"]) == expected_run_times(known["head"])
     loaded: list[LoadedTrace] = []
     for path in paths:
         per_side: LoadedTrace = {}
@@ -37,7 +38,7 @@ def load_traces(paths: Sequence[Path], base: PolicySet, head: PolicySet) -> list
             if not own[side]:
                 continue
             first = per_side.get("base")
-            if first is not None and _run_times(known["base"]) == _run_times(known[side]):
+            if first is not None and alike:
                 per_side[side] = first  # both sides read it alike: load it once
                 continue
             per_side[side] = load_trace(path, known[side])  # TraceError: the caller's
@@ -51,10 +52,6 @@ def _with_foreign_queues(own: PolicySet, other: PolicySet) -> dict[str, Policy]:
         if any(own.pool_for_queue(q) is None for q in policy.queues):
             mapping[f"\0other:{pool}"] = policy
     return mapping
-
-
-def _run_times(policies: Mapping[str, Policy]) -> dict[str, float]:
-    return {q: p.expected_run_time_s for p in policies.values() for q in p.queues}
 
 
 def either(trace: LoadedTrace) -> Trace:
