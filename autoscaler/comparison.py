@@ -7,12 +7,11 @@ look-ahead reference (oracle.py).
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Sequence
 from typing import Literal, get_args
 
 from autoscaler.oracle import OracleController
+from autoscaler.parallel import SHARED, workers
 from autoscaler.policy import STRATEGY_NAMES, StrategyName
 from autoscaler.policy_loader import PolicySet
 from autoscaler.simulation import (
@@ -58,19 +57,14 @@ def _strategy(name: str) -> StrategyName:
     raise ValueError(f"unknown strategy {name!r}")
 
 
-# What a forked worker process needs; set by run_all just before forking, so the trace's
-# arrays are shared with the children instead of pickled to them.
-_SHARED: dict[str, object] = {}
-
-
 def _run_shared(name: str) -> SimulationResult:
-    trace = _SHARED["trace"]
-    policies = _SHARED["policies"]
-    settings = _SHARED["settings"]
-    keep_series = _SHARED["keep_series"]
-    assert isinstance(trace, Trace) and isinstance(policies, PolicySet)
-    assert isinstance(settings, WorldSettings) and isinstance(keep_series, bool)
-    return run_strategy(trace, policies, name, settings=settings, keep_series=keep_series)
+    return run_strategy(
+        SHARED["trace"],
+        SHARED["policies"],
+        name,
+        settings=SHARED["settings"],
+        keep_series=SHARED["keep_series"],
+    )
 
 
 def run_all(
@@ -85,18 +79,7 @@ def run_all(
     """Each named strategy over `trace`, in the order given. With `processes` > 1 they run in
     forked processes (the results are the same; each strategy is deterministic)."""
     processes = max(1, min(processes, len(names)))
-    if processes == 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return [
-            run_strategy(trace, policies, n, settings=settings, keep_series=keep_series)
-            for n in names
-        ]
-    _SHARED.update(trace=trace, policies=policies, settings=settings, keep_series=keep_series)
-    try:
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
-            return pool.map(_run_shared, names, chunksize=1)
-    finally:
-        _SHARED.clear()
-
-
-def default_processes() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    with workers(
+        processes, trace=trace, policies=policies, settings=settings, keep_series=keep_series
+    ) as runner:
+        return runner.map(_run_shared, names)

@@ -172,17 +172,22 @@ def _decisions(ticks: list[PoolTick], limit_mb: float) -> dict[str, PoolDecision
         name = tick.pool
         count = tick.granted
         reason = tick.reason
-        if tick.cap:
-            reason = (_capped, (reason, tick.cap, tick.wanted, count, limit_mb))
-        decisions[name] = PoolDecision.fast(
-            name,
-            tick.const.strategy,
-            tick.current if tick.workers_known else None,
-            count,
-            reason,
-            tick.fixed,
-            tick.wanted,
-            tick.cap != "",
+        if not isinstance(reason, str):
+            function, args = reason
+            reason = function(*args)
+        if tick.cap == "budget":
+            reason = f"{reason}; memory budget ({limit_mb:.0f} MB) caps at {count}"
+        elif tick.cap:
+            reason = f"{reason}; {tick.wanted - count} more once draining workers free memory"
+        decisions[name] = PoolDecision(
+            pool=name,
+            strategy=tick.const.strategy,
+            current=tick.current if tick.workers_known else None,
+            desired=count,
+            reason=reason,
+            held=tick.fixed,
+            wanted=tick.wanted,
+            capped=tick.cap != "",
         )
     return decisions
 
@@ -235,10 +240,3 @@ def _missing(
         return f"queues unknown{detail}"
     detail = f" ({observation.supervisor_error})" if observation.supervisor_error else ""
     return f"workers unknown{detail}"
-
-
-def _capped(reason: Any, cap: str, wanted: int, count: int, limit_mb: float) -> str:
-    text = reason if isinstance(reason, str) else reason[0](*reason[1])
-    if cap == "budget":
-        return f"{text}; memory budget ({limit_mb:.0f} MB) caps at {count}"
-    return f"{text}; {wanted - count} more once draining workers free memory"

@@ -7,15 +7,15 @@ they go to forked processes when asked (the same results either way).
 
 from __future__ import annotations
 
-import multiprocessing
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from autoscaler.parallel import SHARED, workers
 from autoscaler.policy import Policy
 from autoscaler.policy_loader import PolicySet
 from autoscaler.simulation import DecideController, SimulationResult, WorldSettings, simulate
-from autoscaler.trace import Trace, load_trace
+from autoscaler.trace import Trace, expected_run_times, load_trace
 
 SideName = Literal["base", "head"]
 SIDES: tuple[SideName, SideName] = ("base", "head")
@@ -30,6 +30,7 @@ def load_traces(paths: Sequence[Path], base: PolicySet, head: PolicySet) -> list
         "base": _with_foreign_queues(base, head),
         "head": _with_foreign_queues(head, base),
     }
+    alike = expected_run_times(known["base"]) == expected_run_times(known["head"])
     loaded: list[LoadedTrace] = []
     for path in paths:
         per_side: LoadedTrace = {}
@@ -37,7 +38,7 @@ def load_traces(paths: Sequence[Path], base: PolicySet, head: PolicySet) -> list
             if not own[side]:
                 continue
             first = per_side.get("base")
-            if first is not None and _run_times(known["base"]) == _run_times(known[side]):
+            if first is not None and alike:
                 per_side[side] = first  # both sides read it alike: load it once
                 continue
             per_side[side] = load_trace(path, known[side])  # TraceError: the caller's
@@ -53,16 +54,11 @@ def _with_foreign_queues(own: PolicySet, other: PolicySet) -> dict[str, Policy]:
     return mapping
 
 
-def _run_times(policies: Mapping[str, Policy]) -> dict[str, float]:
-    return {q: p.expected_run_time_s for p in policies.values() for q in p.queues}
-
-
 def either(trace: LoadedTrace) -> Trace:
     return trace["head"] if "head" in trace else trace["base"]
 
 
 Task = tuple[SideName, int]
-_SHARED: dict[str, Any] = {}
 
 
 def simulate_sides(
@@ -80,16 +76,9 @@ def simulate_sides(
         for t in tasks
         if not (identical and t[0] == "head" and loaded[t[1]]["head"] is loaded[t[1]]["base"])
     ]
-    _SHARED.update(loaded=loaded, policies=policies, world=world)
-    try:
-        processes = max(1, min(processes, len(unique)))
-        if processes == 1 or "fork" not in multiprocessing.get_all_start_methods():
-            done = [_run_task(task) for task in unique]
-        else:
-            with multiprocessing.get_context("fork").Pool(processes) as pool:
-                done = pool.map(_run_task, unique, chunksize=1)
-    finally:
-        _SHARED.clear()
+    processes = max(1, min(processes, len(unique)))
+    with workers(processes, loaded=loaded, policies=policies, world=world) as runner:
+        done = runner.map(_run_task, unique)
     results = dict(zip(unique, done, strict=True))
     for side, index in tasks:
         if (side, index) not in results:  # the same policies on the same trace: same result
@@ -100,8 +89,8 @@ def simulate_sides(
 def _run_task(task: Task) -> SimulationResult:
     """One side on one trace: the pools' own strategies through the production decide."""
     side, index = task
-    trace: Trace = _SHARED["loaded"][index][side]
-    policies: PolicySet = _SHARED["policies"][side]
-    world: WorldSettings = _SHARED["world"]
+    trace: Trace = SHARED["loaded"][index][side]
+    policies: PolicySet = SHARED["policies"][side]
+    world: WorldSettings = SHARED["world"]
     controller = DecideController(policies, world.budget)
     return simulate(trace, policies, controller, strategy=side, settings=world, keep_series=False)

@@ -190,6 +190,8 @@ def look_ahead_misses(
     misses = 0
     while True:
         free_at = free[0]
+        # The queue the world's worker pops next (PoolWorld._advance_priority), inline: a
+        # function shared by both made the oracle 6 % slower (a call per job looked at).
         pick = later_pick = -1
         earliest = math.inf
         for queue in queues:

@@ -183,10 +183,9 @@ def judge_removed(
 ) -> PoolVerdict:
     """`orphaned`: trace → queue → jobs of this pool's queues no pool consumes at HEAD;
     `new_owners`: queue → the pool consuming it at HEAD."""
-    left = [(t, q, n) for t, queues in orphaned.items() for q, n in queues.items() if n]
+    left = _lost_jobs_text(orphaned)
     if left:
-        parts = [f"{n} jobs of queue `{q}` in {t}" for t, q, n in left]
-        line = "pool removed; no pool consumes " + ", ".join(parts) + " now"
+        line = f"pool removed; no pool consumes {left} now"
     elif new_owners:
         moved = ", ".join(f"`{q}` by `{p}`" for q, p in new_owners.items())
         line = f"pool removed; its queues are consumed by other pools now ({moved})"
@@ -198,20 +197,25 @@ def judge_removed(
 def with_lost_jobs(verdict: PoolVerdict, lost: Mapping[str, Mapping[str, int]]) -> PoolVerdict:
     """A pool that stopped consuming a queue no other pool took over: its jobs in the traces
     are never served, which is worse on the SLO whatever the pool's own numbers say."""
-    parts = [
-        f"{n} jobs of queue `{q}` in {t}"
-        for t, queues in lost.items()
-        for q, n in queues.items()
-        if n
-    ]
-    if not parts:
+    text = _lost_jobs_text(lost)
+    if not text:
         return verdict
     return PoolVerdict(
         verdict="worse",
         slo_worse=True,
         slo=verdict.slo,
         cost=verdict.cost,
-        line=f"no pool consumes {', '.join(parts)} now; {verdict.line}",
+        line=f"no pool consumes {text} now; {verdict.line}",
+    )
+
+
+def _lost_jobs_text(lost: Mapping[str, Mapping[str, int]]) -> str:
+    """`12 jobs of queue `mail` in day, ...` for trace → queue → jobs ("" when none)."""
+    return ", ".join(
+        f"{n} jobs of queue `{q}` in {t}"
+        for t, queues in lost.items()
+        for q, n in queues.items()
+        if n
     )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from autoscaler.policy_verdict import percent, seconds
+from autoscaler.sim_report import markdown_table
 
 VERDICT_MARKS = {
     "worse": "❌ worse",
@@ -241,14 +242,7 @@ def _side_detail(side: dict[str, Any]) -> str:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
-    return lines
-
-
-def _cell(text: str) -> str:
-    """A table cell: a `|` would end the cell (also inside code spans, in GitHub's tables)."""
-    return text.replace("|", "\\|")
+    return markdown_table(headers, rows).split("\n")
 
 
 def _inline(text: str) -> str:

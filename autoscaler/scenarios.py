@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from autoscaler.trace_writer import JobRows
+from autoscaler.trace_writer import JobRows, job_rows
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -42,6 +42,7 @@ SEED_QUEUES: dict[str, QueueProfile] = {
     "default": QueueProfile(0.3, 1.0, 0.6, 90),
 }
 QUEUES = list(SEED_QUEUES)
+TIMEOUT_SHARE = 0.95  # run times stay below this share of the worker's --timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +129,14 @@ SCENARIOS: dict[str, Scenario] = {
 DEFAULT_SEED = 20240601
 
 
-def run_times(rng: np.random.Generator, profile: QueueProfile, count: int) -> FloatArray:
-    """Lognormal run times with the profile's mean and spread, below its timeout."""
-    sigma2 = float(np.log1p(profile.cv**2))
-    mu = float(np.log(profile.mean_run_s)) - sigma2 / 2
-    values = rng.lognormal(mu, np.sqrt(sigma2), count)
-    return np.minimum(values, 0.95 * profile.timeout_s)
+def lognormal_run_times(
+    rng: np.random.Generator, count: int, *, mean_s: float, cv: float, max_s: float
+) -> FloatArray:
+    """Lognormal run times with mean `mean_s` and spread `cv` (standard deviation / mean),
+    none above `max_s`."""
+    sigma2 = float(np.log1p(cv**2))
+    mu = float(np.log(mean_s)) - sigma2 / 2
+    return np.minimum(rng.lognormal(mu, np.sqrt(sigma2), count), max_s)
 
 
 def poisson_arrivals(
@@ -168,24 +171,27 @@ def generate(name: str, *, seed: int = DEFAULT_SEED) -> JobRows:
     """The named scenario's jobs; KeyError for an unknown name."""
     scenario = SCENARIOS[name]
     rng = np.random.default_rng(seed)
-    arrivals: list[FloatArray] = []
-    services: list[FloatArray] = []
-    indexes: list[npt.NDArray[np.int64]] = []
-    for position, queue in enumerate(QUEUES):
+    parts = []
+    for queue in QUEUES:
         profile = SEED_QUEUES[queue]
-        parts = [
+        pieces = [
             poisson_arrivals(rng, profile.rate_per_s * factor, start, end)
             for start, end, factor in _rate_pieces(scenario, queue)
         ]
         for batch in scenario.batches:
             if batch.queue == queue:
-                parts.append(
+                pieces.append(
                     np.sort(rng.uniform(batch.at_s, batch.at_s + batch.spread_s, batch.jobs))
                 )
-        times = np.sort(np.concatenate(parts)) if parts else np.zeros(0)
-        arrivals.append(times)
-        services.append(run_times(rng, profile, times.shape[0]))
-        indexes.append(np.full(times.shape[0], position, dtype=np.int64))
+        times = np.sort(np.concatenate(pieces)) if pieces else np.zeros(0)
+        run_s = lognormal_run_times(
+            rng,
+            times.shape[0],
+            mean_s=profile.mean_run_s,
+            cv=profile.cv,
+            max_s=TIMEOUT_SHARE * profile.timeout_s,
+        )
+        parts.append((queue, times, run_s))
     comments = [
         f"Synthetic scenario `{name}` (autoscaler trace generate {name} --seed {seed}).",
         scenario.description,
@@ -195,10 +201,4 @@ def generate(name: str, *, seed: int = DEFAULT_SEED) -> JobRows:
         + ", ".join(f"{q} {p.rate_per_s:.3g}" for q, p in SEED_QUEUES.items())
         + ".",
     ]
-    return JobRows(
-        comments=comments,
-        queues=QUEUES,
-        arrival_s=np.concatenate(arrivals),
-        queue_index=np.concatenate(indexes),
-        service_s=np.concatenate(services),
-    )
+    return job_rows(comments, parts)

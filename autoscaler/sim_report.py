@@ -10,10 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from autoscaler.comparison import ORACLE
 from autoscaler.simulation import PoolResult, SimulationResult
 from autoscaler.table import render_table
-
-ORACLE = "oracle"
 
 
 def _wait(value: float) -> float:
@@ -167,6 +166,9 @@ def render_text(report: dict[str, Any]) -> str:
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table; a `|` in a cell is escaped (it would end the cell, also inside a
+    code span in GitHub's tables)."""
+
     def cell(value: object) -> str:
         if value is None:
             return "-"

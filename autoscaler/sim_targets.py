@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from autoscaler.comparison import ORACLE
+
 COST_RATIO_TARGET = 1.3
 SLO = "slo"
-ORACLE = "oracle"
 PEERS = ("static", "horizon", "hpa", "step")
 
 

@@ -56,7 +56,6 @@ class World:
         self, trace: Trace, policies: Mapping[str, Policy], *, settings: WorldSettings
     ) -> None:
         self.settings = settings
-        self.policies = policies
         self.pools: dict[str, PoolWorld] = {
             pool: PoolWorld(
                 name=pool,

@@ -42,6 +42,7 @@ __all__ = [
     "TraceError",
     "TraceKind",
     "bucket_width_s",
+    "expected_run_times",
     "load_trace",
     "parse_trace",
     "spread_buckets",
@@ -124,7 +125,7 @@ def parse_trace(text: str, policies: Mapping[str, Policy], *, name: str) -> Trac
 
 def _parse(source: _Source, policies: Mapping[str, Policy], name: str) -> Trace:
     header = _find_header(source, name)
-    expected = _expected_run_times(policies)
+    expected = expected_run_times(policies)
     parsed = _fast_parse(source, header, expected)
     if parsed is None:
         _explain_first_problem(source, header, expected, name)
@@ -292,7 +293,7 @@ def _decode(raw: bytes) -> str:
     return raw.decode("utf-8").strip()
 
 
-def _expected_run_times(policies: Mapping[str, Policy]) -> dict[str, float]:
+def expected_run_times(policies: Mapping[str, Policy]) -> dict[str, float]:
     """Queue -> the run time of its pool's jobs when a rate trace gives none."""
     return {q: p.expected_run_time_s for p in policies.values() for q in p.queues}
 

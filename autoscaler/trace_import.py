@@ -32,10 +32,10 @@ import numpy as np
 import numpy.typing as npt
 
 from autoscaler.policy import Policy
-from autoscaler.trace_writer import JobRows, RateRows
+from autoscaler.scenarios import TIMEOUT_SHARE, lognormal_run_times
+from autoscaler.trace_writer import JobRows, RateRows, job_rows
 
 FloatArray = npt.NDArray[np.float64]
-TIMEOUT_SHARE = 0.95
 DEFAULT_IMPORT_SEED = 1995
 
 
@@ -60,14 +60,6 @@ class QueueTarget:
                 )
         known = ", ".join(sorted(q for p in policies.values() for q in p.queues))
         raise TraceImportError(f"queue {queue!r} is consumed by no pool (known queues: {known})")
-
-
-def lognormal_run_times(
-    rng: np.random.Generator, target: QueueTarget, count: int, cv: float = 0.5
-) -> FloatArray:
-    sigma2 = float(np.log1p(cv**2))
-    mu = float(np.log(target.run_time_s)) - sigma2 / 2
-    return np.minimum(rng.lognormal(mu, np.sqrt(sigma2), count), target.max_run_time_s)
 
 
 # -- NASA HTTP per second ---------------------------------------------------------------------
@@ -127,7 +119,13 @@ def import_nasa_http(
     service = np.empty(arrivals.shape[0], dtype=np.float64)
     for position, target in enumerate(targets):
         rows = np.flatnonzero(queue_index == position)
-        draws = lognormal_run_times(rng, target, int(arrivals[rows].sum()))
+        draws = lognormal_run_times(
+            rng,
+            int(arrivals[rows].sum()),
+            mean_s=target.run_time_s,
+            cv=0.5,
+            max_s=target.max_run_time_s,
+        )
         # Each bucket's run time is the mean of its jobs' draws.
         edges = np.concatenate(([0], np.cumsum(arrivals[rows])))
         sums = np.add.reduceat(draws, edges[:-1]) if draws.size else np.zeros(0)
@@ -206,10 +204,7 @@ def import_azure_llm(
 ) -> JobRows:
     """One job trace from several files, each (file, queue, share of requests kept)."""
     rng = np.random.default_rng(seed)
-    arrivals: list[FloatArray] = []
-    services: list[FloatArray] = []
-    indexes: list[npt.NDArray[np.int64]] = []
-    queues: list[str] = []
+    parts = []
     notes: list[str] = []
     for raw, queue, keep in sources:
         if not 0 < keep <= 1:
@@ -223,17 +218,13 @@ def import_azure_llm(
             + requests.generated_tokens[chosen] / 50.0
         )
         scaled = proxy * (target.run_time_s / proxy.mean()) if proxy.size else proxy
-        if queue not in queues:
-            queues.append(queue)
-        arrivals.append(requests.arrival_s[chosen])
-        services.append(np.minimum(scaled, target.max_run_time_s))
-        indexes.append(np.full(int(chosen.sum()), queues.index(queue), dtype=np.int64))
+        parts.append((queue, requests.arrival_s[chosen], np.minimum(scaled, target.max_run_time_s)))
         notes.append(
             f"{raw.name} -> {queue}: {int(chosen.sum())} of {chosen.shape[0]} requests "
             f"kept (share {keep:g})"
         )
-    return JobRows(
-        comments=[
+    return job_rows(
+        [
             "Azure LLM inference trace, 2023-11-16 (Azure/AzurePublicDataset "
             "data/AzureLLMInferenceTrace_{code,conv}.csv).",
             f"Transformation (autoscaler trace import azure-llm ... --seed {seed}): arrival_s "
@@ -242,10 +233,7 @@ def import_azure_llm(
             "scaled to the pool's expected_run_time_s on average, below 95 % of --timeout.",
             *notes,
         ],
-        queues=queues,
-        arrival_s=np.concatenate(arrivals),
-        queue_index=np.concatenate(indexes),
-        service_s=np.concatenate(services),
+        parts,
     )
 
 
@@ -287,25 +275,24 @@ def import_swf(
     submit, run, group = rows[:, 1], rows[:, 3], rows[:, 12].astype(np.int64)
     start = first_day * 86400.0
     in_window = (submit >= start) & (submit < start + days * 86400.0) & (run >= 0)
-    queues: list[str] = []
-    arrivals: list[FloatArray] = []
-    services: list[FloatArray] = []
-    indexes: list[npt.NDArray[np.int64]] = []
+    parts = []
     notes = []
     for number, queue in groups.items():
         target = QueueTarget.of(queue, policies)
         chosen = in_window & (group == number)
-        if queue not in queues:
-            queues.append(queue)
         runs = run[chosen]
         median = float(np.median(run[group == number])) if np.any(group == number) else 1.0
         scaled = target.run_time_s * np.sqrt(runs / max(median, 1.0))
-        arrivals.append((submit[chosen] - start) / compress)
-        services.append(np.clip(scaled, 0.1, target.max_run_time_s))
-        indexes.append(np.full(int(chosen.sum()), queues.index(queue), dtype=np.int64))
+        parts.append(
+            (
+                queue,
+                (submit[chosen] - start) / compress,
+                np.clip(scaled, 0.1, target.max_run_time_s),
+            )
+        )
         notes.append(f"SWF group {number} -> {queue}: {int(chosen.sum())} jobs")
-    return JobRows(
-        comments=[
+    return job_rows(
+        [
             f"{raw.name}: Parallel Workloads Archive, NASA Ames iPSC/860, Oct-Dec 1993 (cleaned "
             "log; via cloudsimplus/cloudsimplus-examples).",
             f"Transformation (autoscaler trace import swf --from-day {first_day:g} --days "
@@ -317,8 +304,5 @@ def import_swf(
             "times, per its header).",
             *notes,
         ],
-        queues=queues,
-        arrival_s=np.concatenate(arrivals) if arrivals else np.zeros(0),
-        queue_index=np.concatenate(indexes) if indexes else np.zeros(0, dtype=np.int64),
-        service_s=np.concatenate(services) if services else np.zeros(0),
+        parts,
     )

@@ -17,6 +17,9 @@ import numpy.typing as npt
 from autoscaler.fileio import write_atomic_bytes
 from autoscaler.trace import JOB_COLUMNS, RATE_COLUMNS, RATE_OPTIONAL
 
+FloatArray = npt.NDArray[np.float64]
+JobPart = tuple[str, FloatArray, FloatArray]  # a queue, its jobs' arrival_s and service_s
+
 
 def number(value: float) -> str:
     """A short decimal: at most 3 decimals, no trailing zeros (`2`, `0.5`, `12.345`)."""
@@ -51,6 +54,27 @@ class JobRows:
             )
         ]
         return comment_block(self.comments) + ",".join(JOB_COLUMNS) + "\n" + "".join(rows)
+
+
+def job_rows(comments: list[str], parts: Iterable[JobPart]) -> JobRows:
+    """A job trace from (queue, arrival_s, service_s) parts; a queue may have several."""
+    queues: list[str] = []
+    arrivals: list[FloatArray] = []
+    services: list[FloatArray] = []
+    indexes: list[npt.NDArray[np.int64]] = []
+    for queue, arrival_s, service_s in parts:
+        if queue not in queues:
+            queues.append(queue)
+        arrivals.append(arrival_s)
+        services.append(service_s)
+        indexes.append(np.full(arrival_s.shape[0], queues.index(queue), dtype=np.int64))
+    return JobRows(
+        comments=comments,
+        queues=queues,
+        arrival_s=np.concatenate(arrivals) if arrivals else np.zeros(0),
+        queue_index=np.concatenate(indexes) if indexes else np.zeros(0, dtype=np.int64),
+        service_s=np.concatenate(services) if services else np.zeros(0),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,13 +11,13 @@ minimums.
 from __future__ import annotations
 
 import math
-import multiprocessing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from autoscaler.parallel import SHARED, workers
 from autoscaler.policy import Policy, SloKnobs
 from autoscaler.policy_loader import PolicySet
 from autoscaler.simulation import DecideController, SimulationResult, WorldSettings, simulate
@@ -114,14 +114,8 @@ def bound_candidates(policy: Policy, ceiling: int) -> tuple[list[int], list[int]
     return mins, maxes
 
 
-# What forked workers need: set before forking so the trace is shared, not pickled.
-_SHARED: dict[str, Any] = {}
-
-
 def _evaluate(setting: Setting) -> Outcome:
-    return evaluate(
-        _SHARED["trace"], _SHARED["pool"], _SHARED["policy"], setting, _SHARED["settings"]
-    )
+    return evaluate(SHARED["trace"], SHARED["pool"], SHARED["policy"], setting, SHARED["settings"])
 
 
 def evaluate(
@@ -179,33 +173,28 @@ def tune(
         *((name, KNOB_CANDIDATES[name]) for name in searched_knobs()),
     ]
     seen: dict[Setting, Outcome] = {}
-    _SHARED.update(trace=trace, pool=pool, policy=policy, settings=alone)
-    try:
-        context = multiprocessing.get_context("fork") if processes > 1 else None
-        with context.Pool(processes) if context is not None else _Serial() as workers:
+    with workers(processes, trace=trace, pool=pool, policy=policy, settings=alone) as runner:
 
-            def run(settings_list: list[Setting]) -> list[Outcome]:
-                fresh = [s for s in dict.fromkeys(settings_list) if s not in seen]
-                for setting, outcome in zip(fresh, workers.map(_evaluate, fresh), strict=True):
-                    seen[setting] = outcome
-                return [seen[s] for s in settings_list]
+        def run(settings_list: list[Setting]) -> list[Outcome]:
+            fresh = [s for s in dict.fromkeys(settings_list) if s not in seen]
+            for setting, outcome in zip(fresh, runner.map(_evaluate, fresh), strict=True):
+                seen[setting] = outcome
+            return [seen[s] for s in settings_list]
 
-            current = run([start])[0]
-            best = current
-            for _ in range(MAX_PASSES):
-                improved = False
-                for name, values in dimensions:
-                    candidates = [_vary(best.setting, name, v) for v in values]
-                    valid = [c for c in candidates if c.min_processes <= c.max_processes]
-                    for outcome in run(valid):
-                        if outcome.better_than(best):
-                            best, improved = outcome, True
-                    if progress is not None:
-                        progress(f"{name}: best so far {best.worker_seconds / 3600:.2f} worker-h")
-                if not improved:
-                    break
-    finally:
-        _SHARED.clear()
+        current = run([start])[0]
+        best = current
+        for _ in range(MAX_PASSES):
+            improved = False
+            for name, values in dimensions:
+                candidates = [_vary(best.setting, name, v) for v in values]
+                valid = [c for c in candidates if c.min_processes <= c.max_processes]
+                for outcome in run(valid):
+                    if outcome.better_than(best):
+                        best, improved = outcome, True
+                if progress is not None:
+                    progress(f"{name}: best so far {best.worker_seconds / 3600:.2f} worker-h")
+            if not improved:
+                break
     return TuneResult(pool=pool, current=current, best=best, evaluated=len(seen))
 
 
@@ -215,19 +204,6 @@ def _vary(setting: Setting, name: str, value: Any) -> Setting:
     if name == "max_processes":
         return Setting(setting.min_processes, int(value), setting.knobs)
     return setting.with_knob(name, value)
-
-
-class _Serial:
-    """Pool.map in this process (one core)."""
-
-    def __enter__(self) -> _Serial:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def map(self, func: Callable[[Setting], Outcome], items: Sequence[Setting]) -> list[Outcome]:
-        return [func(item) for item in items]
 
 
 def policy_lines(result: TuneResult, policy: Policy) -> list[str]:

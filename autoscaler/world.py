@@ -94,7 +94,6 @@ class PoolWorld:
         self.worker_seconds = 0.0
         self.scale_events = 0
         self.last_finish_s = 0.0
-        self.completions = 0  # jobs finished so far, as the observations counted them
         # The last observation's parts, handed out again while nothing changes.
         self._samples = [
             QueueSample(
@@ -124,15 +123,13 @@ class PoolWorld:
         self._last: PoolObservation | None = None
         self._quiet_until = -math.inf  # no event before this: the last observation holds
         self._dirty = True  # the worker set changed since the counts were taken
+        # _advance(until_s) starts every job a worker can take before `until_s`; a pool with
+        # several queues picks among them as Laravel's worker pops them.
         self._advance = self._advance_single if len(self.queues) == 1 else self._advance_priority
         for _ in range(workers):  # the hand-written config's workers, already warm
             self._add(0.0, warm=True)
 
     # -- the world moving on ------------------------------------------------------------
-
-    def advance(self, until_s: float) -> None:
-        """Start every job that a worker can take before `until_s`."""
-        self._advance(until_s)
 
     def _advance_single(self, until_s: float) -> None:
         heap, index, arrival = self.heap, self.next_start[0], self.arrival[0]
@@ -169,6 +166,7 @@ class PoolWorld:
             free_at, slot = heap[0]
             if free_at >= until_s:
                 break
+            # Laravel's pop order; oracle.look_ahead_misses repeats this pick inline.
             pick = pick_later = -1
             earliest = math.inf
             for queue in order:
@@ -195,7 +193,7 @@ class PoolWorld:
     # -- what the controller can see ----------------------------------------------------
 
     def look(self, now_s: float) -> PoolObservation:
-        """`advance(now_s)`, then `observe(now_s)`; when no event (an arrival, a completion,
+        """`_advance(now_s)`, then `observe(now_s)`; when no event (an arrival, a completion,
         a worker starting or leaving) has happened since the last look and nothing waits,
         the world is as it was and the last observation is handed out again."""
         if now_s < self._quiet_until:
@@ -224,7 +222,7 @@ class PoolWorld:
         return upcoming
 
     def observe(self, now_s: float) -> PoolObservation:
-        """The pool as the sampler would see it at `now_s` (call after `advance(now_s)`).
+        """The pool as the sampler would see it at `now_s` (call after `_advance(now_s)`).
 
         As the daemon's Observer: the first observation has no work sample (there is no
         interval yet); later ones count the jobs finished since the previous one (the
@@ -256,7 +254,6 @@ class PoolWorld:
             self._looked = True
         elif run_times:
             completions = len(run_times)
-            self.completions += completions
             if completions == 1:
                 mean = p95 = run_times[0]
             else:
@@ -327,15 +324,14 @@ class PoolWorld:
         return self._counts
 
     def _retire_drained(self, now_s: float) -> None:
-        if self.draining:
-            still = []
-            for entry in self.draining:
-                free_at, added_at, _ = entry
-                if free_at <= now_s:
-                    self.worker_seconds += free_at - added_at
-                else:
-                    still.append(entry)
-            self.draining = still
+        still = []
+        for entry in self.draining:
+            free_at, added_at, _ = entry
+            if free_at <= now_s:
+                self.worker_seconds += free_at - added_at
+            else:
+                still.append(entry)
+        self.draining = still
 
     def memory_mb(self) -> float:
         """Memory held now: every running, starting and draining worker."""

@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from autoscaler.comparison import SIMULATED_STRATEGIES, default_processes, run_all
+from autoscaler.comparison import SIMULATED_STRATEGIES, run_all
 from autoscaler.fileio import write_atomic
+from autoscaler.parallel import default_processes
 from autoscaler.policy_loader import load_policies
 from autoscaler.sim_report import build_report, render_markdown
 from autoscaler.sim_targets import check_targets

@@ -7,8 +7,12 @@ import sys
 from pathlib import Path
 
 from autoscaler.cli.common import UsageError, add_format, build_settings, print_json
-from autoscaler.cli.simulate_cmd import world_settings
-from autoscaler.comparison import default_processes
+from autoscaler.cli.simulate_cmd import (
+    add_jobs_option,
+    add_world_options,
+    processes,
+    world_settings,
+)
 from autoscaler.policy_diff import DiffError, compare_policies
 from autoscaler.review_report import render_markdown
 
@@ -38,31 +42,8 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="TRACE",
         help="trace to simulate on (job or rate trace, CSV or .csv.gz), repeatable",
     )
-    parser.add_argument(
-        "--memory-budget-mb",
-        type=float,
-        metavar="MB",
-        help="memory budget for all workers (default: AUTOSCALER_MEMORY_BUDGET_MB)",
-    )
-    parser.add_argument(
-        "--interval-s",
-        type=float,
-        help="seconds between decisions (default: AUTOSCALER_INTERVAL_S)",
-    )
-    parser.add_argument(
-        "--startup-s",
-        type=float,
-        metavar="S",
-        help="seconds from adding a worker to its first job (default: "
-        "AUTOSCALER_SIMULATE_STARTUP_S)",
-    )
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        metavar="N",
-        help="simulations run in parallel (default: one per CPU)",
-    )
+    add_world_options(parser)
+    add_jobs_option(parser, "simulations run in parallel")
     add_format(parser, "markdown", "json")
     parser.set_defaults(func=run)
 
@@ -70,9 +51,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     settings = build_settings(args)
     world = world_settings(args, settings)
-    processes = args.jobs if args.jobs is not None else default_processes()
-    if processes < 1:
-        raise UsageError(f"--jobs must be at least 1, got {processes}")
+    jobs = processes(args)
     try:
         report = compare_policies(
             args.base,
@@ -80,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             args.traces,
             default_path=settings.policies_dir,
             world=world,
-            processes=processes,
+            processes=jobs,
         )
     except DiffError as exc:
         raise UsageError(str(exc)) from exc

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from autoscaler.bundled import DEFAULT_TRACE_NAME, default_trace_path, seed_policies_dir
 from autoscaler.cli.common import UsageError, add_format, build_settings, print_json
-from autoscaler.comparison import SIMULATED_STRATEGIES, default_processes, run_all
+from autoscaler.comparison import SIMULATED_STRATEGIES, run_all
 from autoscaler.constants import EXIT_OK
+from autoscaler.parallel import default_processes
 from autoscaler.policy_loader import PolicyErrors, PolicySet, load_policies
 from autoscaler.settings import Settings
 from autoscaler.sim_report import build_report, render_markdown, render_text
@@ -43,18 +44,12 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="FILE.png",
         help="also draw backlog, workers and wait over time per pool (needs autoscaler[plot])",
     )
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        metavar="N",
-        help="strategies run in parallel (default: one per CPU)",
-    )
+    add_jobs_option(parser, "strategies run in parallel")
     parser.set_defaults(func=run)
 
 
 def add_simulation_options(parser: argparse.ArgumentParser) -> None:
-    """Options `simulate` and `tune` share."""
+    """Options `simulate` and `tune` share: the policies and the world."""
     parser.add_argument(
         "--policies",
         type=Path,
@@ -62,6 +57,12 @@ def add_simulation_options(parser: argparse.ArgumentParser) -> None:
         help="policy directory (default: AUTOSCALER_POLICIES_DIR if it exists, else the seed "
         "policies shipped with autoscaler)",
     )
+    add_world_options(parser)
+
+
+def add_world_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the simulated world (`world_settings` reads them): `simulate`, `tune` and
+    `diff` share them."""
     parser.add_argument(
         "--memory-budget-mb",
         type=float,
@@ -80,6 +81,24 @@ def add_simulation_options(parser: argparse.ArgumentParser) -> None:
         help="seconds from adding a worker to its first job (default: "
         "AUTOSCALER_SIMULATE_STARTUP_S, measured on a real supervisord)",
     )
+
+
+def add_jobs_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"{what} (default: one per CPU)",
+    )
+
+
+def processes(args: argparse.Namespace) -> int:
+    """The processes `--jobs` asks for (add_jobs_option)."""
+    count: int = args.jobs if args.jobs is not None else default_processes()
+    if count < 1:
+        raise UsageError(f"--jobs must be at least 1, got {count}")
+    return count
 
 
 def world_settings(args: argparse.Namespace, settings: Settings) -> WorldSettings:
@@ -118,12 +137,7 @@ def load_inputs(
                 "shipped with autoscaler (pass --policies DIR for yours)",
                 file=sys.stderr,
             )
-    elif not directory.is_dir():
-        raise UsageError(f"{directory}: not a directory")
-    try:
-        policies = load_policies(directory)
-    except PolicyErrors as exc:
-        raise UsageError(f"invalid policies in {directory}:\n{exc}") from exc
+    policies = load_policy_dir(directory)
     if not policies:
         raise UsageError(f"{directory}: no policy files (*.toml)")
     try:
@@ -136,14 +150,22 @@ def load_inputs(
     return trace, policies
 
 
+def load_policy_dir(directory: Path) -> PolicySet:
+    """The policies in `directory`; a usage error when it is no directory or they are invalid."""
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: not a directory")
+    try:
+        return load_policies(directory)
+    except PolicyErrors as exc:
+        raise UsageError(f"invalid policies in {directory}:\n{exc}") from exc
+
+
 def run(args: argparse.Namespace) -> int:
     settings = build_settings(args)
     world = world_settings(args, settings)
     trace, policies = load_inputs(args, settings)
     names = list(dict.fromkeys(args.strategy or SIMULATED_STRATEGIES))
-    processes = args.jobs if args.jobs is not None else default_processes()
-    if processes < 1:
-        raise UsageError(f"--jobs must be at least 1, got {processes}")
+    jobs = processes(args)
     if args.plot is not None:
         from autoscaler.sim_plot import PlotUnavailable, check_plotting
 
@@ -157,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         names,
         settings=world,
         keep_series=args.plot is not None,
-        processes=processes,
+        processes=jobs,
     )
     report = build_report(results, interval_s=world.interval_s, startup_s=world.startup_s)
     if args.format == "json":

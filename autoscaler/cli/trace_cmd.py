@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from autoscaler.bundled import seed_policies_dir
 from autoscaler.cli.common import UsageError, add_format, print_json
+from autoscaler.cli.simulate_cmd import load_policy_dir
 from autoscaler.constants import EXIT_OK
 from autoscaler.policy import Policy
-from autoscaler.policy_loader import PolicyErrors, PolicySet, load_policies
+from autoscaler.policy_loader import PolicySet
 from autoscaler.scenarios import DEFAULT_SEED, SCENARIOS, generate
 from autoscaler.table import render_table
 from autoscaler.trace import Trace, TraceError, load_trace, parse_trace
@@ -129,15 +131,7 @@ def _add_out_and_policies(parser: argparse.ArgumentParser) -> None:
 
 
 def _policies(args: argparse.Namespace) -> PolicySet:
-    from autoscaler.bundled import seed_policies_dir
-
-    directory: Path = args.policies or seed_policies_dir()
-    if not directory.is_dir():
-        raise UsageError(f"{directory}: not a directory")
-    try:
-        return load_policies(directory)
-    except PolicyErrors as exc:
-        raise UsageError(f"invalid policies in {directory}:\n{exc}") from exc
+    return load_policy_dir(args.policies or seed_policies_dir())
 
 
 def _pairs(values: list[str] | None, flag: str) -> list[tuple[str, str]]:
@@ -157,7 +151,7 @@ def _float(text: str, what: str) -> float:
         raise UsageError(f"{what}: {text!r} is not a number") from None
 
 
-def _write(rows: JobRows | RateRows, out: Path, policies: PolicySet) -> Trace:
+def _write(rows: JobRows | RateRows, out: Path, policies: PolicySet) -> None:
     text = rows.text()
     try:  # never write a trace that simulate would reject
         trace = parse_trace(text, policies, name=str(out))
@@ -166,13 +160,12 @@ def _write(rows: JobRows | RateRows, out: Path, policies: PolicySet) -> Trace:
     if not out.parent.is_dir():
         raise UsageError(f"{out.parent}: not a directory")
     write_trace(out, text)
-    return trace
+    print(f"{out}: {trace.jobs} jobs over {trace.duration_s / 3600:.2f} h", file=sys.stderr)
 
 
 def run_generate(args: argparse.Namespace) -> int:
     policies = _policies(args)
-    trace = _write(generate(args.name, seed=args.seed), args.out, policies)
-    print(f"{args.out}: {trace.jobs} jobs over {trace.duration_s / 3600:.2f} h", file=sys.stderr)
+    _write(generate(args.name, seed=args.seed), args.out, policies)
     return EXIT_OK
 
 
@@ -212,8 +205,7 @@ def run_import(args: argparse.Namespace) -> int:
             )
     except TraceImportError as exc:
         raise UsageError(str(exc)) from exc
-    trace = _write(rows, args.out, policies)
-    print(f"{args.out}: {trace.jobs} jobs over {trace.duration_s / 3600:.2f} h", file=sys.stderr)
+    _write(rows, args.out, policies)
     return EXIT_OK
 
 

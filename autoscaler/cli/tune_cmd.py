@@ -7,8 +7,13 @@ import sys
 from pathlib import Path
 
 from autoscaler.cli.common import UsageError, add_format, build_settings, print_json
-from autoscaler.cli.simulate_cmd import add_simulation_options, load_inputs, world_settings
-from autoscaler.comparison import default_processes
+from autoscaler.cli.simulate_cmd import (
+    add_jobs_option,
+    add_simulation_options,
+    load_inputs,
+    processes,
+    world_settings,
+)
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
 from autoscaler.tuning import Outcome, policy_lines, searched_knobs, tune
 
@@ -25,7 +30,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("trace", type=Path, help="trace file")
     parser.add_argument("--pool", required=True, help="the pool (policy file stem) to tune")
     add_simulation_options(parser)
-    parser.add_argument("--jobs", type=int, default=None, help="processes (default: one per CPU)")
+    add_jobs_option(parser, "settings simulated in parallel")
     add_format(parser)
     parser.set_defaults(func=run)
 
@@ -44,16 +49,13 @@ def run(args: argparse.Namespace) -> int:
     trace, policies = load_inputs(args, settings, trace_required=True)
     if args.pool not in policies:
         raise UsageError(f"no pool {args.pool!r} (pools: {', '.join(policies)})")
-    processes = args.jobs if args.jobs is not None else default_processes()
-    if processes < 1:
-        raise UsageError(f"--jobs must be at least 1, got {processes}")
     policy = policies[args.pool]
     result = tune(
         trace,
         policies,
         args.pool,
         settings=world,
-        processes=processes,
+        processes=processes(args),
         progress=(lambda line: print(f"  {line}", file=sys.stderr))
         if args.format == "table"
         else None,
