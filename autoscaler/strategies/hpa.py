@@ -197,9 +197,9 @@ def hpa_step(
     """One tick of KEDA + HPA for one pool: (replicas, reason, new memory)."""
     policy = tick.policy
     knobs = policy.strategy.hpa
-    min_keda = policy.min_processes
+    min_keda = tick.const.min_processes
     min_hpa = max(1, min_keda)
-    max_hpa = policy.max_processes
+    max_hpa = tick.const.max_processes
     status = tick.current
     if memory is None:
         # recordInitialRecommendation: the current count is the first recommendation
