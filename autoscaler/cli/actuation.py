@@ -79,7 +79,8 @@ def check_pool(pool: str, policies: Mapping[str, Policy]) -> str:
 
 def busy_slots(processes: Iterable[ProcessInfo]) -> set[str]:
     """Slots whose log tail shows a job in hand (worklog via logtail), so a scale-down stops
-    them last. A log that cannot be read counts as idle."""
+    them last. A log that cannot be read counts as idle. Handed to the actuator as is, it
+    runs on the processes the apply reads."""
     live = [p for p in processes if p.group == p.name and p.statename in ("RUNNING", "STARTING")]
     return logtail.busy_slots(live)
 
