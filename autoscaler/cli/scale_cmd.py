@@ -8,7 +8,7 @@ import argparse
 import sys
 import time
 
-from autoscaler.apply_report import ApplyReport
+from autoscaler.apply_report import ApplyReport, change_json
 from autoscaler.cli.actuation import (
     add_policies_option,
     build_actuator,
@@ -88,10 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 "clamped": clamp_note,
                 "before": first.before.get(pool),  # this pool's slots before the first apply
                 "after": count,
-                "changes": [
-                    {"slot": c.slot, "pool": c.pool, "action": c.action, "reason": c.reason}
-                    for c in changes
-                ],
+                "changes": [change_json(c) for c in changes],
                 "settled": settled,
             }
         )
