@@ -106,19 +106,12 @@ class Actuator:
 
     @classmethod
     def from_settings(cls, settings: Settings, policies: Mapping[str, Policy]) -> Actuator:
-        password = settings.supervisor_password
-        client = SupervisorClient(
-            settings.supervisor_url,
-            username=settings.supervisor_username,
-            password=password.get_secret_value() if password is not None else None,
-            timeout_s=settings.supervisor_timeout_s,
-        )
         file = SupervisorFile(
             path=settings.include_file,
             state_dir=settings.state_dir,
             backups=settings.include_backups,
         )
-        return cls(client=client, file=file, policies=policies)
+        return cls(client=SupervisorClient.from_settings(settings), file=file, policies=policies)
 
     # -- reading ---------------------------------------------------------------------------
     def file_counts(self) -> dict[str, int]:

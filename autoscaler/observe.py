@@ -124,17 +124,11 @@ class Observer:
 
     @classmethod
     def from_settings(cls, settings: Settings, policies: Mapping[str, Policy]) -> Observer:
-        password = settings.supervisor_password
         return cls(
             policies=policies,
             client=connect_redis(settings.redis_url, timeout_s=settings.redis_timeout_s),
             prefix=settings.redis_prefix,
-            supervisor=SupervisorClient(
-                settings.supervisor_url,
-                username=settings.supervisor_username,
-                password=password.get_secret_value() if password is not None else None,
-                timeout_s=settings.supervisor_timeout_s,
-            ),
+            supervisor=SupervisorClient.from_settings(settings),
             log_max_bytes=settings.log_max_bytes_per_tick,
         )
 
