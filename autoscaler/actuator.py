@@ -59,6 +59,11 @@ from autoscaler.supervisor_rpc import (
     fault_name,
 )
 
+# Slots with a job in flight, stopped last on scale-down: their names, or a function of the
+# processes the apply reads (a caller that finds them in the workers' logs then needs no
+# getAllProcessInfo of its own); None: unknown, the highest index goes first.
+BusySlots = Collection[str] | Callable[[list[ProcessInfo]], Collection[str]] | None
+
 
 class ApplyError(Exception):
     """An apply could not finish; the message says why and what was rolled back."""
@@ -101,19 +106,12 @@ class Actuator:
 
     @classmethod
     def from_settings(cls, settings: Settings, policies: Mapping[str, Policy]) -> Actuator:
-        password = settings.supervisor_password
-        client = SupervisorClient(
-            settings.supervisor_url,
-            username=settings.supervisor_username,
-            password=password.get_secret_value() if password is not None else None,
-            timeout_s=settings.supervisor_timeout_s,
-        )
         file = SupervisorFile(
             path=settings.include_file,
             state_dir=settings.state_dir,
             backups=settings.include_backups,
         )
-        return cls(client=client, file=file, policies=policies)
+        return cls(client=SupervisorClient.from_settings(settings), file=file, policies=policies)
 
     # -- reading ---------------------------------------------------------------------------
     def file_counts(self) -> dict[str, int]:
@@ -134,13 +132,14 @@ class Actuator:
         return {pool: len(pool_members(slots, pool)) for pool in self.policies}
 
     def plan(
-        self, desired: Mapping[str, int] | None = None, *, busy_slots: Collection[str] | None = None
+        self, desired: Mapping[str, int] | None = None, *, busy_slots: BusySlots = None
     ) -> ApplyPlan:
         """What the next apply would do, from one read of supervisord and of the file.
         `desired`: counts for some pools; the others keep what the file holds."""
         processes = self.client.processes()
+        busy = _resolve(busy_slots, processes)
         old_text = self.file.read()
-        plan, layout, slots = self._plan(old_text, processes, desired, busy_slots)
+        plan, layout, slots = self._plan(old_text, processes, desired, busy)
         if plan.problem is None:
             changed = predicted_changes(
                 sections_of(old_text or ""), sections_of(plan.new_text), slots
@@ -151,7 +150,7 @@ class Actuator:
                 layout,
                 target=self._target(layout),
                 changed=changed,
-                busy_slots=busy_slots,
+                busy_slots=busy,
                 hold=self._watch.held(),
             )
             # An apply replaces changed slots one per pool per round; the plan shows them all.
@@ -169,11 +168,10 @@ class Actuator:
 
     # -- applying --------------------------------------------------------------------------
     def apply(
-        self, desired: Mapping[str, int] | None = None, *, busy_slots: Collection[str] | None = None
+        self, desired: Mapping[str, int] | None = None, *, busy_slots: BusySlots = None
     ) -> ApplyReport:
         """Move Supervisor towards `desired` (pool -> slots; pools left out keep what the file
-        holds). `busy_slots`: slots with a job in flight, stopped last on scale-down (None:
-        unknown, so the highest index goes first).
+        holds). `busy_slots`: see BusySlots.
         Never raises for supervisord or file trouble: the report's `error` says what failed,
         and until `retry_in_s` has passed further calls return at once (backoff). A count
         outside a policy's min/max or an unknown pool is the caller's bug: ValueError/KeyError.
@@ -208,9 +206,10 @@ class Actuator:
         return report
 
     def _apply_locked(
-        self, desired: Mapping[str, int] | None, busy: Collection[str] | None, report: ApplyReport
+        self, desired: Mapping[str, int] | None, busy_slots: BusySlots, report: ApplyReport
     ) -> None:
         processes = self.client.processes()
+        busy = _resolve(busy_slots, processes)
         old_text = self.file.read()
         plan, layout, slots = self._plan(old_text, processes, desired, busy, check=False)
         report.before, report.after, report.notes = plan.before, plan.after, plan.notes
@@ -355,6 +354,10 @@ class Actuator:
             if f"{problem.slot}:{problem.state}" not in self._logged_problems:
                 logger.warning(f"slot {problem}")
         self._logged_problems = keys
+
+
+def _resolve(busy_slots: BusySlots, processes: list[ProcessInfo]) -> Collection[str] | None:
+    return busy_slots(processes) if callable(busy_slots) else busy_slots
 
 
 def _counts_text(before: Mapping[str, int], after: Mapping[str, int]) -> str:

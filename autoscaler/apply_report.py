@@ -56,7 +56,7 @@ class ApplyPlan:
             "diff": self.diff(),
             "before": self.before,
             "after": self.after,
-            "changes": [_change_json(c) for c in self.changes],
+            "changes": [change_json(c) for c in self.changes],
             "notes": self.notes,
             "problem": self.problem,
         }
@@ -109,7 +109,7 @@ class ApplyReport:
             "wrote_file": self.wrote_file,
             "reread": self.reread,
             "rolled_back": self.rolled_back,
-            "changes": [_change_json(c) for c in self.changes],
+            "changes": [change_json(c) for c in self.changes],
             "notes": self.notes,
             "problems": [
                 {"slot": p.slot, "pool": p.pool, "state": p.state, "detail": p.detail}
@@ -130,7 +130,8 @@ class ApplyReport:
         }
 
 
-def _change_json(change: SlotChange) -> dict[str, Any]:
+def change_json(change: SlotChange) -> dict[str, Any]:
+    """One slot change as the JSON outputs show it."""
     return {
         "slot": change.slot,
         "pool": change.pool,

@@ -15,7 +15,12 @@ from typing import Any
 
 from supervisor.datatypes import dict_of_key_value_pairs
 
-from autoscaler.policy import command_option, default_queue_list
+from autoscaler.policy import (
+    STOPWAIT_MARGIN_S,
+    command_option,
+    default_queue_list,
+    worker_timeout_s,
+)
 from autoscaler.tomlfmt import toml_value
 
 # Why each copied Supervisor option matters, written above it in the generated file.
@@ -95,8 +100,7 @@ def _pool_from_program(path: Path, program: str, options: dict[str, str]) -> Imp
     queues = default_queue_list(command)
     notes: list[str] = []
     numprocs = int(options.get("numprocs", "1"))
-    timeout_raw = command_option(command, "timeout")
-    timeout_s = int(timeout_raw) if timeout_raw and timeout_raw.isdigit() else 60
+    timeout_s = worker_timeout_s(command)
     memory_raw = command_option(command, "memory")
     memory_mb = (
         int(memory_raw) if memory_raw and memory_raw.isdigit() else LARAVEL_DEFAULT_MEMORY_MB
@@ -111,9 +115,9 @@ def _pool_from_program(path: Path, program: str, options: dict[str, str]) -> Imp
     if stopwaitsecs <= timeout_s:
         notes.append(
             f"stopwaitsecs was {stopwaitsecs}, not above --timeout={timeout_s}: raised to "
-            f"{timeout_s + 30} so a stopping worker can finish its job"
+            f"{timeout_s + STOPWAIT_MARGIN_S} so a stopping worker can finish its job"
         )
-        stopwaitsecs = timeout_s + 30
+        stopwaitsecs = timeout_s + STOPWAIT_MARGIN_S
     supervisor["stopwaitsecs"] = stopwaitsecs
     for key in ("startsecs", "startretries", "stdout_logfile_backups"):
         if key in options:

@@ -19,27 +19,19 @@ from autoscaler.plan import Plan
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        labels = ["pool"]
-        self.pending = Gauge(
-            "autoscaler_pending_jobs", "Jobs waiting (pending + due delayed)", labels,
-            registry=self.registry,
-        )  # fmt: skip
-        self.oldest_wait = Gauge(
-            "autoscaler_oldest_wait_seconds", "Age of the oldest waiting job", labels,
-            registry=self.registry,
-        )  # fmt: skip
-        self.workers = Gauge(
-            "autoscaler_workers", "Worker slots running or starting", labels,
-            registry=self.registry,
-        )  # fmt: skip
-        self.draining = Gauge(
-            "autoscaler_workers_draining", "Worker slots finishing a job before exit", labels,
-            registry=self.registry,
-        )  # fmt: skip
-        self.desired = Gauge(
-            "autoscaler_desired_workers", "Worker count decided this tick", labels,
-            registry=self.registry,
-        )  # fmt: skip
+        self.pending = self._pool_gauge(
+            "autoscaler_pending_jobs", "Jobs waiting (pending + due delayed)"
+        )
+        self.oldest_wait = self._pool_gauge(
+            "autoscaler_oldest_wait_seconds", "Age of the oldest waiting job"
+        )
+        self.workers = self._pool_gauge("autoscaler_workers", "Worker slots running or starting")
+        self.draining = self._pool_gauge(
+            "autoscaler_workers_draining", "Worker slots finishing a job before exit"
+        )
+        self.desired = self._pool_gauge(
+            "autoscaler_desired_workers", "Worker count decided this tick"
+        )
         self.decisions = Counter(
             "autoscaler_scale_decisions", "Decisions that changed a pool's count",
             ["pool", "direction"], registry=self.registry,
@@ -60,6 +52,9 @@ class Metrics:
             "autoscaler_memory_limit_mb", "Memory the workers may use", registry=self.registry
         )
         self._server: Any = None
+
+    def _pool_gauge(self, name: str, documentation: str) -> Gauge:
+        return Gauge(name, documentation, ["pool"], registry=self.registry)
 
     def serve(self, *, host: str, port: int) -> None:
         self._server, _thread = start_http_server(port, addr=host, registry=self.registry)

@@ -114,6 +114,7 @@ class Observer:
         self._log_max_bytes = log_max_bytes
         self._last_at: float | None = None
         self._logs: dict[str, dict[str, SlotLog]] = {pool: {} for pool in policies}
+        self._slot_paths = {pool: policy_log_paths(p) for pool, p in policies.items()}
         self._run_mean_s: dict[str, float] = {}
         self._carry: dict[str, float] = {}
         self._reserved: dict[str, int] = {}
@@ -124,17 +125,11 @@ class Observer:
 
     @classmethod
     def from_settings(cls, settings: Settings, policies: Mapping[str, Policy]) -> Observer:
-        password = settings.supervisor_password
         return cls(
             policies=policies,
             client=connect_redis(settings.redis_url, timeout_s=settings.redis_timeout_s),
             prefix=settings.redis_prefix,
-            supervisor=SupervisorClient(
-                settings.supervisor_url,
-                username=settings.supervisor_username,
-                password=password.get_secret_value() if password is not None else None,
-                timeout_s=settings.supervisor_timeout_s,
-            ),
+            supervisor=SupervisorClient.from_settings(settings),
             log_max_bytes=settings.log_max_bytes_per_tick,
         )
 
@@ -148,6 +143,7 @@ class Observer:
             ages=self.sampler.ages,
         )
         self._logs = {pool: self._logs.get(pool, {}) for pool in policies}
+        self._slot_paths = {pool: policy_log_paths(p) for pool, p in policies.items()}
 
     def close(self) -> None:
         self.client.close()
@@ -227,12 +223,7 @@ class Observer:
         """Read every log file of the pool's slots: those Supervisor reports, and the paths
         the policy gives slots 0..max-1 (tracked even while stopped, so a slot that starts
         later is read from where its file stood, not from its old content)."""
-        paths: dict[str, str] = {}  # path -> slot name
-        for index in range(policy.max_processes):
-            name = slot_name(policy.program, index)
-            path = expand_logfile(slot_logfile(policy, index), name)
-            if path is not None:
-                paths[path] = name
+        paths = dict(self._slot_paths[pool])  # path -> slot name
         logs = _PoolLogs(supervisor_known=processes is not None)
         live_without_log: list[str] = []
         for process in processes or []:
@@ -351,6 +342,18 @@ class Observer:
                 balance.queued, balance.at_s, balance.completions = queued(sample), now_s, 0.0
             total = None if total is None or arrived is None else total + arrived
         return total
+
+
+def policy_log_paths(policy: Policy) -> dict[str, str]:
+    """The log path the policy gives each of its slots 0..max-1 (path -> slot name), where
+    one can be known without Supervisor. The same for every tick: computed per policy."""
+    paths: dict[str, str] = {}
+    for index in range(policy.max_processes):
+        name = slot_name(policy.program, index)
+        path = expand_logfile(slot_logfile(policy, index), name)
+        if path is not None:
+            paths[path] = name
+    return paths
 
 
 def expand_logfile(path: str | None, slot: str) -> str | None:

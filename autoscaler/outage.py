@@ -1,12 +1,10 @@
-"""Outage bookkeeping for a dependency (Redis, Supervisor): log once per outage, once on
-recovery, and retry on a Backoff schedule in between."""
+"""Outage bookkeeping for a dependency (Redis, Supervisor): log once per outage and once on
+recovery. There is no retry schedule here: the controller reads both again every tick."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-
-from autoscaler.backoff import Backoff
+from dataclasses import dataclass
 
 
 @dataclass(slots=True)
@@ -15,21 +13,12 @@ class Outage:
 
     name: str
     clock: Callable[[], float]
-    backoff: Backoff = field(init=False)
-    initial_s: float = 1.0
-    max_s: float = 60.0
     down_since_s: float | None = None
     reason: str = ""
-
-    def __post_init__(self) -> None:
-        self.backoff = Backoff(initial_s=self.initial_s, max_s=self.max_s, clock=self.clock)
 
     @property
     def down(self) -> bool:
         return self.down_since_s is not None
-
-    def should_try(self) -> bool:
-        return self.backoff.remaining_s() <= 0
 
     def failed(self, reason: str) -> bool:
         """Record a failure; True when this starts a new outage (log it then, not every tick)."""
@@ -37,12 +26,10 @@ class Outage:
         if started:
             self.down_since_s = self.clock()
         self.reason = reason
-        self.backoff.failed()
         return started
 
     def recovered(self) -> float | None:
         """Record a success; the outage's length in seconds when one just ended, else None."""
-        self.backoff.succeeded()
         if self.down_since_s is None:
             return None
         length = self.clock() - self.down_since_s

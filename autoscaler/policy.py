@@ -285,6 +285,17 @@ def command_option(command: str, name: str) -> str | None:
     return None
 
 
+# The stopwaitsecs a worker gets when none is set: its --timeout plus this, so SIGKILL never
+# interrupts a job that is still within its own time limit.
+STOPWAIT_MARGIN_S = 30
+
+
+def worker_timeout_s(command: str) -> int:
+    """A `queue:work` command's `--timeout` (Laravel's default 60 when absent)."""
+    raw = command_option(command, "timeout")
+    return int(raw) if raw is not None and raw.isdigit() else LARAVEL_DEFAULT_TIMEOUT_S
+
+
 class Policy(StrictModel):
     """One worker pool: the queues it consumes, its bounds, its SLO and its Supervisor options."""
 
@@ -356,13 +367,12 @@ class Policy(StrictModel):
     @property
     def timeout_s(self) -> int:
         """The worker's `--timeout` (Laravel's default 60 when absent)."""
-        raw = command_option(self.command, "timeout")
-        return int(raw) if raw is not None and raw.isdigit() else LARAVEL_DEFAULT_TIMEOUT_S
+        return worker_timeout_s(self.command)
 
     @property
     def stopwaitsecs(self) -> int:
         """Effective stopwaitsecs: the configured one, else --timeout + 30."""
-        return self.supervisor.stopwaitsecs or self.timeout_s + 30
+        return self.supervisor.stopwaitsecs or self.timeout_s + STOPWAIT_MARGIN_S
 
     @property
     def memory_at_min_mb(self) -> float:

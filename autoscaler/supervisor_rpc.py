@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from supervisor.xmlrpc import SupervisorTransport
 
 from autoscaler.constants import SUPERVISOR_STATES
-from autoscaler.settings import mask_url
+from autoscaler.settings import Settings, mask_url
 
 
 class SupervisorUnavailable(Exception):
@@ -142,6 +142,16 @@ class SupervisorClient:
         self._transport = _TimeoutTransport(url, username, password, timeout_s)
         endpoint = "http://127.0.0.1" if url.startswith("unix://") else url.rstrip("/") + "/RPC2"
         self._proxy = xmlrpc.client.ServerProxy(endpoint, transport=self._transport)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SupervisorClient:
+        password = settings.supervisor_password
+        return cls(
+            settings.supervisor_url,
+            username=settings.supervisor_username,
+            password=password.get_secret_value() if password is not None else None,
+            timeout_s=settings.supervisor_timeout_s,
+        )
 
     def call(self, method: str, *args: Any) -> Any:
         """Call `supervisor.<method>`; raise SupervisorUnavailable on transport problems."""

@@ -83,22 +83,16 @@ def test_ticker_compensates_drift_and_skips_missed_ticks() -> None:
     assert (clock.now + delay - 100.0) % 5 == pytest.approx(0.0)
 
 
-def test_outage_logs_once_and_backs_off() -> None:
+def test_outage_logs_once_and_measures_its_length() -> None:
     clock = FakeClock()
-    outage = Outage(name="redis", clock=clock, initial_s=1, max_s=8)
+    outage = Outage(name="redis", clock=clock)
     assert outage.failed("refused") is True
-    assert outage.down and not outage.should_try()
-    clock.now += 1
-    assert outage.should_try()
+    assert outage.down
+    clock.now += 2.5
     assert outage.failed("refused") is False  # same outage: no second log line
-    clock.now += 1.5
-    assert not outage.should_try()  # 2 s after the second failure
-    for _ in range(5):
-        outage.failed("refused")
-    assert outage.backoff.remaining_s() == 8  # capped
     clock.now += 10
     assert outage.recovered() == pytest.approx(12.5)
-    assert outage.recovered() is None and outage.should_try()
+    assert not outage.down and outage.recovered() is None
 
 
 class Receiver(BaseHTTPRequestHandler):

@@ -12,9 +12,9 @@ from loguru import logger
 
 from autoscaler import logtail
 from autoscaler.actuator import Actuator
-from autoscaler.cli.common import UsageError, build_settings
+from autoscaler.cli.common import UsageError, build_settings, load_cli_policies
 from autoscaler.policy import Policy
-from autoscaler.policy_loader import PolicyErrors, PolicySet, load_policies
+from autoscaler.policy_loader import PolicySet
 from autoscaler.reconcile import SlotChange
 from autoscaler.settings import Settings
 from autoscaler.supervisor_rpc import ProcessInfo
@@ -37,11 +37,7 @@ def build_actuator(args: argparse.Namespace) -> tuple[Settings, PolicySet, Actua
     settings = build_settings(args)
     logger.remove()
     logger.add(_to_stderr, level="WARNING", format="{level}: {message}")
-    directory: Path = args.policies or settings.policies_dir
-    try:
-        policies = load_policies(directory)
-    except PolicyErrors as exc:
-        raise UsageError(f"invalid policies (run `autoscaler check {directory}`):\n{exc}") from None
+    policies = load_cli_policies(args.policies, settings)
     return settings, policies, Actuator.from_settings(settings, policies)
 
 
@@ -83,7 +79,8 @@ def check_pool(pool: str, policies: Mapping[str, Policy]) -> str:
 
 def busy_slots(processes: Iterable[ProcessInfo]) -> set[str]:
     """Slots whose log tail shows a job in hand (worklog via logtail), so a scale-down stops
-    them last. A log that cannot be read counts as idle."""
+    them last. A log that cannot be read counts as idle. Handed to the actuator as is, it
+    runs on the processes the apply reads."""
     live = [p for p in processes if p.group == p.name and p.statename in ("RUNNING", "STARTING")]
     return logtail.busy_slots(live)
 

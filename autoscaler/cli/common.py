@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.constants import EXIT_USAGE
+from autoscaler.policy_loader import PolicyErrors, PolicySet, load_policies
 from autoscaler.settings import Settings, SettingsError, load_settings
 
 
@@ -22,6 +23,16 @@ def build_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
         return load_settings(config_file=args.config, **overrides)
     except SettingsError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def load_cli_policies(directory: Path | None, settings: Settings) -> PolicySet:
+    """The policies in `directory` (None: the settings' policies_dir); any problem is a usage
+    error that points at `autoscaler check`."""
+    path = directory or settings.policies_dir
+    try:
+        return load_policies(path)
+    except PolicyErrors as exc:
+        raise UsageError(f"invalid policies (see `autoscaler check {path}`):\n{exc}") from exc
 
 
 def add_format(parser: argparse.ArgumentParser, *choices: str) -> None:

@@ -56,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
         if note is not None:
             clamped.append(note)
     try:
-        processes = actuator.client.processes()
-        plan = actuator.plan(desired, busy_slots=busy_slots(processes))
+        plan = actuator.plan(desired, busy_slots=busy_slots)
     except (SupervisorUnavailable, SupervisorFileError) as exc:
         print(f"autoscaler: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -13,10 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from autoscaler.cli.common import UsageError, build_settings
+from autoscaler.cli.common import UsageError, build_settings, load_cli_policies
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
 from autoscaler.observe import Observer
-from autoscaler.policy_loader import PolicyErrors, load_policies
 from autoscaler.recorder import TraceRecorder
 from autoscaler.settings import Settings, mask_url
 
@@ -69,11 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out}: directory {out.parent} does not exist")
     if out.exists() and not args.force:
         raise UsageError(f"--out {out}: exists (use --force to overwrite)")
-    directory = args.policies or settings.policies_dir
-    try:
-        policies = load_policies(directory)
-    except PolicyErrors as exc:
-        raise UsageError(f"invalid policies (see `autoscaler check {directory}`):\n{exc}") from exc
+    policies = load_cli_policies(args.policies, settings)
 
     stop = _StopFlag()
     observer = Observer.from_settings(settings, policies)

@@ -8,8 +8,7 @@ import argparse
 import sys
 import time
 
-from autoscaler.actuator import Actuator
-from autoscaler.apply_report import ApplyReport
+from autoscaler.apply_report import ApplyReport, change_json
 from autoscaler.cli.actuation import (
     add_policies_option,
     build_actuator,
@@ -21,7 +20,6 @@ from autoscaler.cli.actuation import (
 from autoscaler.cli.common import UsageError, add_format, print_json
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
 from autoscaler.reconcile import SlotChange
-from autoscaler.supervisor_rpc import SupervisorUnavailable
 
 RETRY_FOR_S = 10.0  # keep retrying an unreachable supervisord this long (with backoff)
 POLL_S = 1.0
@@ -65,17 +63,17 @@ def run(args: argparse.Namespace) -> int:
     count, clamp_note = clamp(pool, policies[pool], args.count)
     desired = {pool: count}
     deadline = time.monotonic() + RETRY_FOR_S
-    report = _apply(actuator, desired)
+    report = actuator.apply(desired, busy_slots=busy_slots)
     while report.error is not None and time.monotonic() < deadline:
         time.sleep(min(report.retry_in_s or POLL_S, max(0.0, deadline - time.monotonic())))
-        report = _apply(actuator, desired)
+        report = actuator.apply(desired, busy_slots=busy_slots)
     first = report
     changes = list(report.changes)
     if report.ok and args.wait > 0:
         until = time.monotonic() + args.wait
         while not report.converged and time.monotonic() < until:
             time.sleep(POLL_S)
-            report = _apply(actuator, desired)
+            report = actuator.apply(desired, busy_slots=busy_slots)
             changes += report.changes
             if report.error is not None and report.retry_in_s:
                 time.sleep(min(report.retry_in_s, max(0.0, until - time.monotonic())))
@@ -90,10 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 "clamped": clamp_note,
                 "before": first.before.get(pool),  # this pool's slots before the first apply
                 "after": count,
-                "changes": [
-                    {"slot": c.slot, "pool": c.pool, "action": c.action, "reason": c.reason}
-                    for c in changes
-                ],
+                "changes": [change_json(c) for c in changes],
                 "settled": settled,
             }
         )
@@ -108,14 +103,6 @@ def run(args: argparse.Namespace) -> int:
             wait_s=args.wait,
         )
     return EXIT_OK if settled else EXIT_FAILED
-
-
-def _apply(actuator: Actuator, desired: dict[str, int]) -> ApplyReport:
-    try:
-        processes = actuator.client.processes()
-    except SupervisorUnavailable:
-        processes = []  # apply reports the outage itself
-    return actuator.apply(desired, busy_slots=busy_slots(processes))
 
 
 def _print(

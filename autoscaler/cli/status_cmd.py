@@ -14,7 +14,13 @@ from pathlib import Path
 
 import redis
 
-from autoscaler.cli.common import UsageError, add_format, build_settings, print_json
+from autoscaler.cli.common import (
+    UsageError,
+    add_format,
+    build_settings,
+    load_cli_policies,
+    print_json,
+)
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
 from autoscaler.decide import decide
 from autoscaler.discovery import Discovery, discover
@@ -22,7 +28,7 @@ from autoscaler.observation import Observation
 from autoscaler.observe import Observer
 from autoscaler.plan import ControllerState, MemoryBudget, Plan
 from autoscaler.policy import Policy
-from autoscaler.policy_loader import PolicyErrors, PolicySet, load_policies
+from autoscaler.policy_loader import PolicySet
 from autoscaler.sampler import connect_redis, describe_redis_error
 from autoscaler.settings import Settings
 from autoscaler.status_view import TABLE_HEADERS, notes, pool_rows, table_rows
@@ -76,7 +82,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     settings = build_settings(args)
-    policies = _policies(args, settings)
+    policies = load_cli_policies(args.policies, settings)
     if args.window < 0 or (args.interval is not None and args.interval <= 0):
         raise UsageError("--window must be >= 0 and --interval > 0")
     if args.discover:
@@ -93,14 +99,6 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED if observation.redis_error else EXIT_OK
     finally:
         observer.close()
-
-
-def _policies(args: argparse.Namespace, settings: Settings) -> PolicySet:
-    directory = args.policies or settings.policies_dir
-    try:
-        return load_policies(directory)
-    except PolicyErrors as exc:
-        raise UsageError(f"invalid policies (see `autoscaler check {directory}`):\n{exc}") from exc
 
 
 def _watch(

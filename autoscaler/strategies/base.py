@@ -14,7 +14,7 @@ several times slower than a slot).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from autoscaler.observation import QueueSample, WorkSample
 from autoscaler.plan import LazyReason
@@ -23,6 +23,8 @@ from autoscaler.policy_loader import PolicySet
 from autoscaler.queueing import staffing_rule
 
 _CACHE_LIMIT = 4096
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class PolicyConstants:
@@ -74,23 +76,28 @@ class PolicyConstants:
         self.weights: dict[float, float] = {}  # EWMA weight of λ per sample span
 
 
+def by_identity(cache: dict[int, tuple[K, V]], key: K, make: Callable[[K], V]) -> V:
+    """`make(key)`, computed once per object and kept in `cache`.
+
+    Keyed by identity (policies are immutable but not hashable); the entry keeps `key` alive
+    so its id cannot be reused by another object while cached.
+    """
+    entry = cache.get(id(key))
+    if entry is not None and entry[0] is key:
+        return entry[1]
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    made = make(key)
+    cache[id(key)] = (key, made)
+    return made
+
+
 _constants: dict[int, tuple[Policy, PolicyConstants]] = {}
 
 
 def constants(policy: Policy) -> PolicyConstants:
-    """The policy's constants, computed once per policy object.
-
-    Keyed by identity (policies are immutable but not hashable); the entry keeps the policy
-    alive so its id cannot be reused by another object while cached.
-    """
-    entry = _constants.get(id(policy))
-    if entry is not None and entry[0] is policy:
-        return entry[1]
-    if len(_constants) >= _CACHE_LIMIT:
-        _constants.clear()
-    made = PolicyConstants(policy)
-    _constants[id(policy)] = (policy, made)
-    return made
+    """The policy's constants, computed once per policy object."""
+    return by_identity(_constants, policy, PolicyConstants)
 
 
 Roster = list[tuple[str, Policy, PolicyConstants]]
@@ -101,15 +108,12 @@ def roster(policies: Mapping[str, Policy]) -> Roster:
     """(pool, policy, constants) in the policies' order. A PolicySet is immutable, so its
     roster is made once; any other mapping is read afresh."""
     if not isinstance(policies, PolicySet):
-        return [(name, policy, constants(policy)) for name, policy in policies.items()]
-    entry = _rosters.get(id(policies))
-    if entry is not None and entry[0] is policies:
-        return entry[1]
-    if len(_rosters) >= _CACHE_LIMIT:
-        _rosters.clear()
-    made = [(name, policy, constants(policy)) for name, policy in policies.items()]
-    _rosters[id(policies)] = (policies, made)
-    return made
+        return _roster(policies)
+    return by_identity(_rosters, policies, _roster)
+
+
+def _roster(policies: Mapping[str, Policy]) -> Roster:
+    return [(name, policy, constants(policy)) for name, policy in policies.items()]
 
 
 class PoolTick:

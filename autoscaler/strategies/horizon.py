@@ -181,7 +181,7 @@ def run(
             )
         key = f"horizon:{supervisor}"
         last = shared.get(key)
-        max_processes = knobs.max_processes or sum(t.policy.max_processes for t in members)
+        max_processes = knobs.max_processes or sum(t.const.max_processes for t in members)
         if isinstance(last, float | int) and now_s - last < knobs.balance_cooldown_s:
             kept[key] = last
             for tick in members:
@@ -195,7 +195,7 @@ def run(
                 draining=t.draining,
                 size=t.pending,
                 runtime_ms=t.memory.runtime_ms,
-                min_processes=t.policy.min_processes,
+                min_processes=t.const.min_processes,
             )
             for t in members
         ]

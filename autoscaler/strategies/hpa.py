@@ -70,9 +70,19 @@ def stabilize(
     return min(max(current, up), down)
 
 
-def _change_in_period(events: Sequence[Timed], now_s: float, period_s: float) -> int:
+def _period_start(
+    current: int,
+    up_events: Sequence[Timed],
+    down_events: Sequence[Timed],
+    period_s: float,
+    now_s: float,
+) -> int:
+    """periodStartReplicas: the count a rule's period started from (the changes made within
+    it undone)."""
     cutoff = now_s - period_s
-    return sum(change for at_s, change in events if at_s > cutoff)
+    added = sum(change for at_s, change in up_events if at_s > cutoff)
+    deleted = sum(change for at_s, change in down_events if at_s > cutoff)
+    return current - added + deleted
 
 
 def scale_up_limit(
@@ -85,26 +95,16 @@ def scale_up_limit(
     now_s: float,
 ) -> int:
     """calculateScaleUpLimitWithScalingRules: the most replicas the policies allow now."""
-    if select == "Disabled":
+    if select == "Disabled" or not rules:
         return current
-    result: int | None = None
+    proposals = []
     for rule in rules:
-        start = (
-            current
-            - _change_in_period(up_events, now_s, rule.period_s)
-            + _change_in_period(down_events, now_s, rule.period_s)
-        )
+        start = _period_start(current, up_events, down_events, rule.period_s, now_s)
         if rule.type == "Pods":
-            proposed = start + rule.value
+            proposals.append(start + rule.value)
         else:
-            proposed = math.ceil(start * (1 + rule.value / 100))
-        if result is None:
-            result = proposed
-        elif select == "Min":
-            result = min(result, proposed)
-        else:
-            result = max(result, proposed)
-    return current if result is None else result
+            proposals.append(math.ceil(start * (1 + rule.value / 100)))
+    return min(proposals) if select == "Min" else max(proposals)
 
 
 def scale_down_limit(
@@ -116,27 +116,18 @@ def scale_down_limit(
     select: str,
     now_s: float,
 ) -> int:
-    """calculateScaleDownLimitWithBehaviors: the fewest replicas the policies allow now."""
-    if select == "Disabled":
+    """calculateScaleDownLimitWithBehaviors: the fewest replicas the policies allow now
+    (selectPolicy Max: the largest change, so the fewest replicas)."""
+    if select == "Disabled" or not rules:
         return current
-    result: int | None = None
+    proposals = []
     for rule in rules:
-        start = (
-            current
-            - _change_in_period(up_events, now_s, rule.period_s)
-            + _change_in_period(down_events, now_s, rule.period_s)
-        )
+        start = _period_start(current, up_events, down_events, rule.period_s, now_s)
         if rule.type == "Pods":
-            proposed = start - rule.value
+            proposals.append(start - rule.value)
         else:
-            proposed = int(start * (1 - rule.value / 100))
-        if result is None:
-            result = proposed
-        elif select == "Min":
-            result = max(result, proposed)
-        else:
-            result = min(result, proposed)
-    return current if result is None else result
+            proposals.append(int(start * (1 - rule.value / 100)))
+    return max(proposals) if select == "Min" else min(proposals)
 
 
 def rate_limit(
@@ -206,9 +197,9 @@ def hpa_step(
     """One tick of KEDA + HPA for one pool: (replicas, reason, new memory)."""
     policy = tick.policy
     knobs = policy.strategy.hpa
-    min_keda = policy.min_processes
+    min_keda = tick.const.min_processes
     min_hpa = max(1, min_keda)
-    max_hpa = policy.max_processes
+    max_hpa = tick.const.max_processes
     status = tick.current
     if memory is None:
         # recordInitialRecommendation: the current count is the first recommendation

@@ -17,7 +17,7 @@ def run(
     ticks: list[PoolTick], now_s: float, interval_s: float, shared: Mapping[str, Any]
 ) -> dict[str, Any]:
     for tick in ticks:
-        count = static_count(tick.policy.static_processes)
+        count = static_count(tick.const.static_processes)
         tick.wanted = count
         tick.reason = f"static {count}"
         tick.memory = None

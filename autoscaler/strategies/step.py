@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from autoscaler.policy import Policy
-from autoscaler.strategies.base import PoolTick
+from autoscaler.strategies.base import PoolTick, by_identity
 
 
 class StepMemory(NamedTuple):
@@ -63,11 +63,32 @@ def step_decision(
 _FRESH = StepMemory(last_up_s=None, calm_since_s=None)
 
 
+class StepRule(NamedTuple):
+    """A policy's band and knobs, read from the (immutable) policy once, not every tick."""
+
+    low_s: float
+    high_s: float
+    up_jump: int
+    up_cooldown_s: float
+    down_jump: int
+    downscale_delay_s: float
+
+    @classmethod
+    def of(cls, policy: Policy) -> StepRule:
+        knobs = policy.strategy.step
+        low, high = band(policy)
+        return cls(
+            low, high, knobs.up_jump, knobs.up_cooldown_s, knobs.down_jump, knobs.downscale_delay_s
+        )
+
+
+_rules: dict[int, tuple[Policy, StepRule]] = {}
+
+
 def run(
     ticks: list[PoolTick], now_s: float, interval_s: float, shared: Mapping[str, Any]
 ) -> dict[str, Any]:
     for tick in ticks:
-        policy = tick.policy
         memory = tick.memory if isinstance(tick.memory, StepMemory) else _FRESH
         latency = tick.oldest_wait_s
         if latency is None:
@@ -77,18 +98,18 @@ def run(
                 tick.reason = f"step: {tick.waiting} waiting, age unknown; hold {tick.previous}"
                 continue
             latency = 0.0
-        low, high = band(policy)
-        knobs = policy.strategy.step
+        rule = by_identity(_rules, tick.policy, StepRule.of)
+        low, high = rule.low_s, rule.high_s
         count, tick.memory = step_decision(
             current=tick.previous,
             latency_s=latency,
             now_s=now_s,
             low_s=low,
             high_s=high,
-            up_jump=knobs.up_jump,
-            up_cooldown_s=knobs.up_cooldown_s,
-            down_jump=knobs.down_jump,
-            downscale_delay_s=knobs.downscale_delay_s,
+            up_jump=rule.up_jump,
+            up_cooldown_s=rule.up_cooldown_s,
+            down_jump=rule.down_jump,
+            downscale_delay_s=rule.downscale_delay_s,
             memory=memory,
         )
         tick.wanted = count
@@ -97,7 +118,7 @@ def run(
         elif count < tick.previous:
             tick.reason = (
                 f"step: latency {latency:.0f}s < {low:.0f}s for "
-                f"{knobs.downscale_delay_s:.0f}s; -{tick.previous - count}"
+                f"{rule.downscale_delay_s:.0f}s; -{tick.previous - count}"
             )
         else:
             tick.reason = f"step: latency {latency:.0f}s, band {low:.0f}-{high:.0f}s; hold {count}"
