@@ -6,10 +6,15 @@ totals for the flow balance) and decides nothing. Every source can fail on its o
 down gives pools without queues and `redis_error`; Supervisor down gives pools without
 workers and `supervisor_error`; unreadable logs make a pool's work come from Redis alone.
 The first tick has no interval yet, so it carries no work samples.
+
+An unreachable Redis or supervisord is tried again on a backoff (1 s doubling to 30 s), not
+at every tick: a host that drops packets costs a connect timeout per try, and a dependency
+coming back is not met by every daemon at once. Between tries the last error is reported.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 import xmlrpc.client
@@ -20,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import redis
 
+from autoscaler.backoff import Backoff
 from autoscaler.estimators import arrivals as flow_arrivals
 from autoscaler.estimators import run_time_stats
 from autoscaler.logtail import DEFAULT_MAX_BYTES, LogTail, SlotLog, SlotWork
@@ -46,6 +52,9 @@ from autoscaler.throughput import (
 
 # Slots that hold (or are about to hold) jobs: their logs must be readable for log counts.
 LIVE_STATES = frozenset({"RUNNING", "STARTING", "STOPPING"})
+# Retrying an unreachable Redis or supervisord: the first retry after this, then doubling.
+RETRY_INITIAL_S = 1.0
+RETRY_MAX_S = 30.0  # the longest a recovery goes unnoticed
 
 
 @dataclass(slots=True, kw_only=True)
@@ -120,6 +129,12 @@ class Observer:
         self._reserved: dict[str, int] = {}
         self._balances: dict[str, _Balance] = {}
         self._in_flight: dict[str, bool | None] = {}
+        # Retry schedules read the clock of the tick in progress (one reading per tick).
+        self._now_s = 0.0
+        self._redis_retry = _retry_backoff(lambda: self._now_s)
+        self._supervisor_retry = _retry_backoff(lambda: self._now_s)
+        self._redis_failure = ""
+        self._supervisor_failure = ""
         self.flows: dict[str, QueueFlow] = {}  # the last tick's, per queue
         self.log_problems: dict[str, str] = {}  # the last tick's, per pool
 
@@ -162,8 +177,8 @@ class Observer:
         return {slot for slot, busy in self._in_flight.items() if busy}
 
     def observe(self) -> Observation:
-        now = self._clock()
-        sample = self.sampler.sample(now)
+        now = self._now_s = self._clock()
+        sample = self._sample_redis(now)
         processes, supervisor_error = self._processes()
         first = self._last_at is None
         interval = 0.0 if self._last_at is None else max(0.0, now - self._last_at)
@@ -204,15 +219,38 @@ class Observer:
             memory_available_mb=memory_available_mb(self._meminfo),
         )
 
+    def _sample_redis(self, now_s: float) -> RedisSample:
+        """Redis's queues, or the last failure while its retry is not due yet."""
+        wait_s = self._redis_retry.remaining_s()
+        if wait_s > 0:
+            return RedisSample(at_s=now_s, error=_waiting(self._redis_failure, wait_s))
+        sample = self.sampler.sample(now_s)
+        if sample.error is None:
+            self._redis_retry.succeeded()
+        else:  # queue_errors (a key of another type) are no outage: no backoff for them
+            self._redis_failure = sample.error
+            self._redis_retry.failed()
+        return sample
+
     def _processes(self) -> tuple[list[ProcessInfo] | None, str | None]:
+        """supervisord's processes, or why not (the last failure while backing off)."""
         if self.supervisor is None:
             return None, "no supervisord configured"
+        wait_s = self._supervisor_retry.remaining_s()
+        if wait_s > 0:
+            return None, _waiting(self._supervisor_failure, wait_s)
         try:
-            return self.supervisor.processes(), None
+            processes = self.supervisor.processes()
         except SupervisorUnavailable as exc:
-            return None, str(exc)
+            failure = str(exc)
         except xmlrpc.client.Fault as exc:
-            return None, f"supervisord at {self.supervisor.url}: {exc.faultString}"
+            failure = f"supervisord at {self.supervisor.url}: {exc.faultString}"
+        else:
+            self._supervisor_retry.succeeded()
+            return processes, None
+        self._supervisor_failure = failure
+        self._supervisor_retry.failed()
+        return None, failure
 
     def _read_logs(
         self,
@@ -342,6 +380,14 @@ class Observer:
                 balance.queued, balance.at_s, balance.completions = queued(sample), now_s, 0.0
             total = None if total is None or arrived is None else total + arrived
         return total
+
+
+def _retry_backoff(clock: Callable[[], float]) -> Backoff:
+    return Backoff(initial_s=RETRY_INITIAL_S, max_s=RETRY_MAX_S, clock=clock)
+
+
+def _waiting(failure: str, wait_s: float) -> str:
+    return f"{failure} (next try in {math.ceil(wait_s)}s)"
 
 
 def policy_log_paths(policy: Policy) -> dict[str, str]:

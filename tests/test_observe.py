@@ -182,6 +182,56 @@ def test_redis_down_is_an_observation_not_a_crash(
     assert observer.flows["emails"].interval_s == 10.0
 
 
+def test_an_unreachable_redis_is_retried_on_a_backoff(
+    tmp_path: Path, own_redis: RedisServer, unreachable: SupervisorClient
+) -> None:
+    observer = Observer(
+        policies=make_policies(tmp_path),
+        client=connect_redis(own_redis.url, timeout_s=1),
+        prefix=PREFIX,
+        supervisor=unreachable,
+        clock=Clock(*(NOW + t for t in (0, 1, 1.5, 2, 3, 4, 5, 6, 9))),
+    )
+    assert observer.observe().redis_error is None
+    own_redis.stop()
+    assert observer.observe().redis_error is not None  # t=1: tried, failed; next try at 2
+    own_redis.start()
+    held = observer.observe().redis_error  # t=1.5: Redis is back but not asked yet
+    assert held is not None and held.endswith("(next try in 1s)")
+    assert held.startswith("Redis unavailable")
+    assert observer.observe().redis_error is None  # t=2: asked again, and it answers
+    own_redis.stop()
+    tried = [observer.observe().redis_error for _ in range(5)]  # t=3, 4, 5, 6, 9
+    assert all(error is not None for error in tried)
+    # A success reset the schedule: tries at 3 (+1 s), 4 (+2 s), 6 (+4 s); 5 and 9 wait.
+    waiting = [bool(error and error.endswith("(next try in 1s)")) for error in tried]
+    assert waiting == [False, False, True, False, True]
+
+
+def test_an_unreachable_supervisord_is_retried_on_a_backoff(
+    tmp_path: Path, redis_server: RedisServer, supervisord: Supervisord
+) -> None:
+    supervisor = SupervisorClient(supervisord.url, timeout_s=2)
+    observer = Observer(
+        policies=make_policies(tmp_path),
+        client=connect_redis(redis_server.url, timeout_s=1),
+        prefix=PREFIX,
+        supervisor=supervisor,
+        clock=Clock(NOW, NOW + 1, NOW + 1.5, NOW + 2),
+    )
+    assert observer.observe().supervisor_error is None
+    supervisord.stop()
+    assert observer.observe().supervisor_error is not None  # tried, failed; next try at +2
+    supervisord.start()
+    held = observer.observe()  # supervisord is back but not asked yet
+    assert held.supervisor_error is not None
+    assert held.supervisor_error.endswith("(next try in 1s)")
+    assert held.pools["emails"].workers is None  # unknown, so decide holds the count
+    back = observer.observe()
+    assert back.supervisor_error is None and back.pools["emails"].workers is not None
+    supervisor.close()
+
+
 def test_meminfo(tmp_path: Path) -> None:
     path = tmp_path / "meminfo"
     path.write_text("MemTotal:       16303456 kB\nMemAvailable:    1048576 kB\n")
