@@ -27,6 +27,7 @@ from autoscaler.observe import Observer
 from autoscaler.plan import MemoryBudget
 from autoscaler.policy_watch import PolicyWatcher
 from autoscaler.settings import Settings
+from autoscaler.supervisor_file import default_state_dir
 from autoscaler.ticker import Ticker
 
 
@@ -34,7 +35,9 @@ class Daemon:
     def __init__(self, *, settings: Settings, once: bool = False) -> None:
         self.settings = settings
         self.once = once
-        self.lock = ControllerLock(managed_file=settings.include_file)
+        self.lock = ControllerLock(
+            state_dir=settings.state_dir or default_state_dir(settings.include_file)
+        )
         self.watcher = PolicyWatcher(
             directory=settings.policies_dir, usable_memory_mb=settings.usable_memory_mb
         )
@@ -72,18 +75,14 @@ class Daemon:
     def run(self) -> int:
         """Run until stopped (or one tick with `once`). Returns the exit code."""
         policies = self.watcher.load_initial()  # PolicyErrors: refuse to start
-        if self.settings.metrics_port is not None:
-            self.metrics = Metrics()
-            self.metrics.serve(host=self.settings.metrics_host, port=self.settings.metrics_port)
-            logger.info(
-                "metrics on http://{}:{}/metrics",
-                self.settings.metrics_host,
-                self.settings.metrics_port,
-            )
         closers: list[Callable[[], None]] = []
         try:
             if not self._wait_for_lock():
-                return 0
+                # --once beside an active daemon did nothing: say so in the exit code.
+                return 1 if self.once else 0
+            # Only the active daemon serves metrics: a standby on the same host would find
+            # the port taken, and has nothing to report.
+            self._serve_metrics()
             observer = Observer.from_settings(self.settings, policies)
             actuator = Actuator.from_settings(self.settings, policies)
             closers.extend([observer.close, actuator.client.close])
@@ -118,6 +117,17 @@ class Daemon:
         logger.info("stopped; the workers keep running")
         return 1 if self.once and self.last is None else 0
 
+    def _serve_metrics(self) -> None:
+        if self.settings.metrics_port is None:
+            return
+        self.metrics = Metrics()
+        self.metrics.serve(host=self.settings.metrics_host, port=self.settings.metrics_port)
+        logger.info(
+            "metrics on http://{}:{}/metrics",
+            self.settings.metrics_host,
+            self.settings.metrics_port,
+        )
+
     def _wait_for_lock(self) -> bool:
         """Become the active controller, or wait as a standby. False: stopped while waiting."""
         announced = False
@@ -126,6 +136,13 @@ class Daemon:
                 if announced:
                     logger.info("the active daemon is gone: taking over")
                 return True
+            if self.once:
+                logger.error(
+                    "pid {} holds {}: another daemon is active; --once did nothing",
+                    self.lock.holder_pid(),
+                    self.lock.path,
+                )
+                return False
             if not announced:
                 logger.info(
                     "standby: pid {} holds {}; taking over when it stops",
@@ -133,8 +150,6 @@ class Daemon:
                     self.lock.path,
                 )
                 announced = True
-            if self.once:
-                return False
             self._wake.wait(self.settings.interval_s)
             self._wake.clear()
         return False

@@ -1,4 +1,5 @@
-"""One active controller per managed file: an exclusive flock on `<include_file>.lock`.
+"""One active controller per managed file: an exclusive flock on `daemon.lock` in the include
+file's state directory (hidden, so a `files = conf.d/*` include never reads it as config).
 
 Why a file lock and not a Redis key with a TTL: the file autoscaler owns lives on one host, so
 the daemons that could fight over it run on that host; the kernel releases a flock the moment
@@ -14,12 +15,14 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+LOCK_NAME = "daemon.lock"
+
 
 class ControllerLock:
     """Non-blocking exclusive lock; `acquire()` returns whether this process now holds it."""
 
-    def __init__(self, *, managed_file: Path) -> None:
-        self.path = managed_file.with_name(managed_file.name + ".lock")
+    def __init__(self, *, state_dir: Path) -> None:
+        self.path = state_dir / LOCK_NAME
         self._fd: int | None = None
 
     @property

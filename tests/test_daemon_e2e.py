@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 
 from autoscaler.supervisor_rpc import SupervisorClient, SupervisorUnavailable
 from autoscaler.testing.sandbox import Sandbox, SandboxPool
+from autoscaler.testing.stack import free_port
 from tests.conftest import require_binary
 
 DEADLINE_S = 90.0
@@ -169,21 +171,42 @@ def test_supervisord_restart_adopts_slots(sandbox: Sandbox, tmp_path: Path) -> N
 
 
 def test_one_active_daemon_and_takeover(sandbox: Sandbox, tmp_path: Path) -> None:
-    first = DaemonProcess(sandbox, tmp_path / "first.log")
+    # Both ask for the same metrics port, as two daemons from one settings file would: only
+    # the active one may bind it.
+    port = str(free_port())
+    first = DaemonProcess(sandbox, tmp_path / "first.log", AUTOSCALER_METRICS_PORT=port)
     second: DaemonProcess | None = None
     try:
         wait_for(lambda: "active:" in first.text(), "the first daemon is active")
-        second = DaemonProcess(sandbox, tmp_path / "second.log")
+        second = DaemonProcess(sandbox, tmp_path / "second.log", AUTOSCALER_METRICS_PORT=port)
         wait_for(lambda: "standby: pid" in second.text(), "the second waits as standby")
-        assert "active:" not in second.text()
+        once = subprocess.run(
+            [sys.executable, "-m", "autoscaler", "run", "--once"],
+            env=sandbox.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert once.returncode == 1 and "another daemon is active" in once.stderr
+        wait_for(lambda: second.ticks() == 0 and "standby: pid" in second.text(), "still waits")
+        assert "active:" not in second.text() and second.process.poll() is None
         first.stop(signal.SIGKILL)  # dies without cleanup
         wait_for(lambda: "taking over" in second.text(), "the standby takes over")
         sandbox.push("burst", 80, run_s=0.5)
         wait_for(lambda: re.search(r"burst \d+ -> [2-5]:", second.text()), "the new one acts")
+        wait_for(lambda: "autoscaler_workers{" in scrape(port), "the new one serves metrics")
     finally:
         first.stop()
         if second is not None:
             assert second.stop() == 0
+
+
+def scrape(port: str) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            return str(reply.read().decode())
+    except OSError:
+        return ""
 
 
 def test_invalid_policy_edit_keeps_last_valid(sandbox: Sandbox, tmp_path: Path) -> None:

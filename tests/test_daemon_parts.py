@@ -31,20 +31,20 @@ import sys, time
 from pathlib import Path
 from typing import ClassVar
 from autoscaler.lock import ControllerLock
-lock = ControllerLock(managed_file=Path(sys.argv[1]))
+lock = ControllerLock(state_dir=Path(sys.argv[1]))
 print("held" if lock.acquire() else "busy", flush=True)
 time.sleep(60)
 """
 
 
 def test_lock_one_holder_and_takeover(tmp_path: Path) -> None:
-    managed = tmp_path / "workers.conf"
+    state_dir = tmp_path / ".workers.conf.autoscaler"
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(managed)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD_LOCK, str(state_dir)], stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        standby = ControllerLock(managed_file=managed)
+        standby = ControllerLock(state_dir=state_dir)
         assert not standby.acquire()
         assert standby.holder_pid() == holder.pid
         holder.send_signal(signal.SIGKILL)  # the active daemon dies without cleanup

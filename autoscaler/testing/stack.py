@@ -139,8 +139,10 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 [supervisorctl]
 serverurl=unix://{socket}
 
+; The broadest include an operator writes (`conf.d/*`): anything autoscaler left beside its
+; file, other than hidden names, would be read as config.
 [include]
-files = {include_dir}/*.conf
+files = {include_dir}/*
 """
 
 
