@@ -156,6 +156,8 @@ class SimulationResult:
     peak_memory_mb: float
     memory_budget_mb: float
     series: Series
+    # The most jobs waiting at once over all pools together (not the sum of the pools' peaks).
+    max_backlog: int = 0
 
 
 def simulate(
@@ -218,6 +220,11 @@ def simulate(
             slo_percentile=policy.slo.percentile,
             peak_memory_mb=pool_peaks[name],
         )
+    every_queue = list(world.pools.values())
+    total_backlog = max_backlog(
+        [queue for pool in every_queue for queue in pool.arrival],
+        [queue for pool in every_queue for queue in pool.starts],
+    )
     series = Series(
         times_s=np.asarray(times, dtype=np.float64),
         backlog={n: np.asarray(v, dtype=np.int64) for n, v in backlog.items()},
@@ -233,4 +240,5 @@ def simulate(
         peak_memory_mb=peak,
         memory_budget_mb=settings.usable_memory_mb,
         series=series,
+        max_backlog=total_backlog,
     )

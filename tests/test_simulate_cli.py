@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,91 @@ def test_markdown_and_table_views(
     _, table, _ = simulate(capsys, *base)
     assert table.splitlines()[0].startswith(f"trace {trace}")
     assert "vs oracle" in table
+
+
+def two_static_pools(tmp_path: Path, b_arrives_s: float) -> tuple[Path, Path]:
+    """One warm worker per pool: pool a's three 10 s jobs at 0 wait 0, 10 and 20 s; pool
+    b's two 10 s jobs at `b_arrives_s` wait 0 and 10 s."""
+    policies = tmp_path / "policies"
+    one = {"min_processes": 1, "static_processes": 1, "max_processes": 2}
+    slo = {"wait_s": 15.0, "percentile": 95.0}
+    policy_set(
+        policies,
+        {
+            "a": {**one, "memory_per_worker_mb": 256, "slo": slo},
+            "b": {**one, "memory_per_worker_mb": 128, "slo": slo},
+        },
+    )
+    trace = tmp_path / "two.csv"
+    rows = ["arrival_s,queue,service_s", *["0,a,10"] * 3, *[f"{b_arrives_s},b,10"] * 2]
+    trace.write_text("\n".join(rows) + "\n")
+    return trace, policies
+
+
+@pytest.mark.parametrize(("b_arrives_s", "total_backlog"), [(0.0, 3), (100.0, 2)])
+def test_total_waits_and_backlog_cover_every_pool(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, b_arrives_s: float, total_backlog: int
+) -> None:
+    trace, policies = two_static_pools(tmp_path, b_arrives_s)
+    args = [str(trace), "--policies", str(policies), "--strategy", "static", "--jobs", "1"]
+    code, out, _ = simulate(capsys, *args, "--format", "json")
+    assert code == 0
+    data = json.loads(out)["strategies"]["static"]
+    pools, total = data["pools"], data["total"]
+    assert (pools["a"]["max_backlog"], pools["b"]["max_backlog"]) == (2, 1)
+    # The most jobs waiting at once in both pools: 2 + 1 at the same instant, else a's 2.
+    assert total["max_backlog"] == total_backlog
+    # Percentiles over the waits of all five jobs, 0, 0, 10, 10, 20 (linear, as numpy's).
+    assert (total["wait_p50_s"], total["wait_p95_s"], total["wait_p99_s"]) == (10.0, 18.0, 19.6)
+    assert (pools["a"]["wait_p95_s"], pools["b"]["wait_p95_s"]) == (19.0, 9.5)
+    # Each pool's own peak memory (its one worker), and all of them together.
+    assert (pools["a"]["peak_memory_mb"], pools["b"]["peak_memory_mb"]) == (256.0, 128.0)
+    assert total["peak_memory_mb"] == 384.0
+
+
+def cells(view: str, first: str) -> list[list[str]]:
+    """The cells of every Markdown row starting with `first` and the rows under it (same
+    pool) until the next pool's row."""
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in view.splitlines()
+        if line.startswith("| ")
+    ]
+    start = next(i for i, row in enumerate(rows) if row[0] == first and len(row) > 4)
+    return [rows[start], *itertools.takewhile(lambda row: row[0] == "", rows[start + 1 :])]
+
+
+def test_the_views_show_waits_misses_cost_memory_backlog_and_scale_events_per_pool(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    trace, policies = two_static_pools(tmp_path, 0.0)
+    args = [str(trace), "--policies", str(policies), "--strategy", "static", "--jobs", "1"]
+    _, markdown, _ = simulate(capsys, *args, "--strategy", "oracle", "--format", "markdown")
+    headers = next(line for line in markdown.splitlines() if line.startswith("| pool |"))
+    assert [c.strip() for c in headers.strip("|").split("|")] == [
+        "pool",
+        "jobs",
+        "SLO",
+        "strategy",
+        "p50 s",
+        "p95 s",
+        "p99 s",
+        "missed %",
+        "worker-h",
+        "peak MB",
+        "max backlog",
+        "scale events",
+    ]
+    a_static, a_oracle = cells(markdown, "a")[:2]
+    # Pool a under static: waits 0, 10, 20; one of three over the 15 s SLO wait (5 % allowed).
+    assert a_static[:8] == ["a", "3", "p95 <= 15s", "static", "10", "19", "19.8", "33.33 !"]
+    assert a_static[9:] == ["256", "2", "0"]
+    assert a_oracle[3] == "oracle"
+    summary = next(line for line in markdown.splitlines() if line.startswith("| strategy |"))
+    assert "p95 wait s" in summary and "max backlog" in summary
+    _, table, _ = simulate(capsys, *args)
+    for column in ("p95 s", "p99 s", "peak MB", "max backlog", "scale events", "p95 wait s"):
+        assert column in table
 
 
 @pytest.mark.parametrize(
