@@ -55,6 +55,9 @@ RATE_OPTIONAL = "service_s"
 # A rate trace may declare its bucket in a comment above the header (`# bucket_s: 60`); then
 # buckets with no arrivals can be left out freely. Without it, the bucket is inferred.
 BUCKET_COMMENT = re.compile(r"^#\s*bucket_s\s*[:=]\s*(\S+)\s*$")
+# A trace's times are seconds from its start. One later than this is almost surely a Unix
+# timestamp; the simulator would tick through all of it (hours of run time for nothing).
+MAX_TIME_S = 366 * 86400.0
 _NAME_BYTES = 32  # queue names this long or longer take the (slower) wide read
 
 
@@ -250,7 +253,8 @@ def _numbers_valid(rows: npt.NDArray[np.void], header: _Header) -> bool:
         checks.append(counts)
         if not np.array_equal(counts, np.floor(counts)):
             return False
-    return all(bool(np.all(np.isfinite(v)) and np.all(v >= 0)) for v in checks)
+    finite = all(bool(np.all(np.isfinite(v)) and np.all(v >= 0)) for v in checks)
+    return finite and bool(np.all(rows[time_column] <= MAX_TIME_S))
 
 
 def _split_queues(
@@ -322,6 +326,9 @@ def _explain_first_problem(
             if column == "queue":
                 continue
             values[column] = _number(fields[index], column, name, number)
+        if values[time_column] > MAX_TIME_S:
+            raw = fields[header.columns[time_column]]
+            raise TraceError(name, _too_late(time_column, raw, values[time_column]), line=number)
         queue = fields[header.columns["queue"]]
         if queue not in expected:
             known = ", ".join(sorted(expected)) or "none"
@@ -346,6 +353,15 @@ def _explain_first_problem(
                     line=number,
                 )
             seen[key] = number
+
+
+def _too_late(column: str, raw: str, value: float) -> str:
+    return (
+        f"{column} {raw} is {value / 86400:,.0f} days after the trace's start, more than "
+        f"the {MAX_TIME_S / 86400:g} days a trace may last. Times are seconds from the start "
+        "of the trace; is this a Unix timestamp (seconds since 1970)? Subtract the first row's "
+        "time from every time"
+    )
 
 
 def _number(raw: str, column: str, name: str, line: int) -> float:

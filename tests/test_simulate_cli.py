@@ -264,6 +264,7 @@ def test_the_views_show_waits_misses_cost_memory_backlog_and_scale_events_per_po
         ("arrival_s,queue,service_s\n0,mail,1\n-3,mail,1\n", "bad.csv:3: arrival_s must not be"),
         ("arrival_s,queue,service_s\n0,nowhere,1\n", "bad.csv:2: queue 'nowhere'"),
         ("", "bad.csv: is empty"),
+        ("arrival_s,queue,service_s\n0,mail,1\n1e12,mail,1\n", "bad.csv:3: arrival_s 1e12 is"),
     ],
 )
 def test_a_bad_trace_is_a_usage_error(

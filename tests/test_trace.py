@@ -101,6 +101,14 @@ def test_long_queue_names_are_read_whole(tmp_path: Path) -> None:
         ("time_s,queue,arrivals\n0,mail,-1\n", 2, "arrivals must not be negative"),
         ("time_s,queue,arrivals\n-5,mail,1\n", 2, "time_s must not be negative"),
         ("time_s,queue,arrivals\n0,mail,1\n1,mail,1\n0,mail,2\n", 4, "a second row for queue"),
+        # A Unix timestamp where seconds from the start belong: rejected, not simulated for hours.
+        (
+            "arrival_s,queue,service_s\n0,mail,1\n1e12,mail,1\n",
+            3,
+            "arrival_s 1e12 is 11,574,074 days",
+        ),
+        ("time_s,queue,arrivals\n1717171717,mail,1\n", 2, "is this a Unix timestamp"),
+        ("arrival_s,queue,service_s\n31622400.5,mail,1\n", 2, "more than the 366 days"),
     ],
 )
 def test_bad_traces_name_the_line(
@@ -112,6 +120,22 @@ def test_bad_traces_name_the_line(
     assert problem in str(caught.value)
     where = f"bad.csv:{line}: " if line is not None else "bad.csv: "
     assert str(caught.value).startswith(where)
+
+
+def test_a_trace_may_last_a_year(policies: PolicySet) -> None:
+    text = "arrival_s,queue,service_s\n0,mail,1\n31622400,mail,1\n"  # 366 days exactly
+    assert parse_trace(text, policies, name="t.csv").duration_s == 366 * 86400
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_an_empty_file_is_named_and_called_empty(
+    policies: PolicySet, tmp_path: Path, suffix: str
+) -> None:
+    path = tmp_path / f"empty{suffix}"
+    path.write_bytes(gzip.compress(b"") if suffix.endswith(".gz") else b"")
+    with pytest.raises(TraceError) as caught:
+        load_trace(path, policies)
+    assert str(caught.value) == f"{path}: is empty: no header line and no rows"
 
 
 def test_unreadable_files_are_a_trace_error(policies: PolicySet, tmp_path: Path) -> None:
