@@ -150,6 +150,22 @@ def test_redis_outage_holds_every_count(sandbox: Sandbox, tmp_path: Path) -> Non
         assert daemon.stop() == 0
 
 
+def test_a_queue_key_of_another_type_holds_only_its_pool(sandbox: Sandbox, tmp_path: Path) -> None:
+    daemon = DaemonProcess(sandbox, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: daemon.ticks() >= 2, "running")
+        sandbox.client().set("laravel_database_queues:high", "not a list")  # quiet reads it
+        wait_for(lambda: "redis: holding quiet:" in daemon.text(), "only quiet is held")
+        assert "holding every count" not in daemon.text()
+        ids = sandbox.push("burst", 40, run_s=0.5)  # the other pool is still served
+        wait_for(lambda: running(sandbox, "burst") >= 2, "burst still scales")
+        wait_for(lambda: set(ids) <= set(sandbox.finished_jobs()), "burst drains")
+        sandbox.client().delete("laravel_database_queues:high")
+        wait_for(lambda: "redis is back" in daemon.text(), "the recovery is noticed")
+    finally:
+        assert daemon.stop() == 0
+
+
 def test_supervisord_restart_adopts_slots(sandbox: Sandbox, tmp_path: Path) -> None:
     daemon = DaemonProcess(sandbox, tmp_path / "daemon.log", AUTOSCALER_INTERVAL_S="2")
     try:
