@@ -244,6 +244,20 @@ def test_invalid_policy_edit_keeps_last_valid(sandbox: Sandbox, tmp_path: Path) 
         assert daemon.stop() == 0
 
 
+def test_sighup_reloads_at_once(sandbox: Sandbox, tmp_path: Path) -> None:
+    # A tick every 10 minutes: only SIGHUP can make the edit take effect within the test.
+    daemon = DaemonProcess(sandbox, tmp_path / "daemon.log", AUTOSCALER_INTERVAL_S="600")
+    path = sandbox.policies_dir / "burst.toml"
+    try:
+        wait_for(lambda: daemon.ticks() == 1, "the first tick")
+        path.write_text(path.read_text().replace("max_processes = 5", "max_processes = 4"))
+        os.kill(daemon.process.pid, signal.SIGHUP)
+        wait_for(lambda: "policies reloaded" in daemon.text(), "reloaded on SIGHUP")
+        wait_for(lambda: daemon.ticks() == 2, "a tick with the new policies")
+    finally:
+        assert daemon.stop() == 0
+
+
 def test_dry_run_changes_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
     log = tmp_path / "dry.log"
     with log.open("wb") as out:
@@ -259,3 +273,12 @@ def test_dry_run_changes_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
     assert "dry run: would apply" in text and "+[program:sandbox-burst_00]" in text
     assert not sandbox.include_file.exists()
     assert slots(sandbox, "burst") == {}
+    sandbox.redis.stop()  # a tick that held every count is not a success
+    once = subprocess.run(
+        [sys.executable, "-m", "autoscaler", "run", "--once", "--dry-run"],
+        env=sandbox.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert once.returncode == 1 and "redis unavailable" in once.stderr
