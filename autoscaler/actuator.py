@@ -102,6 +102,7 @@ class Actuator:
         )
         self._lock_timeout_s = lock_timeout_s
         self._last_error: str | None = None
+        self._last_unreachable = False
         self._logged_problems: set[str] = set()
 
     @classmethod
@@ -178,14 +179,21 @@ class Actuator:
         """
         wait_s = self.backoff.remaining_s()
         if wait_s > 0:
-            return ApplyReport(error=self._last_error, retry_in_s=wait_s, skipped=True)
+            return ApplyReport(
+                error=self._last_error,
+                retry_in_s=wait_s,
+                skipped=True,
+                unreachable=self._last_unreachable,
+            )
         report = ApplyReport()
         try:
             with self.file.locked(timeout_s=self._lock_timeout_s):
                 self._apply_locked(desired, busy_slots, report)
         except ApplyError as exc:
             report.error, report.rolled_back = str(exc), exc.rolled_back
-        except (SupervisorUnavailable, SupervisorFileError) as exc:
+        except SupervisorUnavailable as exc:
+            report.error, report.unreachable = str(exc), True
+        except SupervisorFileError as exc:
             report.error = str(exc)
         except xmlrpc.client.Fault as fault:
             report.error = (
@@ -198,6 +206,7 @@ class Actuator:
                     f"apply failed: {report.error} (next attempt in {report.retry_in_s:g}s)"
                 )
             self._last_error = report.error
+            self._last_unreachable = report.unreachable
         else:
             if self._last_error is not None:
                 logger.info("apply works again after the error above")

@@ -81,6 +81,7 @@ class ApplyReport:
     error: str | None = None
     retry_in_s: float | None = None  # when error: the next attempt waits this long
     skipped: bool = False  # not attempted: still backing off after an error
+    unreachable: bool = False  # the error is supervisord not answering (worth retrying soon)
 
     @property
     def ok(self) -> bool:

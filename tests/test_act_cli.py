@@ -73,7 +73,7 @@ def test_plan_touches_nothing(
 
 
 def test_scale_clamps_prints_and_plan_then_shows_nothing_to_do(
-    setup: tuple[Path, SupervisorClient], capsys: pytest.CaptureFixture[str]
+    setup: tuple[Path, SupervisorClient], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     include, client = setup
     assert main(["scale", "mail", "9", "--wait", "30"]) == 0
@@ -91,6 +91,17 @@ def test_scale_clamps_prints_and_plan_then_shows_nothing_to_do(
     assert main(["plan", "mail=2"]) == 0
     out = capsys.readouterr().out
     assert "-[program:mail-worker_03]" in out and "mail-worker_03  stop" in out
+
+    # The policy is edited below what the file holds: plan follows the new bounds, as the
+    # daemon's next tick would, instead of failing on the file's count.
+    policy = tmp_path / "policies" / "mail.toml"
+    good = policy.read_text()
+    policy.write_text(good.replace("max_processes = 4", "max_processes = 2"))
+    assert main(["plan"]) == 0
+    out = capsys.readouterr().out
+    assert "mail: 4 slots now outside min_processes 1 and max_processes 2: 2" in out
+    assert "mail-worker_03  stop" in out and "mail-worker_02  stop" in out
+    policy.write_text(good)
 
     assert main(["scale", "mail", "0", "--wait", "30", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -141,6 +152,14 @@ def test_usage_errors_and_an_unreachable_supervisord(
     write_policy(tmp_path / "bad", "mail", max_processes=0)
     assert main(["plan", "--policies", str(tmp_path / "bad")]) == 2
     assert "max_processes" in capsys.readouterr().err
+
+    # A file Supervisor refuses is not retried: it would be refused again. One try leaves the
+    # backoff at its first step (1 s); ten seconds of retries would have doubled it thrice.
+    refused = tmp_path / "refused"
+    write_policy(refused, "mail", supervisor={"stdout_logfile": f"{tmp_path}/no/dir/mail.log"})
+    assert main(["scale", "mail", "2", "--policies", str(refused), "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert "no/dir" in data["error"] and data["retry_in_s"] == 1.0
 
     monkeypatch.setenv("AUTOSCALER_SUPERVISOR_URL", f"unix://{tmp_path}/gone.sock")
     monkeypatch.setattr(scale_cmd, "RETRY_FOR_S", 0.3)

@@ -64,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     desired = {pool: count}
     deadline = time.monotonic() + RETRY_FOR_S
     report = actuator.apply(desired, busy_slots=busy_slots)
-    while report.error is not None and time.monotonic() < deadline:
+    # Only an unreachable supervisord is worth waiting for: a refused file or reread would be
+    # refused again, and each try would make the refused text briefly live.
+    while report.unreachable and time.monotonic() < deadline:
         time.sleep(min(report.retry_in_s or POLL_S, max(0.0, deadline - time.monotonic())))
         report = actuator.apply(desired, busy_slots=busy_slots)
     first = report
