@@ -3,11 +3,17 @@
 Sources, highest precedence first: CLI overrides, environment (`AUTOSCALER_*`, nested with
 `__`), a `.env` file in the working directory, the TOML file named by `--config` or
 `AUTOSCALER_CONFIG`, then the defaults below. The env names are a documented contract.
+
+Unknown keys: the model ignores them, because the working directory is usually a Laravel
+app root whose `.env` holds the app's own keys (APP_KEY, ...) and the environment is shared
+with other programs. `load_settings` then rejects, by name, the unknown keys that can only be
+meant for autoscaler: every key of the TOML file and `AUTOSCALER_*` keys of `.env`.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -15,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -34,7 +41,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         env_file=".env",
         env_file_encoding="utf-8",
-        extra="forbid",
+        extra="ignore",  # load_settings names the unknown keys meant for us
         validate_default=True,
     )
 
@@ -197,9 +204,13 @@ def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Setti
     """Build the settings root. `config_file` wins over AUTOSCALER_CONFIG."""
     from pydantic import ValidationError
 
+    unknown = sorted(set(overrides) - set(Settings.model_fields))
+    if unknown:
+        raise TypeError(f"load_settings() got unknown settings {unknown}")
     path = config_file if config_file is not None else _config_file_from_env()
-    if path is not None and not path.is_file():
-        raise SettingsError(f"{path}: config file not found")
+    if path is not None:
+        _check_config_file(path)
+    _check_dotenv()
 
     class ConfiguredSettings(Settings):
         # pydantic-settings builds its sources from the class, so the file rides on a subclass.
@@ -215,6 +226,47 @@ def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Setti
         raise SettingsError(f"{origin}: {problems}") from exc
     except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
         raise SettingsError(f"{path}: {exc}") from exc
+
+
+def _check_config_file(path: Path) -> None:
+    """The TOML file exists, parses and holds only known settings (a typo fails loudly)."""
+    if path.is_dir():
+        raise SettingsError(f"{path}: is a directory, not a settings TOML file")
+    if not path.is_file():
+        raise SettingsError(f"{path}: config file not found")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: {exc}") from exc
+    unknown = [key for key in data if key not in Settings.model_fields]
+    if unknown:
+        raise SettingsError("; ".join(f"{path}: {key}: unknown key (typo?)" for key in unknown))
+
+
+def _check_dotenv() -> None:
+    """`.env` may hold any program's keys, but an unknown AUTOSCALER_* one is a typo of ours."""
+    env_file = Settings.model_config.get("env_file")
+    if not isinstance(env_file, str) or not Path(env_file).is_file():
+        return
+    prefix = "autoscaler_"
+    problems: list[str] = []
+    # The source's own reading of the file (case folded as the settings read it).
+    for name in DotEnvSettingsSource(Settings).env_vars:
+        key = name.lower()
+        if not key.startswith(prefix):
+            continue
+        field = key.removeprefix(prefix).partition("__")[0]
+        if field in Settings.model_fields:
+            continue
+        where = f"{Path(env_file).resolve()}: {name.upper()}"
+        if key == CONFIG_ENV.lower():
+            problems.append(f"{where}: is read from the environment only (or use --config)")
+        else:
+            problems.append(f"{where}: unknown setting (typo?)")
+    if problems:
+        raise SettingsError("; ".join(problems))
 
 
 def mask_url(url: str) -> str:

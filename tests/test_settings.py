@@ -106,3 +106,37 @@ def test_errors_name_the_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_dotenv_of_other_programs_is_ignored(tmp_path: Path) -> None:
+    # Operators run autoscaler from the Laravel app root, whose .env holds the app's keys.
+    (tmp_path / ".env").write_text(
+        "APP_KEY=base64:abc=\nDB_PASSWORD=x\nREDIS_PREFIX=app_\nAUTOSCALER_INTERVAL_S=3\n"
+    )
+    settings = load_settings()
+    assert settings.interval_s == 3
+    assert settings.redis_prefix == "laravel_database_"
+
+
+def test_unknown_autoscaler_key_in_dotenv_names_it(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("APP_KEY=x\nAUTOSCALER_INTERVALL_S=3\n")
+    with pytest.raises(SettingsError, match=r"\.env: AUTOSCALER_INTERVALL_S: unknown setting"):
+        load_settings()
+
+
+def test_unknown_key_in_config_file_names_file_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "autoscaler.toml"
+    config.write_text("interval_s = 3\napp_key = 'x'\n")
+    with pytest.raises(SettingsError, match=rf"{config}: app_key: unknown key"):
+        load_settings(config_file=config)
+
+
+def test_unknown_autoscaler_key_in_process_env_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Documented in README: the environment is shared with other programs' settings.
+    monkeypatch.setenv("AUTOSCALER_INTERVALL_S", "3")
+    assert load_settings().interval_s == 5.0
+
+
+def test_config_directory_is_named_as_such(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="is a directory"):
+        load_settings(config_file=tmp_path)
