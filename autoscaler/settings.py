@@ -16,7 +16,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -269,17 +269,39 @@ def _check_dotenv() -> None:
         raise SettingsError("; ".join(problems))
 
 
+# Query parameters that carry a secret: redis-py reads `?password=` (the only way to give a
+# unix socket's password); usernames are identities, not secrets, and stay readable.
+SECRET_QUERY_PARAMS = frozenset({"password"})
+
+
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, for output and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:{MASK}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL with every password (in the user info or the query) replaced by ***.
+
+    Works on the raw text, so the rest of the URL (IPv6 brackets, `unix:///path`,
+    encodings, order of parameters) is shown exactly as written. A password may hold an
+    unencoded ? or #, so the user info is cut at the last @ before the path, first.
+    """
+    scheme, slashes, after = url.partition("://")
+    head, tail = "", url
+    if slashes:
+        head, tail = f"{scheme}{slashes}", after
+        userinfo, at, _ = after.partition("/")[0].rpartition("@")
+        if at and ":" in userinfo:
+            user = userinfo.partition(":")[0]
+            # `user` holding ? or # means the @ may be the query's: show nothing of it.
+            shown = f"{user}:{MASK}" if not set(user) & {"?", "#"} else MASK
+            head, tail = f"{head}{shown}@", after[len(userinfo) + 1 :]
+    rest, hash_sign, fragment = tail.partition("#")
+    path, question, query = rest.partition("?")
+    query = "&".join(_mask_param(param) for param in query.split("&"))
+    return f"{head}{path}{question}{query}{hash_sign}{fragment}"
+
+
+def _mask_param(param: str) -> str:
+    name, equals, _ = param.partition("=")
+    if equals and unquote(name).lower() in SECRET_QUERY_PARAMS:
+        return f"{name}={MASK}"
+    return param
 
 
 def effective_settings(settings: Settings) -> dict[str, Any]:

@@ -102,6 +102,15 @@ def test_errors_name_the_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
         ("redis://user:pw@h/0", "redis://user:***@h/0"),
         ("rediss://default:p%40ss@h:6380", "rediss://default:***@h:6380"),
+        ("unix:///tmp/r.sock?db=0&password=s3cret", "unix:///tmp/r.sock?db=0&password=***"),
+        ("unix:///tmp/r.sock?Password=s3&username=u", "unix:///tmp/r.sock?Password=***&username=u"),
+        ("redis://h/0?password=a&password=b", "redis://h/0?password=***&password=***"),
+        ("redis://:pw@[::1]:6379/0", "redis://:***@[::1]:6379/0"),
+        ("redis://[::1]:6379/0", "redis://[::1]:6379/0"),
+        ("redis://u:p@w@h:1/0", "redis://u:***@h:1/0"),
+        ("redis://u:p?w#x@h:1/0", "redis://u:***@h:1/0"),
+        ("redis://h?password=x&n=a@b", "redis://h?password=***&n=a@b"),
+        ("http://h:9001/RPC2#frag", "http://h:9001/RPC2#frag"),
     ],
 )
 def test_mask_url(url: str, masked: str) -> None:
