@@ -160,9 +160,34 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_url_scheme(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+    def _redis_url_parts(cls, value: str) -> str:
+        # Checked here so a bad URL is a config error, not a traceback from redis-py at
+        # connect time; no message quotes the URL, which may hold a password.
+        from redis.connection import parse_url
+
+        try:
+            parts = urlsplit(value)
+        except ValueError as exc:  # e.g. an unclosed [ of an IPv6 host
+            raise ValueError(f"is not a URL: {exc}") from None
+        if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        database = parts.path.strip("/")
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise ValueError("needs the socket's path: unix:///path/redis.sock?db=0")
+        elif port == 0:  # not a number, out of range, or 0 (which redis-py reads as 6379)
+            raise ValueError("the port must be a whole number from 1 to 65535")
+        elif database and not (database.isascii() and database.isdigit()):
+            # redis-py silently falls back to database 0 on anything but a number.
+            raise ValueError("the database (the path) must be a number: redis://host:6379/0")
+        try:  # redis-py's own reading: the query's typed parameters (db, socket_timeout, ...)
+            parse_url(value)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("log_level", mode="before")
@@ -221,7 +246,8 @@ def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Setti
     except ValidationError as exc:
         origin = f"settings (env AUTOSCALER_*, .env{f', {path}' if path else ''})"
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         raise SettingsError(f"{origin}: {problems}") from exc
     except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses

@@ -91,6 +91,16 @@ def test_config_masks_secrets(
     assert data["supervisor_password"] == "***"
 
 
+@pytest.mark.parametrize("verb", ["config", "status", "run"])
+def test_bad_redis_port_is_a_config_error(
+    verb: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AUTOSCALER_REDIS_URL", "redis://:hunter2@h:abc/0")
+    assert main([verb]) == 2
+    err = capsys.readouterr().err
+    assert "redis_url" in err and "port" in err and "hunter2" not in err
+
+
 def test_init_round_trips_the_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "policies"
     assert main(["init", "--from-supervisor", str(SEED), "--out", str(out)]) == 0

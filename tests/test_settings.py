@@ -149,3 +149,40 @@ def test_unknown_autoscaler_key_in_process_env_is_ignored(monkeypatch: pytest.Mo
 def test_config_directory_is_named_as_such(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="is a directory"):
         load_settings(config_file=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis://:pw@h:abc/0", "port"),
+        ("redis://:pw@h:70000/0", "port"),
+        ("redis://:pw@h:6379/zero", "database"),
+        ("redis://:pw@h:6379/0?db=x", "db"),
+        ("unix://?password=pw", "socket"),
+        ("http://:pw@h:6379/0", "redis://"),
+        ("redis://:pw@[::1:6379/0", "not a URL"),
+    ],
+)
+def test_bad_redis_url_is_a_settings_error(
+    url: str, problem: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTOSCALER_REDIS_URL", url)
+    with pytest.raises(SettingsError, match=rf"redis_url: .*{problem}") as raised:
+        load_settings()
+    assert "pw" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "redis://",
+        "redis://h",
+        "redis://:pw@[::1]:6379/",
+        "rediss://user:pw@h:6380/15?socket_timeout=1",
+        "unix:///tmp/r.sock?db=0&password=pw",
+    ],
+)
+def test_good_redis_urls_pass(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOSCALER_REDIS_URL", url)
+    assert load_settings().redis_url == url
