@@ -62,7 +62,8 @@ class FieldProblem(ValueError):
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # No inf/nan: TOML allows them, and every bound or rate computed from them breaks.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
 
 
 class SloTarget(StrictModel):

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",  # load_settings names the unknown keys meant for us
         validate_default=True,
+        allow_inf_nan=False,  # "inf" passes gt=0, then breaks every sleep and sum
     )
 
     redis_url: str = Field(

@@ -10,6 +10,7 @@ from autoscaler.policy_loader import PolicyErrors, find_line, load_policies
 from tests.policy_helpers import write_policy
 
 REPO = Path(__file__).resolve().parent.parent
+INF, NAN = float("inf"), float("nan")
 
 
 def errors_of(directory: Path, **kwargs: float) -> list[str]:
@@ -92,6 +93,16 @@ def test_valid_policy_defaults(tmp_path: Path) -> None:
         ({"command": "php artisan queue:work --timeout=abc"}, "command", "whole number"),
         ({"strategy": {"name": "magic"}}, "strategy.name", "Input should be"),
         ({"priority": "high"}, "priority", "valid integer"),
+        # TOML has inf and nan; no bound or later arithmetic may meet them.
+        ({"slo": {"wait_s": INF}}, "slo.wait_s", "finite number"),
+        ({"expected_run_time_s": INF}, "expected_run_time_s", "finite number"),
+        ({"memory_per_worker_mb": NAN}, "memory_per_worker_mb", "finite number"),
+        ({"strategy": {"slo": {"startup_s": INF}}}, "strategy.slo.startup_s", "finite number"),
+        (
+            {"strategy": {"hpa": {"scale_up_tolerance": INF}}},
+            "strategy.hpa.scale_up_tolerance",
+            "finite number",
+        ),
     ],
 )
 def test_rejections_name_file_field_and_problem(

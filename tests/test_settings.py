@@ -186,3 +186,15 @@ def test_bad_redis_url_is_a_settings_error(
 def test_good_redis_urls_pass(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTOSCALER_REDIS_URL", url)
     assert load_settings().redis_url == url
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("interval_s", "inf"), ("memory_budget_mb", "inf"), ("redis_timeout_s", "nan")],
+)
+def test_non_finite_numbers_are_refused(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"AUTOSCALER_{name.upper()}", value)
+    with pytest.raises(SettingsError, match=f"{name}: .*finite"):
+        load_settings()
