@@ -75,8 +75,19 @@ class Controller:
     def tick(self) -> TickResult:
         started = time.monotonic()
         observation = self.observer.observe()
-        self._track(self.redis, observation.redis_error, "redis_unreachable")
-        self._track(self.supervisor, observation.supervisor_error, "supervisor_unreachable")
+        pools = observation.pools.values()
+        self._track(
+            self.redis,
+            observation.redis_error,
+            "redis_unreachable",
+            held=[obs.pool for obs in pools if obs.queues is None],
+        )
+        self._track(
+            self.supervisor,
+            observation.supervisor_error,
+            "supervisor_unreachable",
+            held=[obs.pool for obs in pools if obs.workers is None],
+        )
         previous = dict(self.state.last_desired)
         plan, self.state = decide(
             observation, self.policies, self.state, now_s=observation.at_s, budget=self.budget
@@ -127,7 +138,9 @@ class Controller:
             self.metrics.errors.labels("apply").inc()
         return report
 
-    def _track(self, outage: Outage, error: str | None, kind: AlertKind) -> None:
+    def _track(
+        self, outage: Outage, error: str | None, kind: AlertKind, *, held: list[str]
+    ) -> None:
         """Log an outage once when it starts and once when it ends; alert (rate-limited)."""
         if error is None:
             length = outage.recovered()
@@ -138,7 +151,10 @@ class Controller:
         if self.metrics is not None:
             self.metrics.errors.labels(outage.name).inc()
         if outage.failed(error):
-            logger.error("{} unavailable, holding every count: {}", outage.name, error)
+            if len(held) == len(self.policies):
+                logger.error("{} unavailable, holding every count: {}", outage.name, error)
+            else:  # e.g. one queue key of another type: only its pool is held
+                logger.error("{}: holding {}: {}", outage.name, ", ".join(held), error)
         self.alerter.raise_(
             Alert(
                 kind=kind,

@@ -115,7 +115,7 @@ class Daemon:
             if self.metrics is not None:
                 self.metrics.close()
         logger.info("stopped; the workers keep running")
-        return 1 if self.once and self.last is None else 0
+        return 1 if self.once and not _tick_succeeded(self.last) else 0
 
     def _serve_metrics(self) -> None:
         if self.settings.metrics_port is None:
@@ -201,3 +201,13 @@ class Daemon:
         if result.changed and self.watcher.policies is not None and self.controller is not None:
             logger.info("policies reloaded: {}", ", ".join(self.watcher.policies))
             self.controller.set_policies(self.watcher.policies)
+
+
+def _tick_succeeded(result: TickResult | None) -> bool:
+    """For --once: the tick ran, saw Redis and Supervisor, and its apply (if any) worked."""
+    if result is None:
+        return False
+    observation = result.observation
+    if observation.redis_error is not None or observation.supervisor_error is not None:
+        return False
+    return result.report is None or result.report.error is None

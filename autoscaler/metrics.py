@@ -3,16 +3,20 @@
 prometheus-client is used rather than our own exposition code: it is the reference
 implementation of the text format and well kept. A registry of our own (not the global one)
 keeps two daemons in one process (the tests) from colliding.
+
+What a tick could not see is NaN, not the last value and not 0: during a Redis outage a pool's
+pending and oldest wait are unknown, and an alert rule must not read them as "all clear".
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from autoscaler.observation import Observation
+from autoscaler.observation import Observation, QueueSample
 from autoscaler.plan import Plan
 
 
@@ -25,6 +29,16 @@ class Metrics:
         self.oldest_wait = self._pool_gauge(
             "autoscaler_oldest_wait_seconds", "Age of the oldest waiting job"
         )
+        self.queue_pending = self._queue_gauge(
+            "autoscaler_queue_pending_jobs", "Jobs waiting in one queue (pending + due delayed)"
+        )
+        self.queue_reserved = self._queue_gauge(
+            "autoscaler_queue_reserved_jobs", "Jobs of one queue in a worker's hands"
+        )
+        self.queue_oldest_wait = self._queue_gauge(
+            "autoscaler_queue_oldest_wait_seconds", "Age of one queue's oldest waiting job"
+        )
+        self._pool_queues: dict[str, tuple[str, ...]] = {}  # last seen, for NaN when unknown
         self.workers = self._pool_gauge("autoscaler_workers", "Worker slots running or starting")
         self.draining = self._pool_gauge(
             "autoscaler_workers_draining", "Worker slots finishing a job before exit"
@@ -56,6 +70,9 @@ class Metrics:
     def _pool_gauge(self, name: str, documentation: str) -> Gauge:
         return Gauge(name, documentation, ["pool"], registry=self.registry)
 
+    def _queue_gauge(self, name: str, documentation: str) -> Gauge:
+        return Gauge(name, documentation, ["pool", "queue"], registry=self.registry)
+
     def serve(self, *, host: str, port: int) -> None:
         self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
 
@@ -66,14 +83,17 @@ class Metrics:
 
     def record(self, observation: Observation, plan: Plan, previous: Mapping[str, int]) -> None:
         for pool, obs in observation.pools.items():
-            waiting = obs.waiting
-            if waiting is not None:
+            waiting, age = obs.waiting, obs.oldest_wait_s
+            if waiting is None:  # Redis not read: unknown
+                self.pending.labels(pool).set(math.nan)
+                self.oldest_wait.labels(pool).set(math.nan)
+            else:
                 self.pending.labels(pool).set(waiting)
-            age = obs.oldest_wait_s
-            self.oldest_wait.labels(pool).set(age if age is not None else 0.0)
-            if obs.workers is not None:
-                self.workers.labels(pool).set(obs.workers.current)
-                self.draining.labels(pool).set(obs.workers.draining)
+                self.oldest_wait.labels(pool).set(age if age is not None else 0.0)  # 0: empty
+            self._record_queues(pool, obs.queues)
+            workers = obs.workers
+            self.workers.labels(pool).set(math.nan if workers is None else workers.current)
+            self.draining.labels(pool).set(math.nan if workers is None else workers.draining)
         for pool, decision in plan.decisions.items():
             self.desired.labels(pool).set(decision.desired)
             before = previous.get(pool)
@@ -82,3 +102,16 @@ class Metrics:
                 self.decisions.labels(pool, direction).inc()
         self.memory_planned.set(plan.memory_planned_mb)
         self.memory_limit.set(plan.memory_limit_mb)
+
+    def _record_queues(self, pool: str, queues: tuple[QueueSample, ...] | None) -> None:
+        if queues is None:
+            for queue in self._pool_queues.get(pool, ()):
+                for gauge in (self.queue_pending, self.queue_reserved, self.queue_oldest_wait):
+                    gauge.labels(pool, queue).set(math.nan)
+            return
+        self._pool_queues[pool] = tuple(q.queue for q in queues)
+        for q in queues:
+            self.queue_pending.labels(pool, q.queue).set(q.pending + q.delayed_due)
+            self.queue_reserved.labels(pool, q.queue).set(q.reserved)
+            age = q.oldest_wait_s
+            self.queue_oldest_wait.labels(pool, q.queue).set(age if age is not None else 0.0)

@@ -1,5 +1,5 @@
 """Outage bookkeeping for a dependency (Redis, Supervisor): log once per outage and once on
-recovery. There is no retry schedule here: the controller reads both again every tick."""
+recovery. The retry schedule is the Observer's (autoscaler/observe.py)."""
 
 from __future__ import annotations
 

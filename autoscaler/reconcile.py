@@ -133,6 +133,14 @@ def choose_layout(
         count = wanted.get(pool)
         if count is None:
             count = len(in_file) if in_file else len(members) or policy.static_processes
+            # A policy edited since the file was written: its bounds rule, as decide's would.
+            bounded = min(max(count, policy.min_processes), policy.max_processes)
+            if bounded != count:
+                layout.notes.append(
+                    f"pool {pool}: {count} slots now outside min_processes "
+                    f"{policy.min_processes} and max_processes {policy.max_processes}: {bounded}"
+                )
+                count = bounded
         if not policy.min_processes <= count <= policy.max_processes:
             raise ValueError(
                 f"pool {pool}: {count} slots is outside min_processes {policy.min_processes} "

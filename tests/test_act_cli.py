@@ -73,7 +73,7 @@ def test_plan_touches_nothing(
 
 
 def test_scale_clamps_prints_and_plan_then_shows_nothing_to_do(
-    setup: tuple[Path, SupervisorClient], capsys: pytest.CaptureFixture[str]
+    setup: tuple[Path, SupervisorClient], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     include, client = setup
     assert main(["scale", "mail", "9", "--wait", "30"]) == 0
@@ -91,6 +91,17 @@ def test_scale_clamps_prints_and_plan_then_shows_nothing_to_do(
     assert main(["plan", "mail=2"]) == 0
     out = capsys.readouterr().out
     assert "-[program:mail-worker_03]" in out and "mail-worker_03  stop" in out
+
+    # The policy is edited below what the file holds: plan follows the new bounds, as the
+    # daemon's next tick would, instead of failing on the file's count.
+    policy = tmp_path / "policies" / "mail.toml"
+    good = policy.read_text()
+    policy.write_text(good.replace("max_processes = 4", "max_processes = 2"))
+    assert main(["plan"]) == 0
+    out = capsys.readouterr().out
+    assert "mail: 4 slots now outside min_processes 1 and max_processes 2: 2" in out
+    assert "mail-worker_03  stop" in out and "mail-worker_02  stop" in out
+    policy.write_text(good)
 
     assert main(["scale", "mail", "0", "--wait", "30", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)

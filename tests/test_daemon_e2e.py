@@ -150,6 +150,22 @@ def test_redis_outage_holds_every_count(sandbox: Sandbox, tmp_path: Path) -> Non
         assert daemon.stop() == 0
 
 
+def test_a_queue_key_of_another_type_holds_only_its_pool(sandbox: Sandbox, tmp_path: Path) -> None:
+    daemon = DaemonProcess(sandbox, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: daemon.ticks() >= 2, "running")
+        sandbox.client().set("laravel_database_queues:high", "not a list")  # quiet reads it
+        wait_for(lambda: "redis: holding quiet:" in daemon.text(), "only quiet is held")
+        assert "holding every count" not in daemon.text()
+        ids = sandbox.push("burst", 40, run_s=0.5)  # the other pool is still served
+        wait_for(lambda: running(sandbox, "burst") >= 2, "burst still scales")
+        wait_for(lambda: set(ids) <= set(sandbox.finished_jobs()), "burst drains")
+        sandbox.client().delete("laravel_database_queues:high")
+        wait_for(lambda: "redis is back" in daemon.text(), "the recovery is noticed")
+    finally:
+        assert daemon.stop() == 0
+
+
 def test_supervisord_restart_adopts_slots(sandbox: Sandbox, tmp_path: Path) -> None:
     daemon = DaemonProcess(sandbox, tmp_path / "daemon.log", AUTOSCALER_INTERVAL_S="2")
     try:
@@ -228,6 +244,20 @@ def test_invalid_policy_edit_keeps_last_valid(sandbox: Sandbox, tmp_path: Path) 
         assert daemon.stop() == 0
 
 
+def test_sighup_reloads_at_once(sandbox: Sandbox, tmp_path: Path) -> None:
+    # A tick every 10 minutes: only SIGHUP can make the edit take effect within the test.
+    daemon = DaemonProcess(sandbox, tmp_path / "daemon.log", AUTOSCALER_INTERVAL_S="600")
+    path = sandbox.policies_dir / "burst.toml"
+    try:
+        wait_for(lambda: daemon.ticks() == 1, "the first tick")
+        path.write_text(path.read_text().replace("max_processes = 5", "max_processes = 4"))
+        os.kill(daemon.process.pid, signal.SIGHUP)
+        wait_for(lambda: "policies reloaded" in daemon.text(), "reloaded on SIGHUP")
+        wait_for(lambda: daemon.ticks() == 2, "a tick with the new policies")
+    finally:
+        assert daemon.stop() == 0
+
+
 def test_dry_run_changes_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
     log = tmp_path / "dry.log"
     with log.open("wb") as out:
@@ -243,3 +273,12 @@ def test_dry_run_changes_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
     assert "dry run: would apply" in text and "+[program:sandbox-burst_00]" in text
     assert not sandbox.include_file.exists()
     assert slots(sandbox, "burst") == {}
+    sandbox.redis.stop()  # a tick that held every count is not a success
+    once = subprocess.run(
+        [sys.executable, "-m", "autoscaler", "run", "--once", "--dry-run"],
+        env=sandbox.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert once.returncode == 1 and "redis unavailable" in once.stderr

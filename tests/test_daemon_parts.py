@@ -195,8 +195,27 @@ def test_metrics_endpoint_on_localhost() -> None:
         metrics.record(observation, plan, previous={"mail": 3})
         metrics.tick_duration.observe(0.02)
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        # Redis and Supervisor away: unknown is NaN, never the last value or "empty" (0)
+        blind = Observation(
+            at_s=5,
+            interval_s=5,
+            pools={"mail": PoolObservation(pool="mail", queues=None, work=None, workers=None)},
+        )
+        metrics.record(blind, plan, previous={"mail": 5})
+        outage = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     finally:
         metrics.close()
+    for name in (
+        'autoscaler_pending_jobs{pool="mail"}',
+        'autoscaler_oldest_wait_seconds{pool="mail"}',
+        'autoscaler_queue_pending_jobs{pool="mail",queue="mail"}',
+        'autoscaler_queue_oldest_wait_seconds{pool="mail",queue="mail"}',
+        'autoscaler_workers{pool="mail"}',
+    ):
+        assert f"{name} NaN" in outage.decode()
+    assert 'autoscaler_queue_pending_jobs{pool="mail",queue="mail"} 7.0' in text
+    assert 'autoscaler_queue_reserved_jobs{pool="mail",queue="mail"} 1.0' in text
+    assert 'autoscaler_queue_oldest_wait_seconds{pool="mail",queue="mail"} 12.5' in text
     assert 'autoscaler_pending_jobs{pool="mail"} 7.0' in text
     assert 'autoscaler_oldest_wait_seconds{pool="mail"} 12.5' in text
     assert 'autoscaler_workers{pool="mail"} 3.0' in text

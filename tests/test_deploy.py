@@ -30,6 +30,15 @@ def test_daemon_program_passes_supervisors_parser(tmp_path: Path) -> None:
     assert program.stopwaitsecs == 30
 
 
+def test_runbook_creates_the_daemons_log_directory() -> None:
+    """supervisord refuses a program whose log directory is missing, so the runbook makes it."""
+    parser = configparser.RawConfigParser(inline_comment_prefixes=(";",))
+    parser.read_string((DEPLOY / "supervisor" / "autoscaler.conf").read_text())
+    log_dir = Path(parser.get("program:autoscaler", "stdout_logfile")).parent
+    readme = (DEPLOY.parent / "README.md").read_text()
+    assert f"mkdir -p {log_dir}`" in readme
+
+
 def test_include_snippet_names_the_default_owned_file() -> None:
     parser = configparser.RawConfigParser(inline_comment_prefixes=(";",))
     parser.read_string((DEPLOY / "supervisor" / "include.conf").read_text())

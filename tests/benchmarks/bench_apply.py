@@ -11,7 +11,7 @@ Two measurements, each on throwaway real supervisords, medians over the repeats:
    the removed ones are gone, against the wall time of `supervisorctl update` after changing
    numprocs 10 -> 11 -> 10 in 50 programs.
 
-    .venv/bin/python tests/benchmarks/bench_apply.py [--pools 50] [--slots 10] [--repeats 3]
+    python3 tests/benchmarks/bench_apply.py [--pools 50] [--slots 10] [--repeats 3]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Time one decision for 7 pools (the shipped policies) and for 500 pools, per strategy.
 
 Prints medians of many calls in a steady state (the controller state carried from call to
-call, as the daemon and the simulator do). Run: .venv/bin/python tests/benchmarks/bench_decide.py
+call, as the daemon and the simulator do). Run: python3 tests/benchmarks/bench_decide.py
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ of them (one pool's static count down, another's up, an SLO); the CLI compares t
 revisions on each bundled trace and on all of them at once, with one simulation at a time
 and with one per CPU. Prints the median wall time of 3 fresh processes per case.
 
-    .venv/bin/python tests/benchmarks/bench_diff.py [--runs 3]
+    python3 tests/benchmarks/bench_diff.py [--runs 3]
 """
 
 from __future__ import annotations

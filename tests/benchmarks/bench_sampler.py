@@ -6,7 +6,7 @@ CPU time of this process (what the daemon spends per tick), wall time, round tri
 on the client's connection and commands counted by the server. Side by side, the same reads
 sent one command at a time show what the pipeline saves. Medians over the repeats.
 
-    .venv/bin/python tests/benchmarks/bench_sampler.py [--repeats N]
+    python3 tests/benchmarks/bench_sampler.py [--repeats N]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ worker, as the actuator adds a slot: a job is already waiting, the slot's progra
 written, then reloadConfig + addProcessGroup; the clock stops when the job leaves the list.
 The median is the simulator's default start-up delay (AUTOSCALER_SIMULATE_STARTUP_S).
 
-    .venv/bin/python tests/benchmarks/bench_startup.py [--runs 9] [--boot-s 0]
+    python3 tests/benchmarks/bench_startup.py [--runs 9] [--boot-s 0]
 
 `--boot-s` adds the framework's boot time inside the fake worker (a real `php artisan
 queue:work` boots Laravel before its first pop; the fake worker only imports redis).
