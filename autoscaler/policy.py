@@ -62,7 +62,11 @@ class FieldProblem(ValueError):
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # Strict types: TOML has native ones, so `true` or "1" where a number belongs is a
+    # mistake to report, not to convert (an int for a float field is still fine). Tuple
+    # fields relax this for the container only (TOML arrays arrive as lists).
+    # No inf/nan: TOML allows them, and every bound or rate computed from them breaks.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class SloTarget(StrictModel):
@@ -190,12 +194,15 @@ class HpaKnobs(StrictModel):
     )
     scale_up_stabilization_s: float = Field(default=0.0, ge=0, le=3600)
     scale_down_stabilization_s: float = Field(default=300.0, ge=0, le=3600)
-    scale_up_policies: tuple[HpaPolicyRule, ...] = (
-        HpaPolicyRule(type="Pods", value=4, period_s=15),
-        HpaPolicyRule(type="Percent", value=100, period_s=15),
+    scale_up_policies: tuple[HpaPolicyRule, ...] = Field(
+        default=(
+            HpaPolicyRule(type="Pods", value=4, period_s=15),
+            HpaPolicyRule(type="Percent", value=100, period_s=15),
+        ),
+        strict=False,
     )
-    scale_down_policies: tuple[HpaPolicyRule, ...] = (
-        HpaPolicyRule(type="Percent", value=100, period_s=15),
+    scale_down_policies: tuple[HpaPolicyRule, ...] = Field(
+        default=(HpaPolicyRule(type="Percent", value=100, period_s=15),), strict=False
     )
     scale_up_select_policy: SelectPolicy = "Max"
     scale_down_select_policy: SelectPolicy = "Max"
@@ -300,7 +307,9 @@ class Policy(StrictModel):
     """One worker pool: the queues it consumes, its bounds, its SLO and its Supervisor options."""
 
     queues: tuple[QueueName, ...] = Field(
-        min_length=1, description="Laravel queues the workers consume, highest priority first."
+        min_length=1,
+        strict=False,
+        description="Laravel queues the workers consume, highest priority first.",
     )
     program: ProgramName = Field(
         description="Supervisor program name; slots are rendered as <program>_00, _01, ..."

@@ -6,6 +6,7 @@ where one can be found, so `check` can print them all and CI can annotate them.
 
 from __future__ import annotations
 
+import datetime
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -156,8 +157,24 @@ def _describe(err: Any) -> tuple[str, str]:
         message = "unknown key (typo?)"
     elif err["type"] == "missing":
         message = "required but missing"
+    elif str(err["type"]).endswith("_type") and (kind := _toml_kind(err.get("input"))):
+        message = f"{message}, not {kind}"  # the kind, never the value (it may be a secret)
     message = message.removeprefix("Value error, ")
     return field, message
+
+
+def _toml_kind(value: object) -> str | None:
+    """What a parsed TOML value was written as, for 'should be X, not Y' messages."""
+    kinds: tuple[tuple[type | tuple[type, ...], str], ...] = (
+        (bool, "a boolean"),  # before int: bool is an int in Python
+        (int, "an integer"),
+        (float, "a float"),
+        (str, "a string"),
+        (list, "an array"),
+        (dict, "a table"),
+        ((datetime.date, datetime.time), "a date or time"),
+    )
+    return next((name for kind, name in kinds if isinstance(value, kind)), None)
 
 
 def _toml_error_line(exc: tomllib.TOMLDecodeError) -> int | None:

@@ -3,18 +3,25 @@
 Sources, highest precedence first: CLI overrides, environment (`AUTOSCALER_*`, nested with
 `__`), a `.env` file in the working directory, the TOML file named by `--config` or
 `AUTOSCALER_CONFIG`, then the defaults below. The env names are a documented contract.
+
+Unknown keys: the model ignores them, because the working directory is usually a Laravel
+app root whose `.env` holds the app's own keys (APP_KEY, ...) and the environment is shared
+with other programs. `load_settings` then rejects, by name, the unknown keys that can only be
+meant for autoscaler: every key of the TOML file and `AUTOSCALER_*` keys of `.env`.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -34,8 +41,9 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         env_file=".env",
         env_file_encoding="utf-8",
-        extra="forbid",
+        extra="ignore",  # load_settings names the unknown keys meant for us
         validate_default=True,
+        allow_inf_nan=False,  # "inf" passes gt=0, then breaks every sleep and sum
     )
 
     redis_url: str = Field(
@@ -153,9 +161,34 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_url_scheme(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+    def _redis_url_parts(cls, value: str) -> str:
+        # Checked here so a bad URL is a config error, not a traceback from redis-py at
+        # connect time; no message quotes the URL, which may hold a password.
+        from redis.connection import parse_url
+
+        try:
+            parts = urlsplit(value)
+        except ValueError as exc:  # e.g. an unclosed [ of an IPv6 host
+            raise ValueError(f"is not a URL: {exc}") from None
+        if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        database = parts.path.strip("/")
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise ValueError("needs the socket's path: unix:///path/redis.sock?db=0")
+        elif port == 0:  # not a number, out of range, or 0 (which redis-py reads as 6379)
+            raise ValueError("the port must be a whole number from 1 to 65535")
+        elif database and not (database.isascii() and database.isdigit()):
+            # redis-py silently falls back to database 0 on anything but a number.
+            raise ValueError("the database (the path) must be a number: redis://host:6379/0")
+        try:  # redis-py's own reading: the query's typed parameters (db, socket_timeout, ...)
+            parse_url(value)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("log_level", mode="before")
@@ -197,9 +230,13 @@ def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Setti
     """Build the settings root. `config_file` wins over AUTOSCALER_CONFIG."""
     from pydantic import ValidationError
 
+    unknown = sorted(set(overrides) - set(Settings.model_fields))
+    if unknown:
+        raise TypeError(f"load_settings() got unknown settings {unknown}")
     path = config_file if config_file is not None else _config_file_from_env()
-    if path is not None and not path.is_file():
-        raise SettingsError(f"{path}: config file not found")
+    if path is not None:
+        _check_config_file(path)
+    _check_dotenv()
 
     class ConfiguredSettings(Settings):
         # pydantic-settings builds its sources from the class, so the file rides on a subclass.
@@ -210,24 +247,88 @@ def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Setti
     except ValidationError as exc:
         origin = f"settings (env AUTOSCALER_*, .env{f', {path}' if path else ''})"
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         raise SettingsError(f"{origin}: {problems}") from exc
     except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
         raise SettingsError(f"{path}: {exc}") from exc
 
 
+def _check_config_file(path: Path) -> None:
+    """The TOML file exists, parses and holds only known settings (a typo fails loudly)."""
+    if path.is_dir():
+        raise SettingsError(f"{path}: is a directory, not a settings TOML file")
+    if not path.is_file():
+        raise SettingsError(f"{path}: config file not found")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: {exc}") from exc
+    unknown = [key for key in data if key not in Settings.model_fields]
+    if unknown:
+        raise SettingsError("; ".join(f"{path}: {key}: unknown key (typo?)" for key in unknown))
+
+
+def _check_dotenv() -> None:
+    """`.env` may hold any program's keys, but an unknown AUTOSCALER_* one is a typo of ours."""
+    env_file = Settings.model_config.get("env_file")
+    if not isinstance(env_file, str) or not Path(env_file).is_file():
+        return
+    prefix = "autoscaler_"
+    problems: list[str] = []
+    # The source's own reading of the file (case folded as the settings read it).
+    for name in DotEnvSettingsSource(Settings).env_vars:
+        key = name.lower()
+        if not key.startswith(prefix):
+            continue
+        field = key.removeprefix(prefix).partition("__")[0]
+        if field in Settings.model_fields:
+            continue
+        where = f"{Path(env_file).resolve()}: {name.upper()}"
+        if key == CONFIG_ENV.lower():
+            problems.append(f"{where}: is read from the environment only (or use --config)")
+        else:
+            problems.append(f"{where}: unknown setting (typo?)")
+    if problems:
+        raise SettingsError("; ".join(problems))
+
+
+# Query parameters that carry a secret: redis-py reads `?password=` (the only way to give a
+# unix socket's password); usernames are identities, not secrets, and stay readable.
+SECRET_QUERY_PARAMS = frozenset({"password"})
+
+
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, for output and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:{MASK}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL with every password (in the user info or the query) replaced by ***.
+
+    Works on the raw text, so the rest of the URL (IPv6 brackets, `unix:///path`,
+    encodings, order of parameters) is shown exactly as written. A password may hold an
+    unencoded ? or #, so the user info is cut at the last @ before the path, first.
+    """
+    scheme, slashes, after = url.partition("://")
+    head, tail = "", url
+    if slashes:
+        head, tail = f"{scheme}{slashes}", after
+        userinfo, at, _ = after.partition("/")[0].rpartition("@")
+        if at and ":" in userinfo:
+            user = userinfo.partition(":")[0]
+            # `user` holding ? or # means the @ may be the query's: show nothing of it.
+            shown = f"{user}:{MASK}" if not set(user) & {"?", "#"} else MASK
+            head, tail = f"{head}{shown}@", after[len(userinfo) + 1 :]
+    rest, hash_sign, fragment = tail.partition("#")
+    path, question, query = rest.partition("?")
+    query = "&".join(_mask_param(param) for param in query.split("&"))
+    return f"{head}{path}{question}{query}{hash_sign}{fragment}"
+
+
+def _mask_param(param: str) -> str:
+    name, equals, _ = param.partition("=")
+    if equals and unquote(name).lower() in SECRET_QUERY_PARAMS:
+        return f"{name}={MASK}"
+    return param
 
 
 def effective_settings(settings: Settings) -> dict[str, Any]:

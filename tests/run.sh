@@ -18,6 +18,26 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 
 PYTHON=${PYTHON:-python3}
+if "$PYTHON" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'
+then
+  # Debian's own python3 refuses pip installs outside a virtualenv (PEP 668): use .venv.
+  if [ ! -x .venv/bin/python ]; then
+    echo "== creating .venv ($PYTHON is externally managed)"
+    if ! "$PYTHON" -m venv .venv; then
+      rm -rf .venv
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        "$PYTHON" -m venv .venv
+      else
+        echo "cannot create .venv: install python3-venv and re-run" >&2
+        exit 1
+      fi
+    fi
+  fi
+  PYTHON=.venv/bin/python
+fi
 echo "== installing autoscaler with its test extra"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[test]'
 

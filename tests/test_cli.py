@@ -71,10 +71,38 @@ def test_check_budget_from_settings(
     assert "600 MB" in capsys.readouterr().err
 
 
-def test_check_usage_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_usage_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["check", str(tmp_path / "missing")]) == 2
+    assert main(["check", str(tmp_path / "missing"), "--format", "json"]) == 2
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is False
+    assert data["errors"] == [
+        {"file": str(tmp_path / "missing"), "line": None, "field": "(directory)",
+         "problem": "not a directory"}
+    ]  # fmt: skip
     monkeypatch.setenv("AUTOSCALER_INTERVAL_S", "zero")
     assert main(["check", str(REPO / "policies")]) == 2
+    assert main(["check", str(REPO / "policies"), "--format", "json"]) == 2
+    (error,) = json.loads(capsys.readouterr().out)["errors"]
+    assert error["field"] == "(settings)" and "interval_s" in error["problem"]
+
+
+def test_check_counts_pools_in_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_policy(tmp_path, "a")
+    assert main(["check", str(tmp_path)]) == 0
+    assert "\n1 pool valid." in capsys.readouterr().out
+    write_policy(tmp_path, "b", queues=["b"], program="b", command="php artisan queue:work")
+    assert main(["check", str(tmp_path)]) == 0
+    assert "\n2 pools valid." in capsys.readouterr().out
+
+
+def test_config_file_that_is_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config", str(tmp_path), "config"]) == 2
+    assert f"{tmp_path}: is a directory" in capsys.readouterr().err
 
 
 def test_config_masks_secrets(
@@ -89,6 +117,16 @@ def test_config_masks_secrets(
     assert main(["config", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["supervisor_password"] == "***"
+
+
+@pytest.mark.parametrize("verb", ["config", "status", "run"])
+def test_bad_redis_port_is_a_config_error(
+    verb: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AUTOSCALER_REDIS_URL", "redis://:hunter2@h:abc/0")
+    assert main([verb]) == 2
+    err = capsys.readouterr().err
+    assert "redis_url" in err and "port" in err and "hunter2" not in err
 
 
 def test_init_round_trips_the_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ from autoscaler.policy_loader import PolicyErrors, find_line, load_policies
 from tests.policy_helpers import write_policy
 
 REPO = Path(__file__).resolve().parent.parent
+INF, NAN = float("inf"), float("nan")
 
 
 def errors_of(directory: Path, **kwargs: float) -> list[str]:
@@ -92,6 +93,33 @@ def test_valid_policy_defaults(tmp_path: Path) -> None:
         ({"command": "php artisan queue:work --timeout=abc"}, "command", "whole number"),
         ({"strategy": {"name": "magic"}}, "strategy.name", "Input should be"),
         ({"priority": "high"}, "priority", "valid integer"),
+        # TOML has native types: no bool as a number, no string as a number, no float as int.
+        ({"max_processes": True}, "max_processes", "valid integer, not a boolean"),
+        ({"min_processes": "1"}, "min_processes", "valid integer, not a string"),
+        ({"slo": {"wait_s": "10"}}, "slo.wait_s", "valid number, not a string"),
+        ({"slo": {"wait_s": True}}, "slo.wait_s", "valid number, not a boolean"),
+        ({"supervisor": {"startsecs": 1.0}}, "supervisor.startsecs", "not a float"),
+        ({"supervisor": {"redirect_stderr": "yes"}}, "supervisor.redirect_stderr", "boolean"),
+        ({"supervisor": {"environment": {"A": 1}}}, "supervisor.environment.A", "string"),
+        (
+            {
+                "strategy": {
+                    "hpa": {"scale_up_policies": [{"type": "Pods", "value": "4", "period_s": 15}]}
+                }
+            },
+            "strategy.hpa.scale_up_policies.0.value",
+            "valid integer",
+        ),
+        # TOML has inf and nan; no bound or later arithmetic may meet them.
+        ({"slo": {"wait_s": INF}}, "slo.wait_s", "finite number"),
+        ({"expected_run_time_s": INF}, "expected_run_time_s", "finite number"),
+        ({"memory_per_worker_mb": NAN}, "memory_per_worker_mb", "finite number"),
+        ({"strategy": {"slo": {"startup_s": INF}}}, "strategy.slo.startup_s", "finite number"),
+        (
+            {"strategy": {"hpa": {"scale_up_tolerance": INF}}},
+            "strategy.hpa.scale_up_tolerance",
+            "finite number",
+        ),
     ],
 )
 def test_rejections_name_file_field_and_problem(
@@ -102,6 +130,12 @@ def test_rejections_name_file_field_and_problem(
     assert any(
         m.startswith(str(path)) and f": {field}: " in m and fragment in m for m in messages
     ), messages
+
+
+def test_ints_are_fine_for_float_fields(tmp_path: Path) -> None:
+    write_policy(tmp_path, "emails", memory_per_worker_mb=128, slo={"wait_s": 10})
+    policy = load_policies(tmp_path)["emails"]
+    assert policy.slo.wait_s == 10.0 and isinstance(policy.memory_per_worker_mb, float)
 
 
 def test_all_errors_reported_at_once(tmp_path: Path) -> None:

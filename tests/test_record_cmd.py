@@ -17,10 +17,11 @@ import redis
 
 from autoscaler.cli.common import UsageError
 from autoscaler.cli.main import main
-from autoscaler.cli.record_cmd import parse_duration_s
+from autoscaler.cli.record_cmd import _header, parse_duration_s
 from autoscaler.observe import QueueFlow
 from autoscaler.policy_loader import load_policies
 from autoscaler.recorder import TraceRecorder
+from autoscaler.settings import load_settings
 from autoscaler.testing.laravel import later, make_payload
 from autoscaler.testing.stack import RedisServer, Supervisord
 from tests.policy_helpers import write_policy
@@ -87,6 +88,19 @@ def test_recorder_rows_carry_fractions_and_service_times(tmp_path: Path) -> None
     recorder.write(out, ["gz"])
     assert gzip.decompress(out.read_bytes()).decode() == recorder.render(["gz"])
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize(
+    "url", ["unix:///tmp/r.sock?db=0&password=s3cret", "rediss://u:s3cret@[::1]:6380/1"]
+)
+def test_header_masks_the_redis_password(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
+    settings = load_settings(redis_url=url)
+    recorder = TraceRecorder(policies={}, started_at_s=0.0)
+    header = "\n".join(_header(settings, 0.0, 5.0, 1.0, 0, "complete", recorder))
+    assert "s3cret" not in header and "***" in header
 
 
 def test_durations() -> None:

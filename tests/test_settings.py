@@ -102,7 +102,99 @@ def test_errors_name_the_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
         ("redis://user:pw@h/0", "redis://user:***@h/0"),
         ("rediss://default:p%40ss@h:6380", "rediss://default:***@h:6380"),
+        ("unix:///tmp/r.sock?db=0&password=s3cret", "unix:///tmp/r.sock?db=0&password=***"),
+        ("unix:///tmp/r.sock?Password=s3&username=u", "unix:///tmp/r.sock?Password=***&username=u"),
+        ("redis://h/0?password=a&password=b", "redis://h/0?password=***&password=***"),
+        ("redis://:pw@[::1]:6379/0", "redis://:***@[::1]:6379/0"),
+        ("redis://[::1]:6379/0", "redis://[::1]:6379/0"),
+        ("redis://u:p@w@h:1/0", "redis://u:***@h:1/0"),
+        ("redis://u:p?w#x@h:1/0", "redis://u:***@h:1/0"),
+        ("redis://h?password=x&n=a@b", "redis://h?password=***&n=a@b"),
+        ("http://h:9001/RPC2#frag", "http://h:9001/RPC2#frag"),
     ],
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_dotenv_of_other_programs_is_ignored(tmp_path: Path) -> None:
+    # Operators run autoscaler from the Laravel app root, whose .env holds the app's keys.
+    (tmp_path / ".env").write_text(
+        "APP_KEY=base64:abc=\nDB_PASSWORD=x\nREDIS_PREFIX=app_\nAUTOSCALER_INTERVAL_S=3\n"
+    )
+    settings = load_settings()
+    assert settings.interval_s == 3
+    assert settings.redis_prefix == "laravel_database_"
+
+
+def test_unknown_autoscaler_key_in_dotenv_names_it(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("APP_KEY=x\nAUTOSCALER_INTERVALL_S=3\n")
+    with pytest.raises(SettingsError, match=r"\.env: AUTOSCALER_INTERVALL_S: unknown setting"):
+        load_settings()
+
+
+def test_unknown_key_in_config_file_names_file_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "autoscaler.toml"
+    config.write_text("interval_s = 3\napp_key = 'x'\n")
+    with pytest.raises(SettingsError, match=rf"{config}: app_key: unknown key"):
+        load_settings(config_file=config)
+
+
+def test_unknown_autoscaler_key_in_process_env_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Documented in README: the environment is shared with other programs' settings.
+    monkeypatch.setenv("AUTOSCALER_INTERVALL_S", "3")
+    assert load_settings().interval_s == 5.0
+
+
+def test_config_directory_is_named_as_such(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="is a directory"):
+        load_settings(config_file=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis://:pw@h:abc/0", "port"),
+        ("redis://:pw@h:70000/0", "port"),
+        ("redis://:pw@h:6379/zero", "database"),
+        ("redis://:pw@h:6379/0?db=x", "db"),
+        ("unix://?password=pw", "socket"),
+        ("http://:pw@h:6379/0", "redis://"),
+        ("redis://:pw@[::1:6379/0", "not a URL"),
+    ],
+)
+def test_bad_redis_url_is_a_settings_error(
+    url: str, problem: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTOSCALER_REDIS_URL", url)
+    with pytest.raises(SettingsError, match=rf"redis_url: .*{problem}") as raised:
+        load_settings()
+    assert "pw" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "redis://",
+        "redis://h",
+        "redis://:pw@[::1]:6379/",
+        "rediss://user:pw@h:6380/15?socket_timeout=1",
+        "unix:///tmp/r.sock?db=0&password=pw",
+    ],
+)
+def test_good_redis_urls_pass(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOSCALER_REDIS_URL", url)
+    assert load_settings().redis_url == url
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("interval_s", "inf"), ("memory_budget_mb", "inf"), ("redis_timeout_s", "nan")],
+)
+def test_non_finite_numbers_are_refused(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"AUTOSCALER_{name.upper()}", value)
+    with pytest.raises(SettingsError, match=f"{name}: .*finite"):
+        load_settings()

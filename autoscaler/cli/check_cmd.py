@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from autoscaler.annotations import error_annotations, workflow_command
-from autoscaler.cli.common import add_format, build_settings, fail_usage, print_json
+from autoscaler.cli.common import UsageError, add_format, build_settings, fail_usage, print_json
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
-from autoscaler.policy_loader import PolicyErrors, PolicySet, load_policies
+from autoscaler.policy_loader import PolicyError, PolicyErrors, PolicySet, load_policies
 from autoscaler.settings import Settings
 from autoscaler.table import render_table
 
@@ -29,31 +29,32 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = build_settings(args)
+    try:
+        settings = build_settings(args)
+    except UsageError as exc:
+        # CI reads stdout: every failure gets its answer there, as the policies' errors do.
+        if args.format == "json":
+            config = None if args.config is None else str(args.config)
+            entry = {"file": config, "line": None, "field": "(settings)", "problem": str(exc)}
+            print_json({"ok": False, "errors": [entry]})
+        elif args.format == "github":
+            print(workflow_command("error", str(exc), {"title": "autoscaler check"}))
+        raise
     directory: Path = args.directory or settings.policies_dir
     if not directory.is_dir():
+        problem = "not a directory"
         if args.format == "github":
-            message = f"{directory}: not a directory"
+            message = f"{directory}: {problem}"
             print(workflow_command("error", message, {"title": "autoscaler check"}))
-        return fail_usage(f"{directory}: not a directory")
+        elif args.format == "json":
+            missing = PolicyError(file=directory, field="(directory)", problem=problem)
+            print_json(_errors_json([missing]))
+        return fail_usage(f"{directory}: {problem}")
     try:
         policies = load_policies(directory, usable_memory_mb=settings.usable_memory_mb)
     except PolicyErrors as exc:
         if args.format == "json":
-            print_json(
-                {
-                    "ok": False,
-                    "errors": [
-                        {
-                            "file": str(e.file),
-                            "line": e.line,
-                            "field": e.field,
-                            "problem": e.problem,
-                        }
-                        for e in exc.errors
-                    ],
-                }
-            )
+            print_json(_errors_json(exc.errors))
         elif args.format == "github":
             # Annotations are workflow commands: the runner reads them from stdout.
             for line in error_annotations(exc.errors):
@@ -69,6 +70,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(summary_table(policies, settings))
     return EXIT_OK
+
+
+def _errors_json(errors: list[PolicyError]) -> dict[str, object]:
+    return {
+        "ok": False,
+        "errors": [
+            {"file": str(e.file), "line": e.line, "field": e.field, "problem": e.problem}
+            for e in errors
+        ],
+    }
 
 
 def summary_rows(policies: PolicySet) -> list[dict[str, object]]:
@@ -118,7 +129,8 @@ def summary_table(policies: PolicySet, settings: Settings) -> str:
     at_max = sum(p.memory_at_max_mb for p in policies.values())
     at_static = sum(p.static_processes * p.memory_per_worker_mb for p in policies.values())
     return (
-        f"{table}\n\n{len(policies)} pools valid. Memory: {at_min:.0f} MB at min, "
+        f"{table}\n\n{len(policies)} {'pool' if len(policies) == 1 else 'pools'} valid. "
+        f"Memory: {at_min:.0f} MB at min, "
         f"{at_static:.0f} MB at static, {at_max:.0f} MB at max; usable budget "
         f"{settings.usable_memory_mb:.0f} MB."
     )
