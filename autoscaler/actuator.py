@@ -21,9 +21,11 @@ supervisord down or refusing: a clear error, and the next attempts back off (nev
 
 from __future__ import annotations
 
+import re
 import time
 import xmlrpc.client
 from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
 
 from loguru import logger
 
@@ -63,6 +65,21 @@ from autoscaler.supervisor_rpc import (
 # processes the apply reads (a caller that finds them in the workers' logs then needs no
 # getAllProcessInfo of its own); None: unknown, the highest index goes first.
 BusySlots = Collection[str] | Callable[[list[ProcessInfo]], Collection[str]] | None
+
+
+# A slot section named in Supervisor's messages: "... in section 'program:mail-worker_00'".
+_SECTION = re.compile(r"program:([^'\"\]\s]+)")
+
+
+def with_policy_origin(message: str, policies: Mapping[str, Policy]) -> str:
+    """Supervisor names the generated section; say which policy file the operator must edit."""
+    match = _SECTION.search(message)
+    pool = pool_of_slot(policies, match.group(1)) if match is not None else None
+    if pool is None:
+        return message
+    files: Mapping[str, Path] = getattr(policies, "files", {})
+    where = files.get(pool, f"{pool}.toml")
+    return f"{message} [the slot is pool {pool}'s: fix `command` or [supervisor] in {where}]"
 
 
 class ApplyError(Exception):
@@ -200,6 +217,8 @@ class Actuator:
                 f"supervisord refused: {fault_name(fault.faultCode)}: {fault.faultString}"
             )
         if report.error is not None:
+            if not report.unreachable:
+                report.error = with_policy_origin(report.error, self.policies)
             report.retry_in_s = self.backoff.failed()
             if report.error != self._last_error:
                 logger.error(
@@ -295,7 +314,7 @@ class Actuator:
             try:
                 self.file.check(text)
             except SupervisorFileError as exc:
-                problem = str(exc)
+                problem = with_policy_origin(str(exc), self.policies)
         plan = ApplyPlan(
             path=str(self.file.path),
             old_text=old_text,

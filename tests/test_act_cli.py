@@ -160,6 +160,7 @@ def test_usage_errors_and_an_unreachable_supervisord(
     assert main(["scale", "mail", "2", "--policies", str(refused), "--format", "json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert "no/dir" in data["error"] and data["retry_in_s"] == 1.0
+    assert f"fix `command` or [supervisor] in {refused / 'mail.toml'}" in data["error"]
 
     monkeypatch.setenv("AUTOSCALER_SUPERVISOR_URL", f"unix://{tmp_path}/gone.sock")
     monkeypatch.setattr(scale_cmd, "RETRY_FOR_S", 0.3)
