@@ -342,7 +342,14 @@ class Actuator:
         except xmlrpc.client.Fault as fault:
             why = f"{fault_name(fault.faultCode)}: {' '.join(fault.faultString.split())}"
             if not wrote:
-                raise ApplyError(f"supervisord cannot reread its configuration ({why})") from None
+                # Pending: an earlier apply wrote the live file and never saw it reread (it
+                # timed out, or autoscaler stopped). Its refusal is that write's: roll it back.
+                previous = self.file.previous_version() if self.file.pending() else None
+                if previous is None or previous == new_text:
+                    raise ApplyError(
+                        f"supervisord cannot reread its configuration ({why})"
+                    ) from None
+                old_text = previous
         self.file.save_rejected(new_text)
         self.file.restore(old_text)
         logger.error(

@@ -209,6 +209,15 @@ class SupervisorFile:
         self._write_live(text)
         return True
 
+    def previous_version(self) -> str | None:
+        """The newest kept version before the live one (None: none kept)."""
+        try:
+            return self._backup(1).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise SupervisorFileError(f"{self._backup(1)}: cannot read: {exc}") from None
+
     def restore(self, text: str | None) -> None:
         """Put back a previous text (None: the file did not exist), without rotating."""
         if text is None:

@@ -225,11 +225,8 @@ def test_a_reload_failure_rolls_back_and_reloads_the_last_good_file(
     # 1. supervisord refuses our new file although our check (in our environment) passes:
     # %(ENV_X)s is set here but not in supervisord's environment.
     monkeypatch.setenv("ACT_ONLY_HERE", "1")
-    act.policies = {
-        "mail": policy.model_copy(
-            update={"command": policy.command + " --memory=%(ENV_ACT_ONLY_HERE)s"}
-        )
-    }
+    bad = policy.model_copy(update={"command": policy.command + " --memory=%(ENV_ACT_ONLY_HERE)s"})
+    act.policies = {"mail": bad}
     report = act.apply({"mail": 3})
     assert report.error is not None and report.rolled_back
     assert "CANT_REREAD" in report.error and "reloaded it" in report.error
@@ -251,6 +248,19 @@ def test_a_reload_failure_rolls_back_and_reloads_the_last_good_file(
     assert len(act.file.backup_paths()) == 1  # retries did not fill the versions
 
     (supervisord.include_dir / "broken.conf").unlink()
+
+    # 3. an earlier apply wrote the refused text and died (or its reread timed out) before
+    # supervisord said no: the next apply finds it pending, and rolls it back all the same.
+    act.policies = {"mail": bad}
+    act.file.write(act.plan({"mail": 3}).new_text)  # written, marked pending, never reread
+    assert act.file.pending() and "ENV_ACT_ONLY_HERE" in include.read_text()
+    clock.advance(10)
+    report = act.apply({"mail": 3})
+    assert report.error is not None and report.rolled_back
+    assert include.read_text() == good
+    assert pids(client, "mail-worker_") == workers
+
+    act.policies = {"mail": policy}
     clock.advance(10)
     converge(act, {"mail": 3})
     now = pids(client, "mail-worker_")
