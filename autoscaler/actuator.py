@@ -134,12 +134,13 @@ class Actuator:
     # -- reading ---------------------------------------------------------------------------
     def file_counts(self) -> dict[str, int]:
         """Slots per pool in the live file (what the last apply wanted): a restarted daemon
-        starts from these instead of the static counts."""
-        counts = dict.fromkeys(self.policies, 0)
+        starts from these instead of the static counts. Pools without a slot in the file
+        (autoscaler never ran them) are left out."""
+        counts: dict[str, int] = {}
         for name in section_names(self.file.read() or ""):
             pool = pool_of_slot(self.policies, name)
             if pool is not None:
-                counts[pool] += 1
+                counts[pool] = counts.get(pool, 0) + 1
         return counts
 
     def current_counts(self) -> dict[str, int]:

@@ -121,6 +121,9 @@ def _gather(
             previous = const.static_processes
         queues = obs.queues if obs is not None else None
         if obs is None or queues is None or workers is None or stale:
+            if not previous and name not in last_desired:
+                # Never decided, nothing of ours runs (a first start): the hand-picked count.
+                previous = const.static_processes
             why = _missing(obs, observation, stale=stale, age_s=age_s)
             ticks.append(_held(name, policy, const, obs=obs, previous=previous, why=why))
             continue

@@ -58,6 +58,16 @@ def test_held_count_respects_changed_bounds() -> None:
     assert plan.counts() == {"a": 4}
     plan, _ = decide(obs, policies, ControllerState(), now_s=1000.0, budget=BUDGET)
     assert plan.counts() == {"a": 3}  # nothing known at all: the static count
+    # A first start that sees no worker of ours and no queue: the static count, not min.
+    blind = observation(pool_obs("a", queues_known=False, running=0))
+    plan, _ = decide(blind, policies, ControllerState(), now_s=1000.0, budget=BUDGET)
+    assert plan.counts() == {"a": 3}
+    # Decided before (0 is a decision too, with min 0): kept.
+    zero = {"a": make_policy("a", min_processes=0, max_processes=4, static_processes=3)}
+    plan, _ = decide(
+        blind, zero, ControllerState(last_desired={"a": 0}), now_s=1000.0, budget=BUDGET
+    )
+    assert plan.counts() == {"a": 0}
 
 
 def test_static_strategy_and_decision_shape() -> None:
