@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from autoscaler.observation import Observation, PoolObservation, QueueSample
+from autoscaler.observe import QueueFlow
 from autoscaler.plan import Plan
 from autoscaler.policy import Policy
 
@@ -39,9 +40,14 @@ def throughput_per_min(pool: PoolObservation, interval_s: float) -> float | None
 
 
 def pool_rows(
-    observation: Observation, policies: Mapping[str, Policy], plan: Plan | None
+    observation: Observation,
+    policies: Mapping[str, Policy],
+    plan: Plan | None,
+    flows: Mapping[str, QueueFlow] | None = None,
 ) -> list[dict[str, Any]]:
-    """One JSON object per pool (the Status contract, plus detail)."""
+    """One JSON object per pool (the Status contract, plus detail); `flows` (the Observer's,
+    per queue) add each queue's own throughput and run times."""
+    flows = flows or {}
     rows = []
     for pool, policy in policies.items():
         obs = observation.pools.get(pool)
@@ -76,17 +82,22 @@ def pool_rows(
                 "busy_workers": work.busy_workers if work is not None else None,
                 "arrivals": _round(work.arrivals) if work is not None else None,
                 "work_source": work.source if work is not None else None,
-                "per_queue": [_queue_object(q) for q in obs.queues or ()],
+                "per_queue": [_queue_object(q, flows.get(q.queue)) for q in obs.queues or ()],
             }
         )
     return rows
 
 
 def table_rows(
-    observation: Observation, policies: Mapping[str, Policy], plan: Plan | None
+    observation: Observation,
+    policies: Mapping[str, Policy],
+    plan: Plan | None,
+    flows: Mapping[str, QueueFlow] | None = None,
 ) -> list[list[object]]:
     """Rows under TABLE_HEADERS: one per queue; a pool of several queues adds an `(all)` row
-    carrying the pool's totals and its throughput, workers and desired count."""
+    carrying the pool's totals and its throughput, workers and desired count (its queues'
+    rows show their own throughput and run time from `flows`)."""
+    flows = flows or {}
     rows: list[list[object]] = []
     for pool, policy in policies.items():
         obs = observation.pools.get(pool)
@@ -105,7 +116,8 @@ def table_rows(
         several = len(policy.queues) > 1
         for name, sample in zip(policy.queues, samples, strict=True):
             cells = _queue_cells(sample)
-            rows.append([pool, name, *cells, *(([None] * 4) if several else pool_cells)])
+            own = [*_flow_cells(flows.get(name)), None, None] if several else pool_cells
+            rows.append([pool, name, *cells, *own])
         if several:
             oldest = _oldest(obs.queues)
             totals: list[object] = (
@@ -157,7 +169,18 @@ def _queue_cells(sample: QueueSample | None) -> list[object]:
     ]
 
 
-def _queue_object(sample: QueueSample) -> dict[str, Any]:
+def _flow_cells(flow: QueueFlow | None) -> list[object]:
+    """done/min and mean run time of one queue of a pool with several."""
+    if flow is None or flow.interval_s <= 0:
+        return [None, None]
+    return [
+        _one_decimal(flow.completions * 60.0 / flow.interval_s),
+        _three_digits(flow.run_time_mean_s),
+    ]
+
+
+def _queue_object(sample: QueueSample, flow: QueueFlow | None) -> dict[str, Any]:
+    rate = flow.completions * 60.0 / flow.interval_s if flow and flow.interval_s > 0 else None
     return {
         "queue": sample.queue,
         "pending": sample.pending,
@@ -166,6 +189,11 @@ def _queue_object(sample: QueueSample) -> dict[str, Any]:
         "delayed_due": sample.delayed_due,
         "oldest_wait_s": _round(sample.oldest_wait_s),
         "oldest_wait_source": sample.oldest_wait_source,
+        "completions": _round(flow.completions) if flow is not None else None,
+        "failures": _round(flow.failures) if flow is not None else None,
+        "throughput_per_min": _round(rate),
+        "run_time_mean_s": _round(flow.run_time_mean_s) if flow is not None else None,
+        "run_time_p95_s": _round(flow.run_time_p95_s) if flow is not None else None,
     }
 
 

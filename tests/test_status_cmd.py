@@ -10,6 +10,10 @@ import pytest
 import redis
 
 from autoscaler.cli.main import main
+from autoscaler.observation import Observation, PoolObservation, QueueSample, WorkSample
+from autoscaler.observe import QueueFlow
+from autoscaler.policy_loader import load_policies
+from autoscaler.status_view import TABLE_HEADERS, pool_rows, table_rows
 from autoscaler.testing.laravel import later, make_payload, pop, push
 from autoscaler.testing.stack import RedisServer, Supervisord
 from tests.policy_helpers import write_policy
@@ -152,3 +156,36 @@ def test_bad_policies_are_a_usage_error(env: Path, capsys: pytest.CaptureFixture
     (env / "broken.toml").write_text("queues = [\n")
     assert main(["status"]) == 2
     assert "invalid policies" in capsys.readouterr().err
+
+
+def test_each_queue_of_a_multi_queue_pool_shows_its_own_throughput(env: Path) -> None:
+    """The view alone (a pure function of the observation and the Observer's flows)."""
+    policies = load_policies(env)
+    queues = tuple(
+        QueueSample(queue=q, pending=0, reserved=r, delayed=0, delayed_due=0,
+                    oldest_wait_s=None, oldest_wait_source="empty")
+        for q, r in (("high", 1), ("default", 3))
+    )  # fmt: skip
+    work = WorkSample(completions=8, failures=0, run_time_mean_s=1.5, run_time_p95_s=2.0,
+                      busy_workers=4.0, source="logs")  # fmt: skip
+    observation = Observation(
+        at_s=100.0,
+        interval_s=30.0,
+        pools={"default": PoolObservation(pool="default", queues=queues, work=work, workers=None)},
+    )
+    flows = {
+        "high": QueueFlow(queue="high", pool="default", interval_s=30.0, arrivals=2.0,
+                          completions=2.0, failures=0.0, run_times_s=[1.0, 1.0], source="logs"),
+        "default": QueueFlow(queue="default", pool="default", interval_s=30.0, arrivals=6.0,
+                             completions=6.0, failures=1.0, run_times_s=[1.0, 2.0, 3.0],
+                             source="logs"),
+    }  # fmt: skip
+    rows = {tuple(row[:2]): row for row in table_rows(observation, policies, None, flows)}
+    done, mean = TABLE_HEADERS.index("done/min"), TABLE_HEADERS.index("mean run s")
+    assert (rows[("default", "high")][done], rows[("default", "high")][mean]) == (4.0, 1.0)
+    assert (rows[("default", "default")][done], rows[("default", "default")][mean]) == (12.0, 2.0)
+    assert (rows[("default", "(all)")][done], rows[("default", "(all)")][mean]) == (16.0, 1.5)
+    (default,) = pool_rows(observation, policies, None, flows)
+    high, low = default["per_queue"]
+    assert (high["throughput_per_min"], high["completions"], high["failures"]) == (4.0, 2.0, 0.0)
+    assert (low["throughput_per_min"], low["run_time_mean_s"], low["failures"]) == (12.0, 2.0, 1.0)

@@ -135,7 +135,7 @@ def _show(
 ) -> None:
     plan = desired_plan(observation, policies, settings)
     if output == "json":
-        rows = pool_rows(observation, policies, plan)
+        rows = pool_rows(observation, policies, plan, observer.flows)
         if compact:
             print(json.dumps(rows, separators=(",", ":")))
         else:
@@ -146,7 +146,7 @@ def _show(
         return
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(observation.at_s))
     print(f"autoscaler status at {stamp} (prefix {settings.redis_prefix})")
-    print(render_table(TABLE_HEADERS, table_rows(observation, policies, plan)))
+    print(render_table(TABLE_HEADERS, table_rows(observation, policies, plan, observer.flows)))
     for line in notes(observation, observer.log_problems):
         print(f"  {line}")
 
