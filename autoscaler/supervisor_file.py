@@ -13,6 +13,7 @@ it is hidden and holds no `.conf` file), autoscaler keeps:
 - `reread-pending`: present from the moment a new file is written until supervisord has
   loaded it and every slot runs its configuration, so a restarted autoscaler finishes the job;
 - `apply.lock`: serialises applies (the daemon's tick and a manual `autoscaler scale`).
+- `daemon.lock`: the active daemon's (autoscaler/lock.py), not this module's.
 """
 
 from __future__ import annotations
