@@ -15,14 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-from autoscaler.comparison import SIMULATED_STRATEGIES, run_all
 from autoscaler.fileio import write_atomic
-from autoscaler.parallel import default_processes
-from autoscaler.policy_loader import load_policies
-from autoscaler.sim_report import build_report, render_markdown
-from autoscaler.sim_targets import check_targets
-from autoscaler.simulation import WorldSettings
-from autoscaler.trace import load_trace
+from autoscaler.policy.loader import load_policies
+from autoscaler.simulate.comparison import SIMULATED_STRATEGIES, run_all
+from autoscaler.simulate.engine import WorldSettings
+from autoscaler.simulate.parallel import default_processes
+from autoscaler.simulate.report import build_report, render_markdown
+from autoscaler.simulate.targets import check_targets
+from autoscaler.traces.loader import load_trace
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

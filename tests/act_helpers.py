@@ -8,12 +8,12 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from autoscaler import logtail
-from autoscaler.actuator import Actuator
-from autoscaler.apply_report import ApplyReport
-from autoscaler.policy import Policy
-from autoscaler.supervisor_file import SupervisorFile
-from autoscaler.supervisor_rpc import SupervisorClient
+from autoscaler.act.actuator import Actuator
+from autoscaler.act.apply_report import ApplyReport
+from autoscaler.observe import logtail
+from autoscaler.policy.model import Policy
+from autoscaler.supervisord.include_file import SupervisorFile
+from autoscaler.supervisord.rpc import SupervisorClient
 
 READ_ONLY = frozenset({"getAllProcessInfo", "getAllConfigInfo", "getState"})
 

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from autoscaler.observation import (
-    Observation,
-    PoolObservation,
-    QueueSample,
-    WorkerCounts,
-    WorkSample,
-)
-from autoscaler.policy import Policy
+from autoscaler.laravel.queue_sample import QueueSample
+from autoscaler.observe.observation import Observation, PoolObservation, WorkSample
+from autoscaler.policy.model import Policy
+from autoscaler.supervisord.slots import WorkerCounts
 
 BASE_POLICY: dict[str, Any] = {
     "queues": ["q"],

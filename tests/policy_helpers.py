@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from autoscaler.tomlfmt import toml_value
+from autoscaler.policy.tomlfmt import toml_value
 
 BASE: dict[str, Any] = {
     "queues": ["emails"],

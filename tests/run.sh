@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need
 # (redis-server from Debian when missing, the package with its test extra, supervisor
-# from PyPI), then lints, type-checks and runs pytest. Fails on the first failure.
+# from PyPI), then lints, type-checks, checks the import layers (import-linter) and runs
+# pytest. Fails on the first failure.
 # Extra arguments go to pytest, e.g. tests/run.sh -k policy
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,8 @@ echo "== ruff"
 "$PYTHON" -m ruff format --check .
 echo "== mypy (strict, autoscaler/)"
 "$PYTHON" -m mypy
+echo "== import-linter (imports flow one way through the packages, pyproject.toml)"
+"$(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')")/lint-imports"
 echo "== pytest"
 "$PYTHON" -m pytest "$@"
 if [ "$#" -eq 0 ]; then  # the whole suite only; a developer's `tests/run.sh -k x` skips it

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from autoscaler.policy_loader import PolicySet, load_policies
+from autoscaler.policy.loader import PolicySet, load_policies
 from tests.policy_helpers import write_policy
 
 

@@ -12,7 +12,7 @@ import redis
 from autoscaler.cli import scale_cmd
 from autoscaler.cli.actuation import busy_slots
 from autoscaler.cli.main import main
-from autoscaler.supervisor_rpc import SupervisorClient
+from autoscaler.supervisord.rpc import SupervisorClient
 from autoscaler.testing.laravel import make_payload, push
 from autoscaler.testing.stack import RedisServer, Supervisord
 from tests.act_helpers import pids, wait_for

@@ -14,9 +14,9 @@ import pytest
 import redis
 from loguru import logger
 
-from autoscaler.reconcile import Action, SlotChange
-from autoscaler.slot_calls import execute, is_unknown_name
-from autoscaler.supervisor_rpc import SupervisorClient
+from autoscaler.act.reconcile import Action, SlotChange
+from autoscaler.act.slot_calls import execute, is_unknown_name
+from autoscaler.supervisord.rpc import SupervisorClient
 from autoscaler.testing.laravel import QueueKeys, make_payload, push
 from autoscaler.testing.stack import RedisServer, Supervisord
 from tests.act_helpers import (

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from autoscaler.budget import allocate
+from autoscaler.decide.budget import allocate
 
 
 @dataclass

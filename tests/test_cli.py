@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.cli.main import build_parser, main, verb_modules
-from autoscaler.policy_loader import load_policies
+from autoscaler.policy.loader import load_policies
 from autoscaler.testing.stack import find_binary
 from tests.policy_helpers import write_policy
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.supervisor_rpc import SupervisorClient, SupervisorUnavailable
+from autoscaler.supervisord.rpc import SupervisorClient, SupervisorUnavailable
 from autoscaler.testing.sandbox import Sandbox, SandboxPool
 from autoscaler.testing.stack import free_port
 from tests.conftest import require_binary

@@ -15,22 +15,24 @@ from typing import ClassVar
 
 import pytest
 
-from autoscaler.alerts import Alert, Alerter, webhook_body
-from autoscaler.lock import ControllerLock
-from autoscaler.metrics import Metrics
-from autoscaler.observation import Observation, PoolObservation, QueueSample, WorkerCounts
-from autoscaler.outage import Outage
-from autoscaler.plan import Plan, PoolDecision
-from autoscaler.policy_watch import PolicyWatcher
+from autoscaler.daemon.alerts import Alert, Alerter, webhook_body
+from autoscaler.daemon.lock import ControllerLock
+from autoscaler.daemon.metrics import Metrics
+from autoscaler.daemon.outage import Outage
+from autoscaler.daemon.ticker import Ticker
+from autoscaler.decide.plan import Plan, PoolDecision
+from autoscaler.laravel.queue_sample import QueueSample
+from autoscaler.observe.observation import Observation, PoolObservation
+from autoscaler.policy.watch import PolicyWatcher
+from autoscaler.supervisord.slots import WorkerCounts
 from autoscaler.testing.stack import free_port
-from autoscaler.ticker import Ticker
 from tests.policy_helpers import write_policy
 
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
 from typing import ClassVar
-from autoscaler.lock import ControllerLock
+from autoscaler.daemon.lock import ControllerLock
 lock = ControllerLock(state_dir=Path(sys.argv[1]))
 print("held" if lock.acquire() else "busy", flush=True)
 time.sleep(60)

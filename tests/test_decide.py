@@ -9,11 +9,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autoscaler.decide import decide
-from autoscaler.observation import Observation, PoolObservation
-from autoscaler.plan import ControllerState, MemoryBudget, Plan, PoolDecision
-from autoscaler.policy import STRATEGY_NAMES, Policy
-from autoscaler.policy_loader import PolicySet
+from autoscaler.decide.core import decide
+from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan, PoolDecision
+from autoscaler.observe.observation import Observation, PoolObservation
+from autoscaler.policy.loader import PolicySet
+from autoscaler.policy.model import STRATEGY_NAMES, Policy
 from tests.decide_helpers import make_policy, observation, pool_obs
 
 BUDGET = MemoryBudget(budget_mb=1e6)

@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from autoscaler.cli.main import main
-from autoscaler.discovery import discover, split_key
-from autoscaler.policy_loader import load_policies
+from autoscaler.laravel.discovery import discover, split_key
+from autoscaler.policy.loader import load_policies
 from autoscaler.testing.laravel import later, make_payload, pop, push
 from autoscaler.testing.stack import RedisServer
 from tests.policy_helpers import write_policy

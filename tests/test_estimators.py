@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from autoscaler import estimators as est
+from autoscaler.observe import estimators as est
 
 
 def test_arrivals_flow_balance() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from autoscaler.logtail import MAX_LINE_BYTES, LogTail, SlotLog, busy_slots, slot_in_flight
-from autoscaler.supervisor_rpc import ProcessInfo
+from autoscaler.observe.logtail import MAX_LINE_BYTES, LogTail, SlotLog, busy_slots, slot_in_flight
+from autoscaler.supervisord.rpc import ProcessInfo
 
 RUN = "  2023-06-01 10:00:00 App\\Jobs\\SendMail .............................. RUNNING\n"
 DONE = "  2023-06-01 10:00:00 App\\Jobs\\SendMail ......................... 12.34ms DONE\n"

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from autoscaler.meminfo import memory_available_mb
-from autoscaler.observe import Observer, expand_logfile
-from autoscaler.policy_loader import PolicySet, load_policies
-from autoscaler.sampler import connect_redis
-from autoscaler.supervisor_rpc import SupervisorClient
+from autoscaler.laravel.sampler import connect_redis
+from autoscaler.observe.meminfo import memory_available_mb
+from autoscaler.observe.observer import Observer, expand_logfile
+from autoscaler.policy.loader import PolicySet, load_policies
+from autoscaler.supervisord.rpc import SupervisorClient
 from autoscaler.testing.laravel import later, make_payload, pop, push
 from autoscaler.testing.stack import RedisServer, Supervisord
 from tests.policy_helpers import write_policy

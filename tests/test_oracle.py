@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoscaler.observation import Observation
-from autoscaler.oracle import OracleController
-from autoscaler.policy_loader import PolicySet
-from autoscaler.simulation import SimulationResult, World, WorldSettings, simulate
-from autoscaler.trace import Trace, parse_trace
+from autoscaler.observe.observation import Observation
+from autoscaler.policy.loader import PolicySet
+from autoscaler.simulate.engine import SimulationResult, World, WorldSettings, simulate
+from autoscaler.simulate.oracle import OracleController
+from autoscaler.traces.loader import Trace, parse_trace
 from tests.sim_helpers import policy_set
 
 SETTINGS = WorldSettings(interval_s=5.0, startup_s=1.0, memory_budget_mb=100_000.0)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.policy_loader import PolicyErrors, find_line, load_policies
+from autoscaler.policy.loader import PolicyErrors, find_line, load_policies
 from tests.policy_helpers import write_policy
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autoscaler.policy_loader import PolicyErrors, parse_policy
+from autoscaler.policy.loader import PolicyErrors, parse_policy
 from tests.policy_helpers import BASE, to_toml
 
 FIELDS = [*BASE, "strategy", "supervisor", "expected_run_time_s", "unknown"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.policy import Policy
-from autoscaler.policy_diff import trace_labels
-from autoscaler.policy_fields import changed_fields
-from autoscaler.policy_verdict import (
+from autoscaler.policy.fields import changed_fields
+from autoscaler.policy.model import Policy
+from autoscaler.review.diff import trace_labels
+from autoscaler.review.verdict import (
     PoolMetrics,
     Yardstick,
     compare_cost,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autoscaler import queueing as q
+from autoscaler.decide import queueing as q
 
 
 def erlang_c_closed_form(servers: int, load: float) -> float:

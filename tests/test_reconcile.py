@@ -6,15 +6,15 @@ from collections.abc import Collection, Mapping
 
 import pytest
 
-from autoscaler.policy import Policy
-from autoscaler.reconcile import (
+from autoscaler.act.reconcile import (
     Slot,
     choose_layout,
     our_slots,
     predicted_changes,
     slot_changes,
 )
-from autoscaler.supervisor_rpc import ProcessInfo
+from autoscaler.policy.model import Policy
+from autoscaler.supervisord.rpc import ProcessInfo
 from tests.act_helpers import make_policy
 
 STATES = {"STOPPED": 0, "STARTING": 10, "RUNNING": 20, "BACKOFF": 30, "STOPPING": 40}

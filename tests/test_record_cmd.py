@@ -18,9 +18,9 @@ import redis
 from autoscaler.cli.common import UsageError
 from autoscaler.cli.main import main
 from autoscaler.cli.record_cmd import _header, parse_duration_s
-from autoscaler.observe import QueueFlow
-from autoscaler.policy_loader import load_policies
-from autoscaler.recorder import TraceRecorder
+from autoscaler.observe.observer import QueueFlow
+from autoscaler.observe.recorder import TraceRecorder
+from autoscaler.policy.loader import load_policies
 from autoscaler.settings import load_settings
 from autoscaler.testing.laravel import later, make_payload
 from autoscaler.testing.stack import RedisServer, Supervisord

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.policy_loader import load_policies
-from autoscaler.render import HEADER, SLOT_KEYS, contiguous, render, render_slot
-from autoscaler.supervisor_file import check_text
+from autoscaler.policy.loader import load_policies
+from autoscaler.supervisord.include_file import check_text
+from autoscaler.supervisord.render import HEADER, SLOT_KEYS, contiguous, render, render_slot
 from tests.act_helpers import make_policy
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 import yaml
 
-from autoscaler.annotations import (
+from autoscaler.cli.main import main
+from autoscaler.policy.loader import PolicyError
+from autoscaler.review.annotations import (
     annotation_path,
     error_annotations,
     escape_data,
     escape_property,
     workflow_command,
 )
-from autoscaler.cli.main import main
-from autoscaler.policy_loader import PolicyError
 from tests.policy_helpers import write_policy
 from tests.review_helpers import BASE_POOLS, GIT_ENV, GitRepo, day_trace, require_git, write_pools
 

@@ -7,9 +7,9 @@ import json
 import pytest
 import redis
 
-from autoscaler.headjob import HeadJobAges
-from autoscaler.observation import PoolObservation
-from autoscaler.sampler import COMMANDS_PER_QUEUE, QueueSampler, connect_redis
+from autoscaler.laravel.headjob import HeadJobAges
+from autoscaler.laravel.sampler import COMMANDS_PER_QUEUE, QueueSampler, connect_redis
+from autoscaler.observe.observation import PoolObservation
 from autoscaler.testing.laravel import later, make_payload, pop, push
 from autoscaler.testing.roundtrips import counting_client
 from autoscaler.testing.stack import RedisServer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autoscaler.sim_targets import check_targets
+from autoscaler.simulate.targets import check_targets
 
 
 def strategy(ws: float, pools: dict[str, tuple[float, bool]], jobs: int = 100) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-import autoscaler.simulation
+import autoscaler.simulate.engine
 from autoscaler.cli.main import main
-from autoscaler.comparison import SIMULATED_STRATEGIES
+from autoscaler.simulate.comparison import SIMULATED_STRATEGIES
 from tests.sim_helpers import policy_set
 
 POOL_KEYS = {
@@ -139,13 +139,13 @@ def test_every_strategy_but_the_oracle_goes_through_decide(
 ) -> None:
     trace, policies = small
     seen: list[str] = []
-    real = autoscaler.simulation.decide
+    real = autoscaler.simulate.engine.decide
 
     def spy(observation: Any, policies: Any, state: Any, **kwargs: Any) -> Any:
         seen.append(next(iter(policies.values())).strategy.name)
         return real(observation, policies, state, **kwargs)
 
-    monkeypatch.setattr(autoscaler.simulation, "decide", spy)
+    monkeypatch.setattr(autoscaler.simulate.engine, "decide", spy)
     code, _, _ = simulate(capsys, str(trace), "--policies", str(policies), "--jobs", "1")
     assert code == 0
     assert set(seen) == {"slo", "static", "horizon", "hpa", "step"}
@@ -321,7 +321,7 @@ def test_plot_draws_a_png(
 
 def test_the_world_defaults_are_the_settings_defaults() -> None:
     from autoscaler.settings import Settings
-    from autoscaler.simulation import WorldSettings
+    from autoscaler.simulate.engine import WorldSettings
 
     fields = Settings.model_fields
     world = WorldSettings()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autoscaler.policy_loader import load_policies
-from autoscaler.slots import parse_slot, slot_logfile, slot_name, worker_counts
-from autoscaler.supervisor_rpc import ProcessInfo
+from autoscaler.policy.loader import load_policies
+from autoscaler.supervisord.rpc import ProcessInfo
+from autoscaler.supervisord.slots import parse_slot, slot_logfile, slot_name, worker_counts
 
 REPO = Path(__file__).resolve().parent.parent
 

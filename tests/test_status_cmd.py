@@ -10,10 +10,11 @@ import pytest
 import redis
 
 from autoscaler.cli.main import main
-from autoscaler.observation import Observation, PoolObservation, QueueSample, WorkSample
-from autoscaler.observe import QueueFlow
-from autoscaler.policy_loader import load_policies
-from autoscaler.status_view import TABLE_HEADERS, pool_rows, table_rows
+from autoscaler.cli.status_view import TABLE_HEADERS, pool_rows, table_rows
+from autoscaler.laravel.queue_sample import QueueSample
+from autoscaler.observe.observation import Observation, PoolObservation, WorkSample
+from autoscaler.observe.observer import QueueFlow
+from autoscaler.policy.loader import load_policies
 from autoscaler.testing.laravel import later, make_payload, pop, push
 from autoscaler.testing.stack import RedisServer, Supervisord
 from tests.policy_helpers import write_policy

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.decide import decide
-from autoscaler.plan import ControllerState, MemoryBudget
-from autoscaler.strategies.horizon import (
+from autoscaler.decide.core import decide
+from autoscaler.decide.plan import ControllerState, MemoryBudget
+from autoscaler.decide.strategies.horizon import (
     HorizonPool,
     horizon_balance,
     horizon_scale_pool,

@@ -6,16 +6,16 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from autoscaler.decide import decide
-from autoscaler.plan import ControllerState, MemoryBudget
-from autoscaler.policy import HpaKnobs, HpaPolicyRule
-from autoscaler.strategies.hpa import (
+from autoscaler.decide.core import decide
+from autoscaler.decide.plan import ControllerState, MemoryBudget
+from autoscaler.decide.strategies.hpa import (
     average_value_replicas,
     rate_limit,
     scale_down_limit,
     scale_up_limit,
     stabilize,
 )
+from autoscaler.policy.model import HpaKnobs, HpaPolicyRule
 from tests.decide_helpers import make_policy, observation, pool_obs
 
 

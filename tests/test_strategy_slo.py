@@ -10,11 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.decide import decide
-from autoscaler.plan import ControllerState, MemoryBudget, Plan
-from autoscaler.policy import Policy
-from autoscaler.queueing import erlang_c_servers, staffing_rule
-from autoscaler.strategies.slo import (
+from autoscaler.decide.core import decide
+from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan
+from autoscaler.decide.queueing import erlang_c_servers, staffing_rule
+from autoscaler.decide.strategies.slo import (
     SERVICE_HALF_LIFE_JOBS,
     TABLE_MAX,
     estimate_service_s,
@@ -23,6 +22,7 @@ from autoscaler.strategies.slo import (
     slide,
     steady_cell,
 )
+from autoscaler.policy.model import Policy
 from tests.decide_helpers import make_policy, observation, pool_obs
 
 BUDGET = MemoryBudget(budget_mb=1e6)

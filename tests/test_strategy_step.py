@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from autoscaler.decide import decide
-from autoscaler.plan import ControllerState, MemoryBudget
-from autoscaler.strategies.step import StepMemory, band, step_decision
+from autoscaler.decide.core import decide
+from autoscaler.decide.plan import ControllerState, MemoryBudget
+from autoscaler.decide.strategies.step import StepMemory, band, step_decision
 from tests.decide_helpers import make_policy, observation, pool_obs
 
 FRESH = StepMemory(last_up_s=None, calm_since_s=None)

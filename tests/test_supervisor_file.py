@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.render import render
-from autoscaler.supervisor_file import (
+from autoscaler.supervisord.include_file import (
     SupervisorFile,
     SupervisorFileError,
     check_text,
     default_state_dir,
     sections_of,
 )
+from autoscaler.supervisord.render import render
 from tests.act_helpers import make_policy
 
 GOOD = "[program:w_00]\ncommand=/bin/sleep 100\nnumprocs=1\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.supervisor_rpc import SupervisorClient, SupervisorUnavailable
+from autoscaler.supervisord.rpc import SupervisorClient, SupervisorUnavailable
 from autoscaler.testing.stack import Supervisord
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.logtail import QueueWork, SlotWork
-from autoscaler.observation import QueueSample
-from autoscaler.throughput import (
+from autoscaler.laravel.queue_sample import QueueSample
+from autoscaler.observe.logtail import QueueWork, SlotWork
+from autoscaler.observe.throughput import (
     attribute_to_queues,
     little_completions,
     queued,

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoscaler.policy_loader import PolicySet
-from autoscaler.trace import TraceError, bucket_width_s, load_trace, parse_trace
+from autoscaler.policy.loader import PolicySet
+from autoscaler.traces.loader import TraceError, bucket_width_s, load_trace, parse_trace
 from tests.sim_helpers import policy_set
 
 

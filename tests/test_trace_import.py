@@ -12,15 +12,15 @@ import pytest
 
 from autoscaler.bundled import DEFAULT_TRACE_NAME, default_trace_path, seed_policies_dir
 from autoscaler.cli.main import main
-from autoscaler.policy_loader import PolicySet, load_policies
-from autoscaler.scenarios import SCENARIOS, generate
-from autoscaler.trace import load_trace, parse_trace
-from autoscaler.trace_import import (
+from autoscaler.policy.loader import PolicySet, load_policies
+from autoscaler.traces.convert import (
     TraceImportError,
     import_azure_llm,
     import_nasa_http,
     import_swf,
 )
+from autoscaler.traces.loader import load_trace, parse_trace
+from autoscaler.traces.scenarios import SCENARIOS, generate
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -175,8 +175,8 @@ def test_every_bundled_trace_loads_and_says_where_it_came_from(seed: PolicySet) 
 
 def test_a_recorded_trace_replays(seed: PolicySet) -> None:
     """`autoscaler record` writes rate traces; the simulator reads them."""
-    from autoscaler.observe import QueueFlow
-    from autoscaler.recorder import TraceRecorder
+    from autoscaler.observe.observer import QueueFlow
+    from autoscaler.observe.recorder import TraceRecorder
 
     recorder = TraceRecorder(policies=seed, started_at_s=1000.0)
     for tick in range(1, 5):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from autoscaler.cli.main import main
-from autoscaler.policy_loader import load_policies
-from autoscaler.tuning import Setting, bound_candidates, searched_knobs
+from autoscaler.policy.loader import load_policies
+from autoscaler.simulate.tuning import Setting, bound_candidates, searched_knobs
 from tests.sim_helpers import policy_set, write_pool
 
 

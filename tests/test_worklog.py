@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from autoscaler import worklog
+from autoscaler.laravel import worklog
 from autoscaler.testing.laravel import PoppedJob, make_payload
 from autoscaler.testing.worker import LOG_FORMATS, LogWriter, format_run_time
 

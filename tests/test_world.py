@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoscaler.observation import Observation
-from autoscaler.policy_loader import PolicySet
-from autoscaler.simulation import (
+from autoscaler.observe.observation import Observation
+from autoscaler.policy.loader import PolicySet
+from autoscaler.simulate.engine import (
     Controller,
     DecideController,
     SimulationResult,
@@ -19,7 +19,7 @@ from autoscaler.simulation import (
     WorldSettings,
     simulate,
 )
-from autoscaler.trace import Trace, parse_trace
+from autoscaler.traces.loader import Trace, parse_trace
 from tests.sim_helpers import policy_set
 
 
@@ -264,18 +264,14 @@ def test_scale_down_stops_idle_workers_first(one_pool: Callable[..., PolicySet])
 
 
 def test_the_fast_builders_make_what_the_constructors_make() -> None:
-    from autoscaler import obs_builders
-    from autoscaler.observation import (
-        Observation,
-        PoolObservation,
-        QueueSample,
-        WorkerCounts,
-        WorkSample,
-    )
+    from autoscaler.laravel.queue_sample import QueueSample
+    from autoscaler.observe.observation import Observation, PoolObservation, WorkSample
+    from autoscaler.simulate import obs_builders
+    from autoscaler.supervisord.slots import WorkerCounts
 
     assert obs_builders.FAST, (
-        "observation.py changed: teach autoscaler/obs_builders.py the new fields (until then "
-        "the simulator falls back to the slower constructors)"
+        "observation.py changed: teach autoscaler/simulate/obs_builders.py the new fields "
+        "(until then the simulator falls back to the slower constructors)"
     )
     sample = obs_builders.queue_sample("q", 2, 1, 3.5, "createdAt")
     assert sample == QueueSample(

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from loguru import logger
 
-from autoscaler import logtail
-from autoscaler.actuator import Actuator
+from autoscaler.act.actuator import Actuator
+from autoscaler.act.reconcile import SlotChange
 from autoscaler.cli.common import UsageError, build_settings, load_cli_policies
-from autoscaler.policy import Policy
-from autoscaler.policy_loader import PolicySet
-from autoscaler.reconcile import SlotChange
+from autoscaler.observe import logtail
+from autoscaler.policy.loader import PolicySet
+from autoscaler.policy.model import Policy
 from autoscaler.settings import Settings
-from autoscaler.supervisor_rpc import ProcessInfo
+from autoscaler.supervisord.rpc import ProcessInfo
 from autoscaler.table import render_table
 
 

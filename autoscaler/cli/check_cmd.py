@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from autoscaler.annotations import error_annotations, workflow_command
 from autoscaler.cli.common import UsageError, add_format, build_settings, fail_usage, print_json
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
-from autoscaler.policy_loader import PolicyError, PolicyErrors, PolicySet, load_policies
+from autoscaler.policy.loader import PolicyError, PolicyErrors, PolicySet, load_policies
+from autoscaler.review.annotations import error_annotations, workflow_command
 from autoscaler.settings import Settings
 from autoscaler.table import render_table
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.constants import EXIT_USAGE
-from autoscaler.policy_loader import PolicyErrors, PolicySet, load_policies
+from autoscaler.policy.loader import PolicyErrors, PolicySet, load_policies
 from autoscaler.settings import Settings, SettingsError, load_settings
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from autoscaler.cli.common import UsageError
-from autoscaler.demo import run_demo
+from autoscaler.daemon.demo import run_demo
 from autoscaler.testing.stack import StackError
 
 

@@ -13,8 +13,8 @@ from autoscaler.cli.simulate_cmd import (
     processes,
     world_settings,
 )
-from autoscaler.policy_diff import DiffError, compare_policies
-from autoscaler.review_report import render_markdown
+from autoscaler.review.diff import DiffError, compare_policies
+from autoscaler.review.report import render_markdown
 
 
 def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -9,8 +9,12 @@ from pathlib import Path
 from autoscaler.cli.common import fail_usage
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
 from autoscaler.fileio import write_atomic
-from autoscaler.importer import SupervisorImportError, import_supervisor_config, render_policy
-from autoscaler.policy_loader import PolicyErrors, parse_policy
+from autoscaler.policy.importer import (
+    SupervisorImportError,
+    import_supervisor_config,
+    render_policy,
+)
+from autoscaler.policy.loader import PolicyErrors, parse_policy
 
 
 def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

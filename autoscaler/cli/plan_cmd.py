@@ -16,8 +16,8 @@ from autoscaler.cli.actuation import (
 )
 from autoscaler.cli.common import UsageError, add_format, print_json
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
-from autoscaler.supervisor_file import SupervisorFileError
-from autoscaler.supervisor_rpc import SupervisorUnavailable
+from autoscaler.supervisord.include_file import SupervisorFileError
+from autoscaler.supervisord.rpc import SupervisorUnavailable
 
 
 def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -15,8 +15,8 @@ from types import FrameType
 
 from autoscaler.cli.common import UsageError, build_settings, load_cli_policies
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
-from autoscaler.observe import Observer
-from autoscaler.recorder import TraceRecorder
+from autoscaler.observe.observer import Observer
+from autoscaler.observe.recorder import TraceRecorder
 from autoscaler.settings import Settings, mask_url
 
 CHECKPOINT_S = 60.0  # rewrite the file this often, so a crash loses at most a minute

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from autoscaler.cli.common import build_settings
 from autoscaler.constants import EXIT_FAILED
-from autoscaler.daemon import Daemon
-from autoscaler.logsetup import configure_logging
-from autoscaler.policy_loader import PolicyErrors
+from autoscaler.daemon.lifecycle import Daemon
+from autoscaler.daemon.logsetup import configure_logging
+from autoscaler.policy.loader import PolicyErrors
 
 
 def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

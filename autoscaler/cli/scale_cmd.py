@@ -8,7 +8,8 @@ import argparse
 import sys
 import time
 
-from autoscaler.apply_report import ApplyReport, change_json
+from autoscaler.act.apply_report import ApplyReport, change_json
+from autoscaler.act.reconcile import SlotChange
 from autoscaler.cli.actuation import (
     add_policies_option,
     build_actuator,
@@ -19,7 +20,6 @@ from autoscaler.cli.actuation import (
 )
 from autoscaler.cli.common import UsageError, add_format, print_json
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
-from autoscaler.reconcile import SlotChange
 
 RETRY_FOR_S = 10.0  # keep retrying an unreachable supervisord this long (with backoff)
 POLL_S = 1.0

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from autoscaler.bundled import DEFAULT_TRACE_NAME, default_trace_path, seed_policies_dir
 from autoscaler.cli.common import UsageError, add_format, build_settings, print_json
-from autoscaler.comparison import SIMULATED_STRATEGIES, run_all
 from autoscaler.constants import EXIT_OK
-from autoscaler.parallel import default_processes
-from autoscaler.policy_loader import PolicyErrors, PolicySet, load_policies
+from autoscaler.policy.loader import PolicyErrors, PolicySet, load_policies
 from autoscaler.settings import Settings
-from autoscaler.sim_report import build_report, render_markdown, render_text
-from autoscaler.simulation import WorldSettings
-from autoscaler.trace import Trace, TraceError, load_trace
+from autoscaler.simulate.comparison import SIMULATED_STRATEGIES, run_all
+from autoscaler.simulate.engine import WorldSettings
+from autoscaler.simulate.parallel import default_processes
+from autoscaler.simulate.report import build_report, render_markdown, render_text
+from autoscaler.traces.loader import Trace, TraceError, load_trace
 
 
 def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     names = list(dict.fromkeys(args.strategy or SIMULATED_STRATEGIES))
     jobs = processes(args)
     if args.plot is not None:
-        from autoscaler.sim_plot import PlotUnavailable, check_plotting
+        from autoscaler.simulate.plot import PlotUnavailable, check_plotting
 
         try:
             check_plotting()
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render_text(report))
     if args.plot is not None:
-        from autoscaler.sim_plot import plot_results
+        from autoscaler.simulate.plot import plot_results
 
         plot_results(results, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)

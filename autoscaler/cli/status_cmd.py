@@ -21,17 +21,17 @@ from autoscaler.cli.common import (
     load_cli_policies,
     print_json,
 )
+from autoscaler.cli.status_view import TABLE_HEADERS, notes, pool_rows, table_rows
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
-from autoscaler.decide import decide
-from autoscaler.discovery import Discovery, discover
-from autoscaler.observation import Observation
-from autoscaler.observe import Observer
-from autoscaler.plan import ControllerState, MemoryBudget, Plan
-from autoscaler.policy import Policy
-from autoscaler.policy_loader import PolicySet
-from autoscaler.sampler import connect_redis, describe_redis_error
+from autoscaler.decide.core import decide
+from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan
+from autoscaler.laravel.discovery import Discovery, discover
+from autoscaler.laravel.sampler import connect_redis, describe_redis_error
+from autoscaler.observe.observation import Observation
+from autoscaler.observe.observer import Observer
+from autoscaler.policy.loader import PolicySet
+from autoscaler.policy.model import Policy
 from autoscaler.settings import Settings
-from autoscaler.status_view import TABLE_HEADERS, notes, pool_rows, table_rows
 from autoscaler.table import render_table
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"

@@ -14,19 +14,19 @@ from autoscaler.bundled import seed_policies_dir
 from autoscaler.cli.common import UsageError, add_format, print_json
 from autoscaler.cli.simulate_cmd import load_policy_dir
 from autoscaler.constants import EXIT_OK
-from autoscaler.policy import Policy
-from autoscaler.policy_loader import PolicySet
-from autoscaler.scenarios import DEFAULT_SEED, SCENARIOS, generate
+from autoscaler.policy.loader import PolicySet
+from autoscaler.policy.model import Policy
 from autoscaler.table import render_table
-from autoscaler.trace import Trace, TraceError, load_trace, parse_trace
-from autoscaler.trace_import import (
+from autoscaler.traces.convert import (
     DEFAULT_IMPORT_SEED,
     TraceImportError,
     import_azure_llm,
     import_nasa_http,
     import_swf,
 )
-from autoscaler.trace_writer import JobRows, RateRows, write_trace
+from autoscaler.traces.loader import Trace, TraceError, load_trace, parse_trace
+from autoscaler.traces.scenarios import DEFAULT_SEED, SCENARIOS, generate
+from autoscaler.traces.writer import JobRows, RateRows, write_trace
 
 NASA_SHARES = {
     "card_query": 0.4,

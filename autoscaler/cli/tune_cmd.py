@@ -15,7 +15,7 @@ from autoscaler.cli.simulate_cmd import (
     world_settings,
 )
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
-from autoscaler.tuning import Outcome, policy_lines, searched_knobs, tune
+from autoscaler.simulate.tuning import Outcome, policy_lines, searched_knobs, tune
 
 
 def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -16,10 +16,10 @@ from typing import Any
 
 from redis import Redis
 
+from autoscaler.policy.tomlfmt import toml_value
 from autoscaler.settings import Settings, load_settings
 from autoscaler.testing.laravel import make_payload, push
 from autoscaler.testing.stack import RedisServer, Supervisord
-from autoscaler.tomlfmt import toml_value
 
 PREFIX = "laravel_database_"
 

@@ -27,10 +27,10 @@ from pathlib import Path
 
 from loguru import logger
 
-from autoscaler.actuator import Actuator
-from autoscaler.policy import Policy
-from autoscaler.supervisor_file import SupervisorFile
-from autoscaler.supervisor_rpc import SupervisorClient
+from autoscaler.act.actuator import Actuator
+from autoscaler.policy.model import Policy
+from autoscaler.supervisord.include_file import SupervisorFile
+from autoscaler.supervisord.rpc import SupervisorClient
 from autoscaler.testing.laravel import QueueKeys, make_payload, push
 from autoscaler.testing.stack import RedisServer, Supervisord, find_binary
 

@@ -15,17 +15,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from autoscaler.decide import decide  # noqa: E402
-from autoscaler.observation import (  # noqa: E402
-    Observation,
-    PoolObservation,
-    QueueSample,
-    WorkerCounts,
-    WorkSample,
-)
-from autoscaler.plan import ControllerState, MemoryBudget  # noqa: E402
-from autoscaler.policy import Policy, StrategyName  # noqa: E402
-from autoscaler.policy_loader import PolicySet, load_policies  # noqa: E402
+from autoscaler.decide.core import decide  # noqa: E402
+from autoscaler.decide.plan import ControllerState, MemoryBudget  # noqa: E402
+from autoscaler.laravel.queue_sample import QueueSample  # noqa: E402
+from autoscaler.observe.observation import Observation, PoolObservation, WorkSample  # noqa: E402
+from autoscaler.policy.loader import PolicySet, load_policies  # noqa: E402
+from autoscaler.policy.model import Policy, StrategyName  # noqa: E402
+from autoscaler.supervisord.slots import WorkerCounts  # noqa: E402
 
 INTERVAL_S = 5.0
 CALLS = 2000

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from autoscaler.sampler import COMMANDS_PER_QUEUE, QueueKeys, QueueSampler
+from autoscaler.laravel.sampler import COMMANDS_PER_QUEUE, QueueKeys, QueueSampler
 from autoscaler.testing.laravel import later, make_payload, pop, push
 from autoscaler.testing.roundtrips import counting_client
 from autoscaler.testing.stack import RedisServer

@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from autoscaler.bundled import seed_policies_dir
-from autoscaler.observation import Observation
-from autoscaler.policy import STRATEGY_NAMES
-from autoscaler.policy_loader import load_policies
-from autoscaler.scenarios import SEED_QUEUES
-from autoscaler.simulation import DecideController, World, WorldSettings, simulate
-from autoscaler.trace import load_trace
+from autoscaler.observe.observation import Observation
+from autoscaler.policy.loader import load_policies
+from autoscaler.policy.model import STRATEGY_NAMES
+from autoscaler.simulate.engine import DecideController, World, WorldSettings, simulate
+from autoscaler.traces.loader import load_trace
+from autoscaler.traces.scenarios import SEED_QUEUES
 
 DAYS = 7
 SEED = 7

@@ -1,0 +1,402 @@
+"""Apply worker counts to Supervisor: `supervisorctl update` over XML-RPC, without blocking
+and without restarting the slots that stay.
+
+Level-based and idempotent: every apply compares what is wanted with what the file says and
+what supervisord runs, and changes only the difference. A converged system costs one read
+(getAllProcessInfo): no write, no reread, no state-changing call. The actuator decides
+nothing: counts come from `decide` or from the operator.
+
+One apply:
+1. read the running processes and the live file; choose the slots (reconcile.choose_layout);
+2. render the file; refuse it if Supervisor's parser would (it never reaches the live file);
+   write it atomically if it differs, keeping the previous version;
+3. reread (reloadConfig) when the file was written or an earlier reread is unfinished; if
+   supervisord refuses, roll the file back, reread again, report;
+4. in one round trip (system.multicall): remove drained slots, add new ones, stop dropped
+   ones (SIGTERM, the job finishes; removed on a later apply once stopped), start slots that
+   stopped outside autoscaler or went FATAL (with a retry backoff), replace changed slots;
+5. report what was done, what drains, and what needs an operator (FATAL, BACKOFF, stuck).
+supervisord down or refusing: a clear error, and the next attempts back off (never a crash).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import xmlrpc.client
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+
+from loguru import logger
+
+from autoscaler.act.apply_report import ApplyPlan, ApplyReport, SlotProblem
+from autoscaler.act.reconcile import (
+    Layout,
+    Slot,
+    SlotChange,
+    choose_layout,
+    our_slots,
+    pool_members,
+    pool_of_slot,
+    predicted_changes,
+    slot_changes,
+)
+from autoscaler.act.slot_calls import execute, is_unknown_name
+from autoscaler.act.slot_watch import SlotWatch
+from autoscaler.backoff import Backoff
+from autoscaler.policy.model import Policy
+from autoscaler.settings import Settings
+from autoscaler.supervisord.include_file import (
+    SupervisorFile,
+    SupervisorFileError,
+    section_names,
+    sections_of,
+)
+from autoscaler.supervisord.render import render
+from autoscaler.supervisord.rpc import (
+    ProcessInfo,
+    SupervisorClient,
+    SupervisorUnavailable,
+    fault_name,
+)
+from autoscaler.supervisord.slots import slot_name
+
+# Slots with a job in flight, stopped last on scale-down: their names, or a function of the
+# processes the apply reads (a caller that finds them in the workers' logs then needs no
+# getAllProcessInfo of its own); None: unknown, the highest index goes first.
+BusySlots = Collection[str] | Callable[[list[ProcessInfo]], Collection[str]] | None
+
+
+# A slot section named in Supervisor's messages: "... in section 'program:mail-worker_00'".
+_SECTION = re.compile(r"program:([^'\"\]\s]+)")
+
+
+def with_policy_origin(message: str, policies: Mapping[str, Policy]) -> str:
+    """Supervisor names the generated section; say which policy file the operator must edit."""
+    match = _SECTION.search(message)
+    pool = pool_of_slot(policies, match.group(1)) if match is not None else None
+    if pool is None:
+        return message
+    files: Mapping[str, Path] = getattr(policies, "files", {})
+    where = files.get(pool, f"{pool}.toml")
+    return f"{message} [the slot is pool {pool}'s: fix `command` or [supervisor] in {where}]"
+
+
+class ApplyError(Exception):
+    """An apply could not finish; the message says why and what was rolled back."""
+
+    def __init__(self, message: str, *, rolled_back: bool = False) -> None:
+        super().__init__(message)
+        self.rolled_back = rolled_back
+
+
+class Actuator:
+    """Moves Supervisor to a count per pool. `apply` every tick; `plan` touches nothing."""
+
+    def __init__(
+        self,
+        *,
+        client: SupervisorClient,
+        file: SupervisorFile,
+        policies: Mapping[str, Policy],
+        clock: Callable[[], float] = time.monotonic,
+        retry_initial_s: float = 1.0,
+        retry_max_s: float = 60.0,
+        fatal_retry_s: float = 30.0,
+        fatal_retry_max_s: float = 900.0,
+        stop_grace_s: float = 5.0,
+        lock_timeout_s: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.file = file
+        self.policies = policies
+        self.backoff = Backoff(initial_s=retry_initial_s, max_s=retry_max_s, clock=clock)
+        self._watch = SlotWatch(
+            clock=clock,
+            fatal_retry_s=fatal_retry_s,
+            fatal_retry_max_s=fatal_retry_max_s,
+            stop_grace_s=stop_grace_s,
+        )
+        self._lock_timeout_s = lock_timeout_s
+        self._last_error: str | None = None
+        self._last_unreachable = False
+        self._logged_problems: set[str] = set()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, policies: Mapping[str, Policy]) -> Actuator:
+        file = SupervisorFile(
+            path=settings.include_file,
+            state_dir=settings.state_dir,
+            backups=settings.include_backups,
+        )
+        return cls(client=SupervisorClient.from_settings(settings), file=file, policies=policies)
+
+    # -- reading ---------------------------------------------------------------------------
+    def file_counts(self) -> dict[str, int]:
+        """Slots per pool in the live file (what the last apply wanted): a restarted daemon
+        starts from these instead of the static counts. Pools without a slot in the file
+        (autoscaler never ran them) are left out."""
+        counts: dict[str, int] = {}
+        for name in section_names(self.file.read() or ""):
+            pool = pool_of_slot(self.policies, name)
+            if pool is not None:
+                counts[pool] = counts.get(pool, 0) + 1
+        return counts
+
+    def current_counts(self) -> dict[str, int]:
+        """Slots per pool now (in the file or serving; draining ones excluded), from one
+        read of supervisord and of the file."""
+        processes = self.client.processes()
+        slots = our_slots(self.policies, section_names(self.file.read() or ""), processes)
+        return {pool: len(pool_members(slots, pool)) for pool in self.policies}
+
+    def plan(
+        self, desired: Mapping[str, int] | None = None, *, busy_slots: BusySlots = None
+    ) -> ApplyPlan:
+        """What the next apply would do, from one read of supervisord and of the file.
+        `desired`: counts for some pools; the others keep what the file holds."""
+        processes = self.client.processes()
+        busy = _resolve(busy_slots, processes)
+        old_text = self.file.read()
+        plan, layout, slots = self._plan(old_text, processes, desired, busy)
+        if plan.problem is None:
+            changed = predicted_changes(
+                sections_of(old_text or ""), sections_of(plan.new_text), slots
+            )
+            changes = slot_changes(
+                self.policies,
+                slots,
+                layout,
+                target=self._target(layout),
+                changed=changed,
+                busy_slots=busy,
+                hold=self._watch.held(),
+            )
+            # An apply replaces changed slots one per pool per round; the plan shows them all.
+            plan.changes = [c for c in changes if c.slot not in changed] + [
+                SlotChange(
+                    slot=name,
+                    pool=slots[name].pool,
+                    action="replace",
+                    reason="configuration changed: replaced gracefully, one slot per pool "
+                    "at a time",
+                )
+                for name in sorted(changed)
+            ]
+        return plan
+
+    # -- applying --------------------------------------------------------------------------
+    def apply(
+        self, desired: Mapping[str, int] | None = None, *, busy_slots: BusySlots = None
+    ) -> ApplyReport:
+        """Move Supervisor towards `desired` (pool -> slots; pools left out keep what the file
+        holds). `busy_slots`: see BusySlots.
+        Never raises for supervisord or file trouble: the report's `error` says what failed,
+        and until `retry_in_s` has passed further calls return at once (backoff). A count
+        outside a policy's min/max or an unknown pool is the caller's bug: ValueError/KeyError.
+        """
+        wait_s = self.backoff.remaining_s()
+        if wait_s > 0:
+            return ApplyReport(
+                error=self._last_error,
+                retry_in_s=wait_s,
+                skipped=True,
+                unreachable=self._last_unreachable,
+            )
+        report = ApplyReport()
+        try:
+            with self.file.locked(timeout_s=self._lock_timeout_s):
+                self._apply_locked(desired, busy_slots, report)
+        except ApplyError as exc:
+            report.error, report.rolled_back = str(exc), exc.rolled_back
+        except SupervisorUnavailable as exc:
+            report.error, report.unreachable = str(exc), True
+        except SupervisorFileError as exc:
+            report.error = str(exc)
+        except xmlrpc.client.Fault as fault:
+            report.error = (
+                f"supervisord refused: {fault_name(fault.faultCode)}: {fault.faultString}"
+            )
+        if report.error is not None:
+            if not report.unreachable:
+                report.error = with_policy_origin(report.error, self.policies)
+            report.retry_in_s = self.backoff.failed()
+            if report.error != self._last_error:
+                logger.error(
+                    f"apply failed: {report.error} (next attempt in {report.retry_in_s:g}s)"
+                )
+            self._last_error = report.error
+            self._last_unreachable = report.unreachable
+        else:
+            if self._last_error is not None:
+                logger.info("apply works again after the error above")
+            self._last_error = None
+            self.backoff.succeeded()
+        return report
+
+    def _apply_locked(
+        self, desired: Mapping[str, int] | None, busy_slots: BusySlots, report: ApplyReport
+    ) -> None:
+        processes = self.client.processes()
+        busy = _resolve(busy_slots, processes)
+        old_text = self.file.read()
+        plan, layout, slots = self._plan(old_text, processes, desired, busy, check=False)
+        report.before, report.after, report.notes = plan.before, plan.after, plan.notes
+        for note in plan.notes:
+            logger.warning(note)
+        try:
+            report.wrote_file = self.file.write(plan.new_text)  # checks before writing
+        except SupervisorFileError as exc:
+            raise SupervisorFileError(f"not applied, the live file is unchanged: {exc}") from None
+        if report.wrote_file:
+            logger.info(f"wrote {self.file.path}: {_counts_text(plan.before, plan.after)}")
+        changed: set[str] = set()
+        if report.wrote_file or self.file.pending():
+            changed = self._reread(old_text, plan.new_text, wrote=report.wrote_file)
+            report.reread = True
+        target = self._target(layout)
+        changes = slot_changes(
+            self.policies,
+            slots,
+            layout,
+            target=target,
+            changed=changed,
+            busy_slots=busy,
+            hold=self._watch.held(),
+        )
+        done, failed = self._execute(changes)
+        unloaded = [c for c, why in failed if c.action == "add" and is_unknown_name(why)]
+        if unloaded and not report.reread:
+            # The slots' configuration is not loaded (supervisord restarted with an older
+            # file, or someone ran reread by hand): reread, then add them once more.
+            changed = self._reread(old_text, plan.new_text, wrote=False)
+            report.reread = True
+            failed = [(c, why) for c, why in failed if c not in unloaded]
+            more, more_failed = self._execute(unloaded)
+            done += more
+            failed += more_failed
+            unloaded = [c for c, why in more_failed if is_unknown_name(why)]
+        replaced = {c.slot for c in done if c.action == "replace"}
+        if report.reread and not (changed & target) - replaced and not unloaded:
+            self.file.clear_pending()
+        report.pending = self.file.pending()
+        report.changes = done
+        review = self._watch.review(self.policies, slots, target, done)
+        report.counts, report.draining, report.settled = (
+            review.counts,
+            review.draining,
+            review.settled,
+        )
+        report.problems = [
+            SlotProblem(slot=c.slot, pool=c.pool, state="refused", detail=why) for c, why in failed
+        ] + review.problems
+        self._log_problems(review.problems)
+        if unloaded:
+            raise ApplyError(
+                f"supervisord does not know {', '.join(c.slot for c in unloaded)} even after "
+                f"rereading: is {self.file.path} matched by the [include] files= line of "
+                "supervisord.conf?"
+            )
+
+    def _plan(
+        self,
+        old_text: str | None,
+        processes: list[ProcessInfo],
+        desired: Mapping[str, int] | None,
+        busy: Collection[str] | None,
+        *,
+        check: bool = True,
+    ) -> tuple[ApplyPlan, Layout, dict[str, Slot]]:
+        slots = our_slots(self.policies, section_names(old_text or ""), processes)
+        layout = choose_layout(self.policies, slots, desired, busy)
+        text = render(self.policies, layout.indices)
+        problem: str | None = None
+        if check and text != old_text:
+            try:
+                self.file.check(text)
+            except SupervisorFileError as exc:
+                problem = with_policy_origin(str(exc), self.policies)
+        plan = ApplyPlan(
+            path=str(self.file.path),
+            old_text=old_text,
+            new_text=text,
+            before=layout.before,
+            after=layout.counts(),
+            changes=[],
+            notes=layout.notes,
+            problem=problem,
+        )
+        return plan, layout, slots
+
+    def _target(self, layout: Layout) -> set[str]:
+        return {
+            slot_name(self.policies[pool].program, index)
+            for pool, indices in layout.indices.items()
+            for index in indices
+        }
+
+    def _reread(self, old_text: str | None, new_text: str, *, wrote: bool) -> set[str]:
+        """reloadConfig; on refusal roll the file back (if this apply wrote it) and reread
+        the previous version, then raise ApplyError. Returns the changed groups."""
+        try:
+            return set(self.client.reload_config().changed)
+        except xmlrpc.client.Fault as fault:
+            why = f"{fault_name(fault.faultCode)}: {' '.join(fault.faultString.split())}"
+            if not wrote:
+                # Pending: an earlier apply wrote the live file and never saw it reread (it
+                # timed out, or autoscaler stopped). Its refusal is that write's: roll it back.
+                previous = self.file.previous_version() if self.file.pending() else None
+                if previous is None or previous == new_text:
+                    raise ApplyError(
+                        f"supervisord cannot reread its configuration ({why})"
+                    ) from None
+                old_text = previous
+        self.file.save_rejected(new_text)
+        self.file.restore(old_text)
+        logger.error(
+            f"supervisord refused the new {self.file.path} ({why}); rolled back to the "
+            f"previous version (the refused text is kept in {self.file.rejected_path})"
+        )
+        try:
+            self.client.reload_config()
+        except xmlrpc.client.Fault as again:
+            raise ApplyError(
+                f"supervisord cannot reread its configuration ({why}); {self.file.path} was "
+                "rolled back, and rereading the previous version fails too "
+                f"({' '.join(again.faultString.split())}): the problem is in another file "
+                "that supervisord.conf includes",
+                rolled_back=True,
+            ) from None
+        raise ApplyError(
+            f"supervisord refused the new {self.file.path} ({why}); rolled back to the "
+            f"previous version and reloaded it (refused text: {self.file.rejected_path})",
+            rolled_back=True,
+        )
+
+    def _execute(
+        self, changes: list[SlotChange]
+    ) -> tuple[list[SlotChange], list[tuple[SlotChange, str]]]:
+        done, failed = execute(self.client, changes) if changes else ([], [])
+        for change in done:
+            logger.info(f"{change.action} {change.slot}: {change.reason}")
+        for change, why in failed:
+            logger.error(f"{change.action} {change.slot} failed: {why}")
+        return done, failed
+
+    def _log_problems(self, problems: list[SlotProblem]) -> None:
+        """Log a slot problem when it appears, not on every tick it lasts."""
+        keys = {f"{p.slot}:{p.state}" for p in problems}
+        for problem in problems:
+            if f"{problem.slot}:{problem.state}" not in self._logged_problems:
+                logger.warning(f"slot {problem}")
+        self._logged_problems = keys
+
+
+def _resolve(busy_slots: BusySlots, processes: list[ProcessInfo]) -> Collection[str] | None:
+    return busy_slots(processes) if callable(busy_slots) else busy_slots
+
+
+def _counts_text(before: Mapping[str, int], after: Mapping[str, int]) -> str:
+    moved = [f"{pool} {before.get(pool, 0)} -> {n}" for pool, n in after.items()]
+    moved = [m for m, (pool, n) in zip(moved, after.items(), strict=True) if before.get(pool) != n]
+    return ", ".join(moved) if moved else "same counts, new content"

@@ -1,0 +1,237 @@
+"""One tick of the control loop: observe -> decide -> act, then log, alert and export metrics.
+
+The controller owns no time and no signals (the daemon does); it is handed the components
+and runs one tick when told. Faults never escape a tick: Redis or Supervisor down means the
+observation says so, decide holds every count it cannot see, and nothing is applied that
+could scale a pool down on missing data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from loguru import logger
+
+from autoscaler.act.actuator import Actuator
+from autoscaler.act.apply_report import ApplyReport
+from autoscaler.daemon.alerts import Alert, Alerter, AlertKind
+from autoscaler.daemon.metrics import Metrics
+from autoscaler.daemon.outage import Outage
+from autoscaler.decide.core import decide
+from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan
+from autoscaler.observe.observation import Observation
+from autoscaler.observe.observer import Observer
+from autoscaler.policy.model import Policy
+
+
+@dataclass(slots=True, kw_only=True)
+class TickResult:
+    observation: Observation
+    plan: Plan
+    report: ApplyReport | None  # None: nothing applied (dry run, or Supervisor down)
+    changed: dict[str, tuple[int, int]] = field(default_factory=dict)  # pool -> (old, new)
+    duration_s: float = 0.0
+
+
+class Controller:
+    def __init__(
+        self,
+        *,
+        policies: Mapping[str, Policy],
+        observer: Observer,
+        actuator: Actuator,
+        budget: MemoryBudget,
+        alerter: Alerter,
+        metrics: Metrics | None = None,
+        dry_run: bool = False,
+        summary_interval_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.policies = policies
+        self.observer = observer
+        self.actuator = actuator
+        self.budget = budget
+        self.alerter = alerter
+        self.metrics = metrics
+        self.dry_run = dry_run
+        self.summary_interval_s = summary_interval_s
+        self._clock = clock
+        self.redis = Outage(name="redis", clock=clock)
+        self.supervisor = Outage(name="supervisor", clock=clock)
+        # A restarted daemon starts from what the file says it last wanted, so a pool it
+        # cannot see yet keeps that count rather than jumping to the static one.
+        self.state = ControllerState(last_desired=dict(actuator.file_counts()))
+        self._last_summary_s = 0.0
+        self._last_dry_diff = ""
+
+    def set_policies(self, policies: Mapping[str, Policy]) -> None:
+        """New valid policies (a file edit or SIGHUP): every component follows them."""
+        self.policies = policies
+        self.observer.set_policies(policies)
+        self.actuator.policies = policies
+
+    def tick(self) -> TickResult:
+        started = time.monotonic()
+        observation = self.observer.observe()
+        pools = observation.pools.values()
+        self._track(
+            self.redis,
+            observation.redis_error,
+            "redis_unreachable",
+            held=[obs.pool for obs in pools if obs.queues is None],
+        )
+        self._track(
+            self.supervisor,
+            observation.supervisor_error,
+            "supervisor_unreachable",
+            held=[obs.pool for obs in pools if obs.workers is None],
+        )
+        previous = dict(self.state.last_desired)
+        plan, self.state = decide(
+            observation, self.policies, self.state, now_s=observation.at_s, budget=self.budget
+        )
+        changed = {
+            pool: (previous.get(pool, d.current or 0), d.desired)
+            for pool, d in plan.decisions.items()
+            if previous.get(pool, d.current) != d.desired
+        }
+        for pool, (old, new) in changed.items():
+            logger.bind(pool=pool, old=old, new=new).info(
+                "{} {} -> {}: {}", pool, old, new, plan.decisions[pool].reason
+            )
+        report = self._act(observation, plan)
+        self._alert(observation, plan, report)
+        duration = time.monotonic() - started
+        if self.metrics is not None:
+            self.metrics.record(observation, plan, previous)
+            self.metrics.tick_duration.observe(duration)
+        self._summary(observation, plan)
+        return TickResult(
+            observation=observation,
+            plan=plan,
+            report=report,
+            changed=changed,
+            duration_s=duration,
+        )
+
+    def _act(self, observation: Observation, plan: Plan) -> ApplyReport | None:
+        if observation.supervisor_error is not None:
+            return None  # nothing can be applied; decide held the counts it could not see
+        counts = plan.counts()
+        if self.dry_run:
+            try:
+                preview = self.actuator.plan(counts, busy_slots=self.observer.busy_slots())
+            except Exception as exc:
+                logger.error("dry run: cannot compute the plan: {}", exc)
+                return None
+            diff = preview.diff()
+            if diff and diff != self._last_dry_diff:
+                logger.info(
+                    "dry run: would apply {} -> {}\n{}", preview.before, preview.after, diff
+                )
+            self._last_dry_diff = diff
+            return None
+        report = self.actuator.apply(counts, busy_slots=self.observer.busy_slots())
+        if report.error is not None and self.metrics is not None:
+            self.metrics.errors.labels("apply").inc()
+        return report
+
+    def _track(
+        self, outage: Outage, error: str | None, kind: AlertKind, *, held: list[str]
+    ) -> None:
+        """Log an outage once when it starts and once when it ends; alert (rate-limited)."""
+        if error is None:
+            length = outage.recovered()
+            if length is not None:
+                logger.info("{} is back after {:.0f}s", outage.name, length)
+                self.alerter.clear(kind, outage.name)
+            return
+        if self.metrics is not None:
+            self.metrics.errors.labels(outage.name).inc()
+        if outage.failed(error):
+            if len(held) == len(self.policies):
+                logger.error("{} unavailable, holding every count: {}", outage.name, error)
+            else:  # e.g. one queue key of another type: only its pool is held
+                logger.error("{}: holding {}: {}", outage.name, ", ".join(held), error)
+        self.alerter.raise_(
+            Alert(
+                kind=kind,
+                subject=outage.name,
+                message=f"down for {self._clock() - (outage.down_since_s or 0):.0f}s: {error}",
+                at_s=self._clock(),
+            )
+        )
+
+    def _alert(self, observation: Observation, plan: Plan, report: ApplyReport | None) -> None:
+        now = observation.at_s
+        for pool, obs in observation.pools.items():
+            policy = self.policies.get(pool)
+            decision = plan.decisions.get(pool)
+            if policy is None or decision is None:
+                continue
+            if obs.workers is not None and obs.workers.failed:
+                self.alerter.raise_(
+                    Alert(
+                        kind="workers_fatal",
+                        subject=pool,
+                        message=f"{obs.workers.failed} worker slot(s) FATAL or EXITED",
+                        at_s=now,
+                    )
+                )
+            oldest = obs.oldest_wait_s
+            if (
+                oldest is not None
+                and oldest > policy.slo.wait_s
+                and decision.desired >= policy.max_processes
+            ):
+                self.alerter.raise_(
+                    Alert(
+                        kind="slo_missed_at_max",
+                        subject=pool,
+                        message=f"oldest wait {oldest:.0f}s > SLO {policy.slo.wait_s:g}s at "
+                        f"max_processes {policy.max_processes}",
+                        at_s=now,
+                    )
+                )
+        capped = [pool for pool, d in plan.decisions.items() if d.capped]
+        if capped:
+            self.alerter.raise_(
+                Alert(
+                    kind="budget_exhausted",
+                    subject="host",
+                    message=f"memory limit {plan.memory_limit_mb:.0f} MB reached; held back: "
+                    + ", ".join(capped),
+                    at_s=now,
+                )
+            )
+        if report is not None:
+            for problem in report.problems:
+                if problem.state in ("FATAL", "BACKOFF") and problem.pool is not None:
+                    self.alerter.raise_(
+                        Alert(kind="workers_fatal", subject=problem.pool, message=str(problem),
+                              at_s=now)
+                    )  # fmt: skip
+
+    def _summary(self, observation: Observation, plan: Plan) -> None:
+        now = observation.at_s
+        if now - self._last_summary_s < self.summary_interval_s:
+            return
+        self._last_summary_s = now
+        parts = []
+        for pool, decision in plan.decisions.items():
+            obs = observation.pools.get(pool)
+            waiting = obs.waiting if obs is not None else None
+            age = obs.oldest_wait_s if obs is not None else None
+            parts.append(
+                f"{pool} {decision.desired}"
+                f" (waiting {'?' if waiting is None else waiting},"
+                f" oldest {'-' if age is None else f'{age:.0f}s'})"
+            )
+        logger.info(
+            "summary: {} | memory {:.0f}/{:.0f} MB",
+            "; ".join(parts),
+            plan.memory_planned_mb,
+            plan.memory_limit_mb,
+        )

@@ -1,0 +1,245 @@
+"""The decision core: observation + policies + state + now + budget -> plan + new state.
+
+Pure: no clock, no Redis, no files, no logging. The daemon and the simulator call this one
+function. Per tick:
+
+1. Each pool with complete, fresh data becomes a PoolTick for its strategy (strategies/);
+   a pool whose queues or workers are unknown, or whose observation is stale, keeps the
+   count it holds (never scaled down on missing data) and is marked `held`.
+2. Each strategy's runner sets a wanted count and a reason per pool; decide bounds it to
+   [min_processes, max_processes].
+3. The memory budget (budget.py) grants what fits: mins first, then by priority and by how
+   far each pool is past its SLO, counting draining workers until they exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+from autoscaler.decide.budget import allocate
+from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan, PoolDecision
+from autoscaler.decide.strategies import RUNNERS, PoolTick
+from autoscaler.decide.strategies.base import PolicyConstants, roster
+from autoscaler.observe.observation import Observation, PoolObservation
+from autoscaler.policy.model import Policy
+
+# An observation older than this many intervals (and at least STALE_MIN_S) is not acted on.
+STALE_INTERVALS = 3.0
+STALE_MIN_S = 15.0
+
+
+def decide(
+    observation: Observation,
+    policies: Mapping[str, Policy],
+    state: ControllerState,
+    *,
+    now_s: float,
+    budget: MemoryBudget,
+) -> tuple[Plan, ControllerState]:
+    ticks, by_strategy, in_use_mb = _gather(observation, policies, state, now_s=now_s)
+    shared: dict[str, Any] = {}
+    for strategy, group in by_strategy.items():
+        shared.update(RUNNERS[strategy](group, now_s, observation.interval_s, state.shared))
+    limit_mb = budget.limit_mb(
+        available_mb=observation.memory_available_mb, managed_in_use_mb=in_use_mb
+    )
+    # Bound every want to [min, max] and, in the same pass, see whether all wants fit the
+    # budget (budget.allocate's own first step, done here to save a pass over the pools).
+    want_mb = peak_mb = 0.0
+    for tick in ticks:
+        const = tick.const
+        wanted = tick.wanted
+        if not tick.fixed:
+            if wanted < const.min_processes:
+                wanted = const.min_processes
+            elif wanted > const.max_processes:
+                wanted = const.max_processes
+            tick.wanted = wanted
+            oldest = tick.oldest_wait_s
+            if oldest is not None:
+                tick.urgency = oldest / const.slo_wait_s
+        tick.granted = wanted
+        tick.cap = ""
+        memory_mb = const.memory_mb
+        want_mb += (wanted + tick.draining) * memory_mb
+        current = tick.current
+        held = current if tick.workers_known and current > wanted else wanted
+        peak_mb += (held + tick.draining) * memory_mb
+    if want_mb <= limit_mb + 1e-9 and peak_mb <= limit_mb + 1e-9:
+        planned_mb = want_mb
+    else:
+        planned_mb, peak_mb = allocate(ticks, limit_mb)
+    desired: dict[str, int] = {}
+    memories: dict[str, Any] = {}
+    old_memories = state.pools
+    for tick in ticks:
+        name = tick.pool
+        desired[name] = tick.granted
+        if not tick.fixed:
+            memories[name] = tick.memory
+        elif name in old_memories:
+            memories[name] = old_memories[name]
+    plan = Plan.lazy(
+        at_s=now_s,
+        counts=desired,
+        build=partial(_decisions, ticks, limit_mb),
+        memory_limit_mb=limit_mb,
+        memory_planned_mb=planned_mb,
+        memory_peak_mb=peak_mb,
+    )
+    return plan, ControllerState(last_desired=dict(desired), pools=memories, shared=shared)
+
+
+def _gather(
+    observation: Observation,
+    policies: Mapping[str, Policy],
+    state: ControllerState,
+    *,
+    now_s: float,
+) -> tuple[list[PoolTick], dict[str, list[PoolTick]], float]:
+    """A tick per pool (fixed where data is missing), grouped by strategy, and the memory
+    the managed workers hold now."""
+    age_s = now_s - observation.at_s
+    stale = age_s > max(STALE_INTERVALS * observation.interval_s, STALE_MIN_S)
+    observed = observation.pools
+    last_desired = state.last_desired
+    old_memories = state.pools
+    ticks: list[PoolTick] = []
+    by_strategy: dict[str, list[PoolTick]] = {}
+    in_use_mb = 0.0
+    for name, policy, const in roster(policies):
+        obs = observed.get(name)
+        workers = obs.workers if obs is not None else None
+        previous = last_desired.get(name)
+        if workers is not None:
+            in_use_mb += (workers.running + workers.starting + workers.draining) * const.memory_mb
+            if previous is None:
+                previous = workers.running + workers.starting
+        elif previous is None:
+            previous = const.static_processes
+        queues = obs.queues if obs is not None else None
+        if obs is None or queues is None or workers is None or stale:
+            if not previous and name not in last_desired:
+                # Never decided, nothing of ours runs (a first start): the hand-picked count.
+                previous = const.static_processes
+            why = _missing(obs, observation, stale=stale, age_s=age_s)
+            ticks.append(_held(name, policy, const, obs=obs, previous=previous, why=why))
+            continue
+        oldest: float | None
+        if len(queues) == 1:  # most pools consume one queue
+            queue = queues[0]
+            pending, reserved = queue.pending, queue.reserved
+            delayed_due, oldest = queue.delayed_due, queue.oldest_wait_s
+        else:
+            pending = reserved = delayed_due = 0
+            oldest = None
+            for queue in queues:
+                pending += queue.pending
+                reserved += queue.reserved
+                delayed_due += queue.delayed_due
+                age = queue.oldest_wait_s
+                if age is not None and (oldest is None or age > oldest):
+                    oldest = age
+        tick = PoolTick(
+            name,
+            policy,
+            const,
+            queues,
+            pending,
+            reserved,
+            delayed_due,
+            oldest,
+            workers.running,
+            workers.starting,
+            workers.draining,
+            obs.work,
+            previous,
+            old_memories.get(name),
+        )
+        ticks.append(tick)
+        group = by_strategy.get(const.strategy)
+        if group is None:
+            by_strategy[const.strategy] = [tick]
+        else:
+            group.append(tick)
+    return ticks, by_strategy, in_use_mb
+
+
+def _decisions(ticks: list[PoolTick], limit_mb: float) -> dict[str, PoolDecision]:
+    """The plan's decisions, made when first read (the ticks are decide's own, never
+    changed after it returns)."""
+    decisions: dict[str, PoolDecision] = {}
+    for tick in ticks:
+        name = tick.pool
+        count = tick.granted
+        reason = tick.reason
+        if not isinstance(reason, str):
+            function, args = reason
+            reason = function(*args)
+        if tick.cap == "budget":
+            reason = f"{reason}; memory budget ({limit_mb:.0f} MB) caps at {count}"
+        elif tick.cap:
+            reason = f"{reason}; {tick.wanted - count} more once draining workers free memory"
+        decisions[name] = PoolDecision(
+            pool=name,
+            strategy=tick.const.strategy,
+            current=tick.current if tick.workers_known else None,
+            desired=count,
+            reason=reason,
+            held=tick.fixed,
+            wanted=tick.wanted,
+            capped=tick.cap != "",
+        )
+    return decisions
+
+
+def _held(
+    name: str,
+    policy: Policy,
+    const: PolicyConstants,
+    *,
+    obs: PoolObservation | None,
+    previous: int,
+    why: str,
+) -> PoolTick:
+    """A pool without usable data keeps its count (within min/max): a fixed tick."""
+    count = min(max(previous, const.min_processes), const.max_processes)
+    workers = obs.workers if obs is not None else None
+    tick = PoolTick(
+        name,
+        policy,
+        const,
+        (),
+        0,
+        0,
+        0,
+        None,
+        workers.running if workers is not None else 0,
+        workers.starting if workers is not None else 0,
+        workers.draining if workers is not None else 0,
+        None,
+        count,
+        None,
+    )
+    tick.workers_known = workers is not None
+    tick.fixed = True
+    tick.wanted = count
+    tick.reason = f"{why}: hold {count}"
+    return tick
+
+
+def _missing(
+    obs: PoolObservation | None, observation: Observation, *, stale: bool, age_s: float
+) -> str:
+    """Why a pool is held, for its reason."""
+    if stale:
+        return f"observation {age_s:.0f}s old"
+    if obs is None:
+        return "pool not observed"
+    if obs.queues is None:
+        detail = f" ({observation.redis_error})" if observation.redis_error else ""
+        return f"queues unknown{detail}"
+    detail = f" ({observation.supervisor_error})" if observation.supervisor_error else ""
+    return f"workers unknown{detail}"
