@@ -30,7 +30,7 @@ class WorkerCounts:
     running: int  # RUNNING
     starting: int  # STARTING or BACKOFF: added, not serving yet
     draining: int  # STOPPING: finishing their job after SIGTERM, still holding memory
-    failed: int = 0  # FATAL or EXITED slots that should run
+    failed: int = 0  # FATAL, or EXITED where Supervisor will not start it again
 
     @property
     def current(self) -> int:
@@ -92,6 +92,10 @@ def worker_counts(
             tally.starting += 1
         elif state in DRAINING_STATES:
             tally.draining += 1
+        elif state == "EXITED" and policies[owner[slot.program]].supervisor.autorestart == "true":
+            # e.g. `queue:work --memory` or `--max-jobs` ended it: Supervisor starts it again
+            # on its next pass, no operator needed (exit codes do not matter for `true`).
+            tally.starting += 1
         elif state in FAILED_STATES:
             tally.failed += 1
     return counts
