@@ -1,0 +1,135 @@
+"""FIFO accounting of job ages (autoscaler/laravel/fifo.py), tick by tick on plain numbers.
+
+A list is modelled here exactly: the test knows when every job arrived, so the estimate is
+checked against the true age of the oldest waiting job.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from autoscaler.laravel.fifo import FifoAges
+
+TICK_S = 1.0
+
+
+class TrueList:
+    """A Laravel list with known arrival times: RPUSH, LPUSH, LPOP."""
+
+    def __init__(self) -> None:
+        self.jobs: deque[tuple[str, float]] = deque()
+        self.serial = 0
+
+    def rpush(self, at_s: float, count: int = 1) -> None:
+        for _ in range(count):
+            self.serial += 1
+            self.jobs.append((f"j{self.serial}", at_s))
+
+    def lpush(self, at_s: float) -> None:
+        self.serial += 1
+        self.jobs.appendleft((f"j{self.serial}", at_s))
+
+    def pop(self, count: int) -> None:
+        for _ in range(min(count, len(self.jobs))):
+            self.jobs.popleft()
+
+    @property
+    def tail(self) -> str | None:
+        return self.jobs[-1][0] if self.jobs else None
+
+    def oldest_age(self, now_s: float) -> float | None:
+        return now_s - min(at for _, at in self.jobs) if self.jobs else None
+
+
+def test_a_burst_drained_with_the_same_tail_is_within_one_tick() -> None:
+    ages, jobs = FifoAges(), TrueList()
+    assert ages.update("q", now_s=0.0, length=0, tail=None).source == "empty"
+    jobs.rpush(0.4, 600)  # a burst between two ticks
+    now = 1.0
+    while jobs.jobs:
+        result = ages.update("q", now_s=now, length=len(jobs.jobs), tail=jobs.tail)
+        assert result.source == "fifo"
+        truth = jobs.oldest_age(now)
+        assert truth is not None and result.age_s is not None
+        assert abs(result.age_s - truth) <= TICK_S
+        jobs.pop(70)  # the workers, between ticks; no hint needed: the tail stays
+        now += TICK_S
+    assert ages.update("q", now_s=now, length=0, tail=None).age_s is None
+
+
+def test_a_steady_stream_with_pop_counts_is_within_one_tick() -> None:
+    ages, jobs = FifoAges(), TrueList()
+    ages.update("q", now_s=0.0, length=0, tail=None)
+    now = 0.0
+    for tick in range(1, 60):
+        arrivals = 30 if tick < 30 else 5
+        for index in range(arrivals):
+            jobs.rpush(now + (index + 0.5) / arrivals)
+        before = len(jobs.jobs)
+        jobs.pop(12)
+        now = float(tick)
+        hint = before - len(jobs.jobs)
+        result = ages.update("q", now_s=now, length=len(jobs.jobs), tail=jobs.tail, pops_hint=hint)
+        truth = jobs.oldest_age(now)
+        if truth is None:
+            assert result.age_s is None
+            continue
+        assert result.source == "fifo" and result.age_s is not None
+        assert abs(result.age_s - truth) <= TICK_S
+
+
+def test_a_wrong_pop_hint_is_corrected_by_the_length() -> None:
+    ages = FifoAges()
+    ages.update("q", now_s=0.0, length=0, tail=None)
+    ages.update("q", now_s=1.0, length=10, tail="a")
+    # the hint says 50 were taken from a list of 10: no more than 10 can go, and 4 remain
+    result = ages.update("q", now_s=2.0, length=4, tail="b", pops_hint=50)
+    assert sum(c.left for c in ages.cohorts("q")) == 4
+    assert result.source == "fifo" and result.age_s is not None and result.age_s <= 2.0
+
+
+def test_jobs_queued_before_the_first_look_are_a_lower_bound() -> None:
+    ages = FifoAges()
+    assert ages.update("q", now_s=100.0, length=50, tail="t").source == "first_seen"
+    result = ages.update("q", now_s=105.0, length=40, tail="t")
+    assert (result.age_s, result.source) == (5.0, "first_seen")
+    # once every one of them has gone, the ages are FIFO estimates again
+    ages.update("q", now_s=106.0, length=45, tail="u", pops_hint=40)
+    result = ages.update("q", now_s=107.0, length=44, tail="u")
+    assert result.source == "fifo"
+
+
+def test_lpushed_jobs_do_not_hide_older_ones() -> None:
+    ages, jobs = FifoAges(), TrueList()
+    ages.update("q", now_s=0.0, length=0, tail=None)
+    jobs.rpush(0.5, 20)
+    ages.update("q", now_s=1.0, length=20, tail=jobs.tail)
+    jobs.lpush(9.5)  # pushed to the front: taken first, but not the oldest
+    result = ages.update("q", now_s=10.0, length=len(jobs.jobs), tail=jobs.tail)
+    truth = jobs.oldest_age(10.0)
+    assert truth is not None and result.age_s is not None
+    assert abs(result.age_s - truth) <= TICK_S
+    assert result.arrivals == 1 and result.pops == 0
+    jobs.pop(1)  # the LPUSHed job goes first
+    result = ages.update("q", now_s=11.0, length=len(jobs.jobs), tail=jobs.tail)
+    assert result.age_s == pytest.approx(11.0 - 0.5, abs=TICK_S)
+
+
+def test_cohorts_are_bounded() -> None:
+    ages = FifoAges(max_cohorts=8)
+    ages.update("q", now_s=0.0, length=0, tail=None)
+    for tick in range(1, 100):
+        ages.update("q", now_s=float(tick), length=tick, tail=f"t{tick}", pops_hint=0)
+    cohorts = ages.cohorts("q")
+    assert len(cohorts) == 8 and sum(c.left for c in cohorts) == 99
+    assert cohorts[0].start_s == 0.0  # the oldest arrival is kept through merges
+
+
+def test_forget_starts_over() -> None:
+    ages = FifoAges()
+    ages.update("q", now_s=0.0, length=3, tail="a")
+    ages.forget("q")
+    assert ages.cohorts("q") == []
+    assert ages.update("q", now_s=5.0, length=3, tail="a").source == "first_seen"
