@@ -4,10 +4,10 @@ push times the test knows, and the payloads the real app produces as bad input f
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,7 +88,7 @@ def test_ages_within_one_tick_while_real_workers_drain(tmp_path: Path) -> None:
         box.stop()
     assert len(pushed) == 400 and set(started) == set(pushed)
     checked = 0
-    for before, obs in zip(observations, observations[1:], strict=False):
+    for before, obs in itertools.pairwise(observations):
         queue = obs.pools["drain"].queues[0]  # type: ignore[index]
         if queue.pending == 0:
             continue

@@ -39,6 +39,7 @@ class SandboxPool:
     memory_mb: float = 64
     priority: int = 100
     slo_knobs: dict[str, Any] = field(default_factory=dict)
+    worker_args: str = ""  # appended to the worker's command, e.g. `--memory=64`
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Sandbox:
     root: Path
     pools: tuple[SandboxPool, ...]
     worker: str = "standin"
+    app_dir: Path | None = None  # the Laravel app to run (default: the bundled one)
     redis: RedisServer = field(init=False)
     supervisord: Supervisord = field(init=False)
 
@@ -58,7 +60,10 @@ class Sandbox:
     @property
     def app(self) -> LaravelApp:
         """The real Laravel app against this sandbox's Redis (worker="laravel")."""
-        return LaravelApp(self.redis.url, PREFIX, runtime_dir=self.root / "laravel")
+        app = LaravelApp(self.redis.url, PREFIX, runtime_dir=self.root / "laravel")
+        if self.app_dir is not None:
+            app.directory = self.app_dir
+        return app
 
     @property
     def policies_dir(self) -> Path:
@@ -94,8 +99,8 @@ class Sandbox:
         for pool in self.pools:
             (self.policies_dir / f"{pool.name}.toml").write_text(self.policy_text(pool))
 
-    def policy_text(self, pool: SandboxPool, *, extra_args: str = "") -> str:
-        queues = ",".join(pool.queues)
+    def policy_text(self, pool: SandboxPool) -> str:
+        queues, extra_args = ",".join(pool.queues), pool.worker_args
         environment: dict[str, str] = {}
         if self.worker == "laravel":
             command = self.app.worker_command(queues, extra=extra_args)
