@@ -7,9 +7,11 @@ checked against the true age of the oldest waiting job.
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 
 import pytest
 
+from autoscaler.daemon.agefile import AGES_FILE, restore_ages, save_ages
 from autoscaler.laravel.fifo import FifoAges
 
 TICK_S = 1.0
@@ -133,3 +135,37 @@ def test_forget_starts_over() -> None:
     ages.forget("q")
     assert ages.cohorts("q") == []
     assert ages.update("q", now_s=5.0, length=3, tail="a").source == "first_seen"
+
+
+def test_a_restart_keeps_lists_whose_tail_stayed_and_restarts_the_others(tmp_path: Path) -> None:
+    before = FifoAges()
+    for queue in ("same", "pushed"):
+        before.update(queue, now_s=0.0, length=0, tail=None)
+        before.update(queue, now_s=1.0, length=100, tail="t1")  # arrived in (0, 1]
+    save_ages(before, tmp_path)
+    after = FifoAges()
+    restore_ages(after, tmp_path)
+    # the daemon was away 9 s: 40 jobs left "same"; "pushed" got new jobs behind its tail
+    same = after.update("same", now_s=10.0, length=60, tail="t1")
+    assert same.source == "fifo" and same.pops == 40
+    assert same.age_s == pytest.approx(10.0 - 40.5 / 100)
+    pushed = after.update("pushed", now_s=10.0, length=120, tail="t2")
+    assert (pushed.age_s, pushed.source) == (0.0, "first_seen")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        '{"version": 99, "queues": {}}',
+        '{"version": 1, "queues": {"q": {"length": 5, "tail": "t", "at_s": 1, "cohorts": []}}}',
+        '{"version": 1, "queues": {"q": {"length": "x"}}}',
+        '{"version": 1, "queues": []}',
+    ],
+)
+def test_a_bad_ages_file_only_starts_the_ages_over(tmp_path: Path, text: str) -> None:
+    (tmp_path / AGES_FILE).write_text(text)
+    ages = FifoAges()
+    restore_ages(ages, tmp_path)  # logs a warning, never raises
+    assert ages.cohorts("q") == []
+    assert ages.update("q", now_s=1.0, length=5, tail="t").source == "first_seen"

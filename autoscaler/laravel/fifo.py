@@ -21,16 +21,23 @@ empties forgets everything. Released and delayed jobs come back at the tail (Lar
 them there when a worker asks for a job) and count as arrivals then. The jobs already queued
 when a queue is first seen have no known arrival: their cohort ends at the first tick and its
 ages are lower bounds (source `first_seen`) until they are gone.
+
+Across a daemon restart (`export` on stop, `restore` on start): a list whose tail job is the
+same as when the daemon stopped lost only pops at its head meanwhile, so its cohorts are kept;
+a list whose tail changed got an unknown number of pushes and pops, so it starts over with
+`first_seen`.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from autoscaler.laravel.queue_sample import WaitSource
 
 MAX_COHORTS = 4096  # per queue: older neighbours are merged beyond this (about an hour at 1 s)
+EXPORT_VERSION = 1
 
 
 @dataclass(slots=True)
@@ -56,6 +63,7 @@ class ListState:
     tail: str | None
     at_s: float
     cohorts: deque[Cohort] = field(default_factory=deque)
+    restored: bool = False  # from a previous daemon: the next tick checks the tail first
 
     def take(self, count: int) -> None:
         """Remove `count` jobs from the head."""
@@ -97,6 +105,11 @@ class FifoAges:
     ) -> FifoAge:
         """Account one tick of `queue`: its length and tail job now; the oldest job's age."""
         state = self._lists.get(queue)
+        if state is not None and state.restored:
+            state.restored = False
+            if tail != state.tail:  # pushes and pops while no daemon watched: unknown
+                state = None
+                del self._lists[queue]
         if length <= 0:
             self._lists[queue] = ListState(length=0, tail=None, at_s=now_s)
             return FifoAge(None, "empty", pops=state.length if state else 0, arrivals=0)
@@ -123,6 +136,48 @@ class FifoAges:
         """A copy of the queue's cohorts, oldest first (for tests)."""
         state = self._lists.get(queue)
         return [] if state is None else [replace(c) for c in state.cohorts]
+
+    def export(self) -> dict[str, Any]:
+        """Every list's accounting as JSON-ready data (for a daemon restart)."""
+        return {
+            "version": EXPORT_VERSION,
+            "queues": {
+                queue: {
+                    "length": state.length,
+                    "tail": state.tail,
+                    "at_s": state.at_s,
+                    "cohorts": [[c.start_s, c.end_s, c.total, c.left] for c in state.cohorts],
+                }
+                for queue, state in self._lists.items()
+            },
+        }
+
+    def restore(self, data: Any) -> int:
+        """Take over `export`ed accounting; returns how many queues. Raises ValueError when
+        the data is not an export of this version (the caller then starts fresh)."""
+        if not isinstance(data, dict) or data.get("version") != EXPORT_VERSION:
+            raise ValueError(f"not a version {EXPORT_VERSION} export of queue ages")
+        lists: dict[str, ListState] = {}
+        try:
+            for queue, saved in data["queues"].items():
+                state = ListState(
+                    length=int(saved["length"]),
+                    tail=None if saved["tail"] is None else str(saved["tail"]),
+                    at_s=float(saved["at_s"]),
+                    restored=True,
+                )
+                for start, end, total, left in saved["cohorts"]:
+                    start_s = None if start is None else float(start)
+                    state.cohorts.append(Cohort(start_s, float(end), int(total), int(left)))
+                if state.waiting() != state.length or any(
+                    c.left <= 0 or c.left > c.total for c in state.cohorts
+                ):
+                    raise ValueError(f"{queue}: cohorts do not add up to the list's length")
+                lists[str(queue)] = state
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed queue ages: {exc!r}") from exc
+        self._lists.update(lists)
+        return len(lists)
 
     def _merge_oldest(self, state: ListState) -> None:
         while len(state.cohorts) > self._max_cohorts:
