@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from autoscaler.cli.main import main
 from autoscaler.laravel.sampler import QueueSampler
 from autoscaler.observe.observer import Observer
 from autoscaler.policy.loader import load_policies
@@ -20,6 +21,7 @@ from autoscaler.testing.laravel_app import LaravelApp, PushedJob
 from autoscaler.testing.sandbox import PREFIX, Sandbox, SandboxPool
 from autoscaler.testing.stack import RedisServer
 from tests.conftest import require_binary, require_php
+from tests.policy_helpers import write_policy
 from tests.test_daemon_e2e import DaemonProcess, running, wait_for
 
 DEADLINE_S = 150.0
@@ -191,3 +193,38 @@ def test_delayed_and_lpushed_real_jobs(app: LaravelApp, redis_client: redis.Redi
     assert (queue.pending, queue.delayed) == (7, 0)
     assert queue.oldest_wait_s is not None
     assert abs(queue.oldest_wait_s - (now - first_push)) <= 2.5  # still the first four
+
+
+def test_status_names_the_age_source_and_why_an_age_is_unknown(
+    app: LaravelApp,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    policies = tmp_path / "policies"
+    write_policy(
+        policies,
+        "work",
+        queues=["work", "broken"],
+        command="php artisan queue:work redis --queue=work,broken",
+        strategy={"name": "static"},
+    )
+    monkeypatch.setenv("AUTOSCALER_POLICIES_DIR", str(policies))
+    monkeypatch.setenv("AUTOSCALER_REDIS_URL", app.redis_url)
+    monkeypatch.setenv("AUTOSCALER_REDIS_PREFIX", PREFIX)
+    monkeypatch.setenv("AUTOSCALER_SUPERVISOR_URL", f"unix://{tmp_path}/none.sock")
+    app.push("work", 3)
+    app.push("broken", 1)
+    redis_client.lset(f"{PREFIX}queues:broken", 0, b"<?php serialize() gone wrong")
+    assert main(["status", "--format", "json", "--window", "1"]) == 0
+    captured = capsys.readouterr()
+    (row,) = json.loads(captured.out)
+    work, broken = row["per_queue"]
+    assert (work["oldest_wait_source"], work["age_problem"]) == ("first_seen", None)
+    assert work["oldest_wait_s"] >= 1.0
+    assert (broken["oldest_wait_s"], broken["oldest_wait_source"]) == (None, "unknown")
+    assert "not a JSON object" in broken["age_problem"]
+    assert row["oldest_wait_source"] == "first_seen"
+    assert "oldest wait of broken unknown: head job is not a JSON object" in captured.err
