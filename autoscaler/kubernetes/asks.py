@@ -165,11 +165,11 @@ class Asker:
         return tick
 
     def run(self, stop: threading.Event) -> None:
-        """Tick every interval until `stop` is set; a failing tick is logged, not fatal."""
+        """Tick every interval from now until `stop` is set (the caller ticks once first, so
+        that the first request finds a count); a failing tick is logged, not fatal."""
         ticker = Ticker(interval_s=self.interval_s)
-        while not stop.is_set():
+        while not stop.wait(ticker.next_delay_s()):
             try:
                 self.tick()
             except Exception:  # a bug must not end the ticks: the answers would go stale
                 logger.exception("tick failed")
-            stop.wait(ticker.next_delay_s())

@@ -124,6 +124,7 @@ class ScalerServer:
         )
 
     def start(self) -> None:
+        self.asker.tick()  # before serving: no request finds "no observation yet"
         self._ticks.start()
         self._server.start()
         logger.info(
