@@ -134,6 +134,9 @@ class Scaler:
         return self.stub.IsActive(self.ref(pool), timeout=10).result
 
     def close(self) -> str:
+        """SIGTERM, as Kubernetes stops a pod; returns what it logged (once)."""
+        if self.process.returncode is not None:
+            return ""
         self.channel.close()
         self.process.terminate()
         try:
@@ -155,7 +158,8 @@ def serve(env: Path, tmp_path: Path) -> Iterator[Callable[[float], Scaler]]:
 
     yield start
     for scaler in started:
-        scaler.close()
+        err = scaler.close()
+        assert scaler.process.returncode == 0, err  # SIGTERM: a clean stop
 
 
 def wait_for(probe: Callable[[], Any], done: Callable[[Any], bool]) -> list[Any]:
@@ -282,6 +286,11 @@ def test_redis_down_is_an_error_never_a_zero(
     own_redis.start()
     asks = wait_for(lambda: grpc_code(lambda: scaler.metric("emails")), lambda c: c is None)
     assert asks[-1] is None and scaler.metric("emails") >= 1
+    log = scaler.close()
+    assert scaler.process.returncode == 0
+    # the outage is logged when it starts and when it ends, not at every tick
+    assert log.count("emails: no count to serve") == 1, log
+    assert log.count("emails: serving counts again") == 1, log
 
 
 @pytest.mark.integration

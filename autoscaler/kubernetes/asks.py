@@ -100,11 +100,8 @@ class Asker:
         self._clock = clock
         self._state = ControllerState()
         self._latest: Tick | None = None
+        self._held: set[str] = set()  # pools without a count at the last tick
         self._ticked = threading.Condition()
-
-    @property
-    def latest(self) -> Tick | None:
-        return self._latest
 
     def replicas(self) -> dict[str, int]:
         """What each pool is taken to run now: the last count asked, else static_processes."""
@@ -119,9 +116,12 @@ class Asker:
             observation, self.policies, self._state, now_s=observation.at_s, budget=self.budget
         )
         tick = Tick(at_s=observation.at_s, observation=observation, plan=plan, counts=plan.counts())
-        for pool, decision in plan.decisions.items():
-            if decision.held:
-                logger.warning("{}: no count to serve: {}", pool, decision.reason)
+        held = {pool for pool, decision in plan.decisions.items() if decision.held}
+        for pool in sorted(held - self._held):  # once per outage, not every tick
+            logger.warning("{}: no count to serve: {}", pool, plan.decisions[pool].reason)
+        for pool in sorted(self._held - held):
+            logger.info("{}: serving counts again", pool)
+        self._held = held
         with self._ticked:
             self._latest = tick
             self._ticked.notify_all()
