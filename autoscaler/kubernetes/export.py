@@ -76,8 +76,9 @@ def manifests(policies: Mapping[str, Policy], options: ExportOptions) -> list[di
     for pool, policy in policies.items():
         try:
             name = dns_label(policy.program)
+            dns_label(pool)  # the pool's label value
         except ValueError as exc:
-            raise ExportError(f"pool {pool}: program {exc}") from None
+            raise ExportError(f"pool {pool}: {exc}") from None
         if name in names:
             raise ExportError(
                 f"pools {names[name]} and {pool}: both programs become the Kubernetes name "
