@@ -22,7 +22,7 @@ import pytest
 import redis
 import yaml
 
-from autoscaler.cli.main import main
+from autoscaler.cli.main import build_parser, main
 from autoscaler.kubernetes.externalscaler import externalscaler_pb2 as pb
 from autoscaler.kubernetes.externalscaler import externalscaler_pb2_grpc as pb_grpc
 from autoscaler.testing.laravel import make_payload, pop, push
@@ -441,3 +441,25 @@ def test_export_refuses_programs_that_clash_as_kubernetes_names(
                  command="php artisan queue:work redis --queue=other")  # fmt: skip
     assert main(["export", "keda"]) == 2
     assert "emails-worker" in capsys.readouterr().err
+
+
+def test_the_deployed_scaler_is_where_the_export_points(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """deploy/kubernetes/autoscaler-keda.yaml runs a `keda serve` the CLI accepts, behind the
+    Service and port that `export keda` names by default."""
+    deployment, service = yaml.safe_load_all(
+        (REPO / "deploy/kubernetes/autoscaler-keda.yaml").read_text()
+    )
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    program, *argv = container["command"]
+    args = build_parser().parse_args(argv)
+    assert program == "autoscaler" and (args.verb, args.action) == ("keda", "serve")
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == args.port == container["ports"][0]["containerPort"]
+    documents, _ = export(["--namespace", "shop"], capsys)
+    (trigger,) = by_kind(documents, "ScaledObject")["emails-worker"]["spec"]["triggers"]
+    name = service["metadata"]["name"]
+    assert trigger["metadata"]["scalerAddress"] == f"{name}.shop.svc:{args.port}"
+    env_names = {e["name"] for e in container["env"]}
+    assert {"AUTOSCALER_POLICIES_DIR", "AUTOSCALER_REDIS_URL"} <= env_names
