@@ -188,7 +188,7 @@ def test_status_reads_throughput_and_run_time_from_the_real_workers_lines(
 ) -> None:
     assert autoscaler(laravel, "scale", "work", "2", "--wait", "120").returncode == 0
     wait_for(lambda: running(laravel, "work") == 2, "two workers", DEADLINE_S)
-    laravel.app.push("work", 16, seconds=1.2)  # about 10 s of work for two workers
+    laravel.app.push("work", 32, seconds=1.2)  # about 20 s of work for two workers
     result = autoscaler(laravel, "status", "--format", "json", "--window", "5")
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout)
@@ -199,7 +199,7 @@ def test_status_reads_throughput_and_run_time_from_the_real_workers_lines(
     assert row["workers"] == 2 and row["busy_workers"] >= 1
     # every job was queued before `status` first looked: a lower bound, and named so
     assert row["oldest_wait_source"] == "first_seen" and row["oldest_wait_s"] >= 4.0
-    wait_for(lambda: len(laravel.finished_jobs()) == 16, "the jobs finish", DEADLINE_S)
+    wait_for(lambda: len(laravel.finished_jobs()) == 32, "the jobs finish", DEADLINE_S)
 
 
 def test_init_from_supervisor_on_the_real_app_gives_policies_that_run(
