@@ -21,8 +21,9 @@ fi
 # The real Laravel worker tests (autoscaler/data/laravel_app) run `php artisan queue:work` on
 # Debian's packages: PHP 8.2 with phpredis and Laravel 8.83, no composer, no network.
 php_ready() {
+  local modules  # read whole first: `php -m | grep -q` can die of SIGPIPE under pipefail
   command -v php >/dev/null 2>&1 && [ -f /usr/share/php/Illuminate/autoload.php ] &&
-    php -m 2>/dev/null | grep -qx redis && php -m 2>/dev/null | grep -qx pcntl
+    modules=$(php -m 2>/dev/null) && grep -qx redis <<<"$modules" && grep -qx pcntl <<<"$modules"
 }
 if ! php_ready; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
