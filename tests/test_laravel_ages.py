@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,6 +17,7 @@ import pytest
 import redis
 
 from autoscaler.cli.main import main
+from autoscaler.daemon.agefile import AGES_FILE
 from autoscaler.laravel.sampler import QueueSampler
 from autoscaler.observe.observer import Observer
 from autoscaler.policy.loader import load_policies
@@ -229,3 +233,39 @@ def test_status_names_the_age_source_and_why_an_age_is_unknown(
     assert "not a JSON object" in broken["age_problem"]
     assert row["oldest_wait_source"] == "first_seen"
     assert "oldest wait of broken unknown: head job is not a JSON object" in captured.err
+
+
+def test_a_restarted_daemon_keeps_the_ages_of_a_list_nobody_pushed_to(tmp_path: Path) -> None:
+    require_binary("redis-server")
+    require_binary("supervisord")
+    require_php()
+    box = Sandbox(tmp_path.resolve() / "s", pools=(DRAIN,), worker="laravel").start()
+    state = tmp_path / "state"
+    env = box.env(AUTOSCALER_DRY_RUN="true", AUTOSCALER_STATE_DIR=str(state))  # no workers
+
+    def one_tick() -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "autoscaler", "run", "--once"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        return result.stdout + result.stderr
+
+    try:
+        first_tick_from = time.time()
+        one_tick()  # sees the empty list
+        pushed_at = box.app.push("drain", 30)[0].pushed_at_s
+        one_tick()  # 30 arrivals since the first tick; saved on exit
+        cohort_s = time.time() - first_tick_from  # they arrived within this, as far as it knows
+        assert (state / AGES_FILE).is_file()
+        time.sleep(3.0)
+        text = one_tick()  # a new daemon: the same tail, so the same cohorts
+        assert "queue ages: 1 queue(s) taken over" in text
+        age = float(re.findall(r"drain 2 \(waiting 30, oldest (\d+)s\)", text)[-1])
+        truth = time.time() - pushed_at
+        assert age >= 3.0, "the wait before the restart counts"
+        assert abs(age - truth) <= cohort_s + 1.0  # one tick (+1 s: the log rounds)
+        box.app.push("drain", 1)  # pushed while no daemon watched: the list starts over
+        text = one_tick()
+        assert re.search(r"drain 2 \(waiting 31, oldest 0s\)", text), text
+    finally:
+        box.stop()
