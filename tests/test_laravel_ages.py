@@ -269,3 +269,18 @@ def test_a_restarted_daemon_keeps_the_ages_of_a_list_nobody_pushed_to(tmp_path: 
         assert re.search(r"drain 2 \(waiting 31, oldest 0s\)", text), text
     finally:
         box.stop()
+
+
+@pytest.mark.parametrize("stamp", [0, "nan", "inf", 10**400, "1e400", "abc", [1], None])
+def test_a_stamp_that_is_no_time_falls_back_to_fifo(
+    app: LaravelApp, redis_client: redis.Redis, stamp: object
+) -> None:
+    app.push("odd", 2)
+    real = json.loads(_heads(redis_client, "odd")[0])
+    real["createdAt"] = stamp
+    real["delay"] = "inf"
+    redis_client.lset(f"{PREFIX}queues:odd", 0, json.dumps(real))
+    sampler = QueueSampler(redis_client, prefix=PREFIX, queues=["odd"])
+    sampler.sample(1000.0)
+    queue = sampler.sample(1005.0).queues["odd"]
+    assert (queue.oldest_wait_s, queue.oldest_wait_source) == (5.0, "first_seen")

@@ -21,12 +21,16 @@ timestamp is not worth decoding megabytes every tick); FIFO accounting gives its
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from autoscaler.laravel.queue_sample import WaitSource
 
 MAX_PARSE_BYTES = 1 << 20  # heads larger than this are not decoded
+_STAMPS: tuple[WaitSource, ...] = ("createdAt", "pushedAt")  # payload fields, best first
+# A stamp before 2001-09-09 (unix 1e9) is no job's: 0 or 1 would show a wait of 1.8e9 s.
+MIN_STAMP_S = 1_000_000_000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +52,13 @@ def payload_age(head: bytes | str, now_s: float) -> PayloadAge:
     attempts = _number(payload.get("attempts")) or 0.0
     if attempts > 0:
         return PayloadAge()
-    delay = max(0.0, _number(payload.get("delay")) or 0.0)
-    created = _number(payload.get("createdAt"))
-    if created is not None:
-        return PayloadAge(max(0.0, now_s - created - delay), "createdAt")
-    pushed = _number(payload.get("pushedAt"))
-    if pushed is not None:
-        return PayloadAge(max(0.0, now_s - pushed - delay), "pushedAt")
-    return PayloadAge()
+    delay = _number(payload.get("delay")) or 0.0
+    delay = delay if 0.0 < delay < math.inf else 0.0
+    for source in _STAMPS:
+        stamp = _number(payload.get(source))
+        if stamp is not None and MIN_STAMP_S <= stamp < math.inf:
+            return PayloadAge(max(0.0, now_s - stamp - delay), source)
+    return PayloadAge()  # none, or one that is no time (0, nan, 1e400): FIFO accounting
 
 
 def _decode(head: bytes | str) -> dict[str, Any] | None:
@@ -70,13 +73,13 @@ def _number(value: object) -> float | None:
     """A JSON number or numeric string (Horizon's pushedAt is `"1700000000.1234"`)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
             return float(value.replace(",", "."))
-        except ValueError:
-            return None
+    except (ValueError, OverflowError):  # "abc", or an int of 400 digits
+        return None
     return None
 
 
