@@ -98,7 +98,7 @@ def test_table_marks_unknown_workers_and_totals_a_multi_queue_pool(
     rows = {tuple(line.split()[:2]): line.split() for line in lines[3:] if line.strip()}
     assert rows[("default", "high")][2:4] == ["1", "0"]
     assert rows[("default", "(all)")][2:6] == ["1", "0", "2", "1"]
-    assert rows[("emails", "emails")][-2:] == ["unknown", "2"]
+    assert rows[("emails", "emails")][-4:] == ["unknown", "2", "-", "-"]
     assert "workers unknown" in out and "need a window" in out
 
 

@@ -21,7 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-from autoscaler.constants import LARAVEL_DEFAULT_QUEUE, LARAVEL_DEFAULT_TIMEOUT_S
+from autoscaler.constants import (
+    LARAVEL_DEFAULT_MEMORY_MB,
+    LARAVEL_DEFAULT_QUEUE,
+    LARAVEL_DEFAULT_TIMEOUT_S,
+)
 from autoscaler.policy.inisafe import check_ini_value
 
 StrategyName = Literal["slo", "static", "horizon", "hpa", "step"]
@@ -248,6 +252,49 @@ class StrategySpec(StrictModel):
     step: StepKnobs = StepKnobs()
 
 
+class MemorySizing(StrictModel):
+    """How big the memory budget takes one of this pool's workers to be."""
+
+    size: Literal["declared", "measured"] = Field(
+        default="declared",
+        description="declared: memory_per_worker_mb. measured: the largest worker's resident "
+        "memory over window_s (declared until min_samples ticks are measured), never above "
+        "the worker's --memory plus margin_mb.",
+    )
+    window_s: float = Field(
+        default=3600.0, gt=0, description="Window of the measured high-water per worker, s."
+    )
+    min_samples: int = Field(
+        default=12, ge=1, description="Ticks measured before the measured size is used."
+    )
+    margin_mb: float = Field(
+        default=64.0,
+        ge=0,
+        description="RSS a worker holds beyond PHP's own --memory count (the binary, "
+        "extensions, opcache): the measured size is capped at --memory plus this.",
+    )
+
+
+class Lifecycle(StrictModel):
+    """Recycling workers: a worker past a limit is replaced surge-first (README)."""
+
+    max_rss_mb: float | None = Field(
+        default=None,
+        gt=0,
+        description="Recycle a worker whose resident memory (with its children) exceeds this, "
+        "MB (none: never for memory).",
+    )
+    max_age_s: float | None = Field(
+        default=None, gt=0, description="Recycle a worker older than this, s (none: never)."
+    )
+    alert_recycles_per_hour: int = Field(
+        default=6,
+        ge=1,
+        description="More recycles than this in an hour raise a `recycling` alert: a leak to "
+        "fix in the code.",
+    )
+
+
 class SupervisorOptions(StrictModel):
     """Options copied into every worker slot's `[program:...]` section."""
 
@@ -303,6 +350,12 @@ def worker_timeout_s(command: str) -> int:
     return int(raw) if raw is not None and raw.isdigit() else LARAVEL_DEFAULT_TIMEOUT_S
 
 
+def worker_memory_limit_mb(command: str) -> int:
+    """A `queue:work` command's `--memory` (Laravel's default 128 when absent), MB."""
+    raw = command_option(command, "memory")
+    return int(raw) if raw is not None and raw.isdigit() else LARAVEL_DEFAULT_MEMORY_MB
+
+
 class Policy(StrictModel):
     """One worker pool: the queues it consumes, its bounds, its SLO and its Supervisor options."""
 
@@ -335,6 +388,8 @@ class Policy(StrictModel):
     slo: SloTarget
     strategy: StrategySpec = StrategySpec()
     supervisor: SupervisorOptions = SupervisorOptions()
+    memory: MemorySizing = MemorySizing()
+    lifecycle: Lifecycle = Lifecycle()
 
     @model_validator(mode="after")
     def _bounds_and_command(self) -> Policy:
@@ -377,6 +432,11 @@ class Policy(StrictModel):
     def timeout_s(self) -> int:
         """The worker's `--timeout` (Laravel's default 60 when absent)."""
         return worker_timeout_s(self.command)
+
+    @property
+    def worker_memory_limit_mb(self) -> int:
+        """The worker's `--memory` (Laravel's default 128 when absent), MB."""
+        return worker_memory_limit_mb(self.command)
 
     @property
     def stopwaitsecs(self) -> int:
