@@ -26,6 +26,7 @@ from autoscaler.decide.strategies import RUNNERS, PoolTick
 from autoscaler.decide.strategies.base import PolicyConstants, roster
 from autoscaler.observe.observation import Observation, PoolMemory, PoolObservation
 from autoscaler.policy.model import Policy
+from autoscaler.supervisord.slots import WorkerCounts
 
 # An observation older than this many intervals (and at least STALE_MIN_S) is not acted on.
 STALE_INTERVALS = 3.0
@@ -116,10 +117,7 @@ def _gather(
         workers = obs.workers if obs is not None else None
         previous = last_desired.get(name)
         memory = obs.memory if obs is not None else None
-        if memory is not None:
-            in_use_mb += memory.live_mb  # what the workers hold, measured
-        elif workers is not None:
-            in_use_mb += (workers.running + workers.starting + workers.draining) * const.memory_mb
+        in_use_mb += _holding_mb(const, workers, memory)
         if workers is not None:
             if previous is None:
                 previous = workers.running + workers.starting
@@ -132,8 +130,7 @@ def _gather(
                 previous = const.static_processes
             why = _missing(obs, observation, stale=stale, age_s=age_s)
             held = _held(name, policy, const, obs=obs, previous=previous, why=why)
-            if memory is not None:
-                held.memory_mb = worker_mb(const, memory)
+            held.memory_mb = worker_mb(const, memory)
             ticks.append(held)
             continue
         oldest: float | None
@@ -167,8 +164,7 @@ def _gather(
             previous,
             old_memories.get(name),
         )
-        if memory is not None:
-            tick.memory_mb = worker_mb(const, memory)
+        tick.memory_mb = worker_mb(const, memory)
         ticks.append(tick)
         group = by_strategy.get(const.strategy)
         if group is None:
@@ -178,12 +174,25 @@ def _gather(
     return ticks, by_strategy, in_use_mb
 
 
-def worker_mb(const: PolicyConstants, memory: PoolMemory) -> float:
+def _holding_mb(
+    const: PolicyConstants, workers: WorkerCounts | None, memory: PoolMemory | None
+) -> float:
+    """What a pool's workers hold now: measured where known, else by the declared size."""
+    if memory is not None:
+        return memory.live_mb
+    if workers is None:
+        return 0.0
+    return (workers.running + workers.starting + workers.draining) * const.memory_mb
+
+
+def worker_mb(const: PolicyConstants, memory: PoolMemory | None) -> float:
     """One worker's size for the budget: declared, or with `[memory] size = "measured"` the
     pool's recent high-water RSS per worker once min_samples ticks are measured, never above
     the worker's --memory plus the margin (a worker past it exits by itself)."""
+    if memory is None or not const.measured_size:
+        return const.memory_mb
     high = memory.high_water_mb
-    if not const.measured_size or high is None or memory.samples < const.measured_min_samples:
+    if high is None or memory.samples < const.measured_min_samples:
         return const.memory_mb
     return min(high, const.measured_cap_mb)
 
