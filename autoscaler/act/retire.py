@@ -154,12 +154,14 @@ class Replacer:
                 del state.restarts[pool]
                 self._event(f"{pool}: restart done, {restart.replaced} worker(s) replaced")
                 continue
+            todo = [name for name in restart.old if slots[name].in_file]  # alive, so known
+            if not todo:
+                continue  # the last old workers finish their jobs
 
             def order(name: str) -> tuple[bool, bool, str]:
-                slot = slots[name]  # alive, so known
-                return (name in busy, slot.state != "RUNNING", name)
+                return (name in busy, slots[name].state != "RUNNING", name)
 
-            name = min(restart.old, key=order)
+            name = min(todo, key=order)
             state.retiring[pool] = Retirement(
                 pool=pool,
                 slot=name,
@@ -180,16 +182,22 @@ class Replacer:
         pool = retirement.pool
         old = slots.get(retirement.slot)
         restart = state.restarts.get(pool)
+        restarting = restart is not None and retirement.origin == "restart"
         if not _alive(old, retirement.pid):
             del state.retiring[pool]
-            if restart is not None and retirement.origin == "restart":
+            if restart is not None and restarting:
                 restart.replaced += 1
                 restart.old.pop(retirement.slot, None)
             self._event(f"{pool}: {retirement.slot} (pid {retirement.pid}) has exited: replaced")
             return None
         assert old is not None
-        if not old.in_file:  # already stopped: it finishes its job, then counts as replaced
-            if retirement.cancel:
+        if not old.in_file:  # told to stop: it finishes its job
+            # A restart goes on with the next worker (the restart waits for this one's exit
+            # before it is done); a recycle waits for the exit (one at a time, memory first).
+            if restart is not None and restarting:
+                restart.replaced += 1
+                del state.retiring[pool]
+            elif retirement.cancel:
                 del state.retiring[pool]
             return None
         in_file = [s for s in pool_members(slots, pool) if s.in_file]
