@@ -89,9 +89,7 @@ def start_pool(sandbox: Sandbox, count: int) -> dict[str, int]:
     policies = load_policies(sandbox.policies_dir)
     actuator, client = make_actuator(sandbox.supervisord.url, sandbox.include_file, policies)
     pool = next(iter(policies))
-    wait_for(
-        lambda: actuator.apply({pool: count}).settled, timeout_s=60, what="the pool running"
-    )
+    wait_for(lambda: actuator.apply({pool: count}).settled, timeout_s=60, what="the pool running")
     client.close()
     return running_pids(sandbox, f"sandbox-{pool}_")
 
@@ -209,9 +207,7 @@ def test_a_leaking_worker_is_recycled_surge_first_before_its_limit_doubles(
                     time.sleep(0.25)
                     if len(sampler.pids - set(first.values())) >= 4:
                         break
-                wait_for(
-                    lambda: len(box.finished_jobs()) == len(pushed), what="every job done"
-                )
+                wait_for(lambda: len(box.finished_jobs()) == len(pushed), what="every job done")
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(60)

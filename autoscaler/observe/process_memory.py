@@ -6,8 +6,9 @@ pages (PHP's binary, opcache's shared memory) once per process, so a pool's sum 
 little; that errs on the safe side for the budget.
 
 Cost, measured by tests/benchmarks/bench_process_memory.py: psutil reads two small /proc files
-per process (statm for memory, stat for CPU), about 30 us; finding descendants needs the parent
-of every process on the host (one /proc/<pid>/stat each), so that map is rebuilt only every
+per worker (statm for memory, stat for CPU), about 30 us, and one per child (its memory; a
+child's CPU counts in the worker's once it exits). Finding descendants needs the parent of
+every process on the host (one /proc/<pid>/stat each), so that map is rebuilt only every
 `children_every_ticks` ticks and whenever a new worker PID appears. A child spawned between two
 rebuilds is counted from the next one; a known child is read every tick.
 """
@@ -27,12 +28,16 @@ from autoscaler.supervisord.slots import parse_slot
 MB = 1024.0 * 1024.0
 # Slots whose process holds memory: serving, or finishing its job after SIGTERM.
 MEASURED_STATES = frozenset({"STARTING", "RUNNING", "BACKOFF", "STOPPING"})
-CHILDREN_EVERY_TICKS = 6  # at a 5 s interval: a new child is counted within 30 s
+# At a 5 s interval a new child is counted within a minute. A Laravel worker has none (unless
+# a wrapper script runs php, whose child then lives as long as the slot); rebuilding the map
+# costs about as much as a tick's reads (tests/benchmarks/bench_process_memory.py).
+CHILDREN_EVERY_TICKS = 12
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SlotUsage:
-    """One slot's process as measured at one tick."""
+    """One slot's process as measured at one tick (not frozen: 100+ are made per tick, and
+    a frozen dataclass costs twice as much to create; treat it as immutable)."""
 
     slot: str
     pool: str
@@ -61,6 +66,8 @@ class ProcessMeter:
         self._cpu: dict[str, tuple[int, float, float]] = {}  # slot -> (pid, at_s, cpu_s)
         self._children: dict[int, list[int]] = {}  # worker pid -> descendant pids
         self._ticks_since_map = self._children_every  # rebuild on the first tick
+        self._owners: dict[str, str] = {}
+        self._pool_of: dict[str, str | None] = {}  # slot name -> pool (None: not ours)
 
     def measure(
         self,
@@ -70,29 +77,42 @@ class ProcessMeter:
     ) -> list[SlotUsage]:
         """Every slot of a pool's program (`owners`: program -> pool) whose process is live."""
         live: list[tuple[ProcessInfo, str]] = []
+        pool_of = self._pool_of
+        if owners != self._owners:  # other policies: slot names map anew
+            pool_of.clear()
+            self._owners = dict(owners)
         for process in processes:
-            parsed = parse_slot(process.name)
-            if parsed is None or process.group != process.name or process.pid <= 0:
+            if process.pid <= 0 or process.group != process.name:
                 continue
-            pool = owners.get(parsed.program)
+            if process.name in pool_of:
+                pool = pool_of[process.name]
+            else:
+                parsed = parse_slot(process.name)
+                pool = pool_of[process.name] = (
+                    owners.get(parsed.program) if parsed is not None else None
+                )
             if pool is not None and process.statename in MEASURED_STATES:
                 live.append((process, pool))
         pids = {process.pid for process, _pool in live}
         self._ticks_since_map += 1
-        if self._ticks_since_map >= self._children_every or not pids <= set(self._children):
+        rebuild = self._ticks_since_map >= self._children_every
+        if rebuild or not pids <= self._children.keys():
             self._children = _descendants(pids)
             self._ticks_since_map = 0
+            self._forget(pids, live)
         now = self._clock()
-        usages = [self._one(process, pool, now, in_flight) for process, pool in live]
+        return [self._one(process, pool, now, in_flight) for process, pool in live]
+
+    def _forget(self, pids: set[int], live: list[tuple[ProcessInfo, str]]) -> None:
+        """Drop the handles and CPU readings of processes gone (with each map rebuild)."""
         keep = set(pids)
         for children in self._children.values():
             keep.update(children)
         for pid in set(self._handles) - keep:
             del self._handles[pid]
-        seen = {u.slot for u in usages}
+        seen = {process.name for process, _pool in live}
         for slot in set(self._cpu) - seen:
             del self._cpu[slot]
-        return usages
 
     def _one(
         self,
@@ -101,21 +121,17 @@ class ProcessMeter:
         now_s: float,
         in_flight: Callable[[str], bool | None],
     ) -> SlotUsage:
-        rss = self._rss_cpu(process.pid)
+        own = self._rss_cpu(process.pid)
         counted = 0
         cpu_s: float | None = None
-        if rss is not None:
-            cpu_s = rss[1]
-            total_mb = rss[0]
+        rss_mb: float | None = None
+        if own is not None:
+            rss_mb, cpu_s = own
             for child in self._children.get(process.pid, ()):
-                more = self._rss_cpu(child)
+                more = self._rss(child)
                 if more is not None:
-                    total_mb += more[0]
-                    cpu_s += more[1]
+                    rss_mb += more
                     counted += 1
-            rss_mb: float | None = total_mb
-        else:
-            rss_mb = None
         percent: float | None = None
         previous = self._cpu.get(process.name)
         if cpu_s is not None:
@@ -136,17 +152,38 @@ class ProcessMeter:
         )
 
     def _rss_cpu(self, pid: int) -> tuple[float, float] | None:
-        """(RSS in MB, user + system CPU seconds) of one process; None once it is gone."""
-        handle = self._handles.get(pid)
+        """(RSS in MB, CPU seconds) of a worker: user + system, its own and that of the
+        children it has waited for; None once it is gone."""
+        handle = self._handle(pid)
         try:
             if handle is None:
-                handle = self._handles[pid] = psutil.Process(pid)
+                return None
             rss = handle.memory_info().rss
             times = handle.cpu_times()
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             self._handles.pop(pid, None)
             return None
-        return rss / MB, times.user + times.system
+        cpu_s = times.user + times.system + times.children_user + times.children_system
+        return rss / MB, cpu_s
+
+    def _rss(self, pid: int) -> float | None:
+        """A live child's RSS in MB (its CPU counts once it exits and is waited for: reading
+        it every tick would cost as much again)."""
+        handle = self._handle(pid)
+        try:
+            return None if handle is None else handle.memory_info().rss / MB
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            self._handles.pop(pid, None)
+            return None
+
+    def _handle(self, pid: int) -> psutil.Process | None:
+        handle = self._handles.get(pid)
+        if handle is None:
+            try:
+                handle = self._handles[pid] = psutil.Process(pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                return None
+        return handle
 
 
 def _descendants(roots: set[int]) -> dict[int, list[int]]:

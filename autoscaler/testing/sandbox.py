@@ -89,8 +89,7 @@ class Sandbox:
         command = (
             f"{sys.executable} -m autoscaler.testing.worker --redis-url {self.redis.url} "
             f"--prefix {PREFIX} --queue={','.join(pool.queues)} --sleep=0.1 --timeout=20 "
-            f"--record {self.record}"
-            + (f" {pool.worker_args}" if pool.worker_args else "")
+            f"--record {self.record}" + (f" {pool.worker_args}" if pool.worker_args else "")
         )
         lines = [
             f"queues = {toml_value(list(pool.queues))}",
