@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -104,51 +104,59 @@ def restart_cli(sandbox: Sandbox, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def sandbox_for(tmp_path: Path, pool: SandboxPool) -> Iterator[Sandbox]:
+@pytest.fixture
+def sandbox_of(tmp_path: Path) -> Iterator[Callable[[SandboxPool], Sandbox]]:
+    """Start a sandbox (real redis-server and supervisord) with one pool; stopped after."""
     require_binary("redis-server")
     require_binary("supervisord")
-    box = Sandbox(tmp_path.resolve() / "s", pools=(pool,)).start()
-    yield box
-    box.stop()
+    made: list[Sandbox] = []
+
+    def make(pool: SandboxPool) -> Sandbox:
+        made.append(Sandbox(tmp_path.resolve() / "s", pools=(pool,)).start())
+        return made[-1]
+
+    yield make
+    for box in made:
+        box.stop()
 
 
 @pytest.fixture
-def work(tmp_path: Path) -> Iterator[Sandbox]:
-    yield from sandbox_for(tmp_path, WORK)
+def work(sandbox_of: Callable[[SandboxPool], Sandbox]) -> Sandbox:
+    return sandbox_of(WORK)
 
 
 @pytest.mark.integration
 def test_measured_rss_is_the_workers_and_their_childrens_as_proc_says(
-    tmp_path: Path,
+    sandbox_of: Callable[[SandboxPool], Sandbox],
 ) -> None:
     pool = SandboxPool(name="mem", queues=("mem",), worker_args="--grow-mb-per-job 8")
-    for box in sandbox_for(tmp_path, pool):
-        start_pool(box, 2)
-        box.push("mem", 6, run_s=0.01)
-        wait_for(lambda: len(box.finished_jobs()) == 6, what="six jobs done")
-        policies = load_policies(box.policies_dir)
-        observer = Observer(
-            policies=policies,
-            client=box.client(),
-            prefix=PREFIX,
-            supervisor=SupervisorClient(box.supervisord.url),
-        )
-        try:
-            observation = observer.observe()
-        finally:
-            observer.close()
-        usages = {u.slot: u for u in observation.slots}
-        assert len(usages) == 2
-        for usage in usages.values():
-            assert usage.state == "RUNNING" and usage.rss_mb is not None
-            assert abs(usage.rss_mb - proc_rss_mb(usage.pid)) <= 0.03 * usage.rss_mb
-            assert usage.age_s is not None and usage.age_s >= 0
-        memory = observation.pools["mem"].memory
-        assert memory is not None
-        total = sum(u.rss_mb or 0.0 for u in usages.values())
-        assert memory.total_mb == pytest.approx(total)
-        assert memory.max_mb == max(u.rss_mb or 0.0 for u in usages.values())
-        assert memory.max_mb > 40  # the leak is counted: six jobs x 8 MB over two workers
+    box = sandbox_of(pool)
+    start_pool(box, 2)
+    box.push("mem", 6, run_s=0.01)
+    wait_for(lambda: len(box.finished_jobs()) == 6, what="six jobs done")
+    policies = load_policies(box.policies_dir)
+    observer = Observer(
+        policies=policies,
+        client=box.client(),
+        prefix=PREFIX,
+        supervisor=SupervisorClient(box.supervisord.url),
+    )
+    try:
+        observation = observer.observe()
+    finally:
+        observer.close()
+    usages = {u.slot: u for u in observation.slots}
+    assert len(usages) == 2
+    for usage in usages.values():
+        assert usage.state == "RUNNING" and usage.rss_mb is not None
+        assert abs(usage.rss_mb - proc_rss_mb(usage.pid)) <= 0.03 * usage.rss_mb
+        assert usage.age_s is not None and usage.age_s >= 0
+    memory = observation.pools["mem"].memory
+    assert memory is not None
+    total = sum(u.rss_mb or 0.0 for u in usages.values())
+    assert memory.total_mb == pytest.approx(total)
+    assert memory.max_mb == max(u.rss_mb or 0.0 for u in usages.values())
+    assert memory.max_mb > 40  # the leak is counted: six jobs x 8 MB over two workers
 
 
 def proc_rss_mb(pid: int) -> float:
@@ -177,7 +185,7 @@ def proc_rss_mb(pid: int) -> float:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_leaking_worker_is_recycled_surge_first_before_its_limit_doubles(
-    tmp_path: Path,
+    sandbox_of: Callable[[SandboxPool], Sandbox], tmp_path: Path
 ) -> None:
     limit_mb = 70.0
     pool = SandboxPool(
@@ -189,37 +197,37 @@ def test_a_leaking_worker_is_recycled_surge_first_before_its_limit_doubles(
         worker_args="--grow-mb-per-job 6",
         lifecycle={"max_rss_mb": limit_mb, "alert_recycles_per_hour": 100},
     )
-    for box in sandbox_for(tmp_path, pool):
-        first = start_pool(box, 2)
-        log = (tmp_path / "daemon.log").open("w")
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "autoscaler", "run"],
-            env=box.env(AUTOSCALER_INTERVAL_S="0.5"),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        pushed: list[str] = []
-        try:
-            with RunningSampler(box.supervisord.url, "sandbox-leak_") as sampler:
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline:
-                    pushed += box.push("leak", 1, run_s=0.05)
-                    time.sleep(0.25)
-                    if len(sampler.pids - set(first.values())) >= 4:
-                        break
-                wait_for(lambda: len(box.finished_jobs()) == len(pushed), what="every job done")
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(60)
-            log.close()
-        text = (tmp_path / "daemon.log").read_text()
-        assert "recycling sandbox-leak_" in text, text[-3000:]
-        replaced = set(first.values()) - set(running_pids(box, "sandbox-leak_").values())
-        assert replaced == set(first.values())  # both first workers were recycled
-        assert len(sampler.pids) >= 6  # and their successors too, in turn
-        assert min(sampler.counts) >= 2
-        assert max(sampler.peak_rss_mb.values()) < 2 * limit_mb
-        assert Counter(box.finished_jobs()) == Counter(pushed)  # each exactly once
+    box = sandbox_of(pool)
+    first = start_pool(box, 2)
+    log = (tmp_path / "daemon.log").open("w")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "autoscaler", "run"],
+        env=box.env(AUTOSCALER_INTERVAL_S="0.5"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    pushed: list[str] = []
+    try:
+        with RunningSampler(box.supervisord.url, "sandbox-leak_") as sampler:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                pushed += box.push("leak", 1, run_s=0.05)
+                time.sleep(0.25)
+                if len(sampler.pids - set(first.values())) >= 4:
+                    break
+            wait_for(lambda: len(box.finished_jobs()) == len(pushed), what="every job done")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+        log.close()
+    text = (tmp_path / "daemon.log").read_text()
+    assert "recycling sandbox-leak_" in text, text[-3000:]
+    replaced = set(first.values()) - set(running_pids(box, "sandbox-leak_").values())
+    assert replaced == set(first.values())  # both first workers were recycled
+    assert len(sampler.pids) >= 6  # and their successors too, in turn
+    assert min(sampler.counts) >= 2
+    assert max(sampler.peak_rss_mb.values()) < 2 * limit_mb
+    assert Counter(box.finished_jobs()) == Counter(pushed)  # each exactly once
 
 
 @pytest.mark.integration
@@ -273,7 +281,7 @@ def test_restart_beside_the_daemon_neither_fights(work: Sandbox, tmp_path: Path)
 
 @pytest.mark.integration
 def test_restart_stops_when_a_new_worker_cannot_start_and_keeps_the_old_ones(
-    tmp_path: Path,
+    sandbox_of: Callable[[SandboxPool], Sandbox], tmp_path: Path
 ) -> None:
     marker = tmp_path / "broken-deploy"
     pool = SandboxPool(
@@ -284,26 +292,26 @@ def test_restart_stops_when_a_new_worker_cannot_start_and_keeps_the_old_ones(
         max_processes=2,
         worker_args=f"--refuse-start-if {marker}",
     )
-    for box in sandbox_for(tmp_path, pool):
-        first = start_pool(box, 2)
-        marker.touch()  # the new code does not boot
-        cli = restart_cli(box, "fragile")
-        output, _ = cli.communicate(timeout=180)
-        assert cli.returncode == 1, output
-        assert "did not start" in output and "kept" in output
-        client = SupervisorClient(box.supervisord.url)
-        try:
-            actuator_policies = load_policies(box.policies_dir)
-            actuator, _ = make_actuator(box.supervisord.url, box.include_file, actuator_policies)
-            wait_for(lambda: actuator.apply(None).converged, what="the failed slot removed")
-        finally:
-            client.close()
-        assert running_pids(box, "sandbox-fragile_") == first
-        assert len(section_names(box.include_file.read_text())) == 2
+    box = sandbox_of(pool)
+    first = start_pool(box, 2)
+    marker.touch()  # the new code does not boot
+    cli = restart_cli(box, "fragile")
+    output, _ = cli.communicate(timeout=180)
+    assert cli.returncode == 1, output
+    assert "did not start" in output and "kept" in output
+    actuator, client = make_actuator(
+        box.supervisord.url, box.include_file, load_policies(box.policies_dir)
+    )
+    wait_for(lambda: actuator.apply(None).converged, what="the failed slot removed")
+    client.close()
+    assert running_pids(box, "sandbox-fragile_") == first
+    assert len(section_names(box.include_file.read_text())) == 2
 
 
 @pytest.mark.integration
-def test_ctrl_c_midway_leaves_no_extra_slot(tmp_path: Path) -> None:
+def test_ctrl_c_midway_leaves_no_extra_slot(
+    sandbox_of: Callable[[SandboxPool], Sandbox],
+) -> None:
     pool = SandboxPool(
         name="slow",
         queues=("slow",),
@@ -312,32 +320,32 @@ def test_ctrl_c_midway_leaves_no_extra_slot(tmp_path: Path) -> None:
         max_processes=2,
         worker_args="--boot-s 0",
     )
-    for box in sandbox_for(tmp_path, pool):
-        start_pool(box, 2)
-        state_file = default_state_dir(box.include_file) / STATE_NAME
-        cli = restart_cli(box, "slow")
+    box = sandbox_of(pool)
+    start_pool(box, 2)
+    state_file = default_state_dir(box.include_file) / STATE_NAME
+    cli = restart_cli(box, "slow")
 
-        def surging() -> bool:
-            return any(r.replacement for r in load(state_file).retiring.values())
+    def surging() -> bool:
+        return any(r.replacement for r in load(state_file).retiring.values())
 
-        wait_for(surging, what="the first surge", timeout_s=60)
-        os.kill(cli.pid, signal.SIGINT)
-        output, _ = cli.communicate(timeout=60)
-        assert cli.returncode == 130, output
-        # Right after the exit: two slots in the file, two serving (one may be draining).
-        assert len(section_names(box.include_file.read_text())) == 2
-        client = SupervisorClient(box.supervisord.url)
-        try:
-            serving = [
-                p
-                for p in client.processes()
-                if p.name.startswith("sandbox-slow_")
-                and p.statename in ("RUNNING", "STARTING", "BACKOFF")
-            ]
-        finally:
-            client.close()
-        assert len(serving) == 2, output
-        assert not load(state_file).restarts
+    wait_for(surging, what="the first surge", timeout_s=60)
+    os.kill(cli.pid, signal.SIGINT)
+    output, _ = cli.communicate(timeout=60)
+    assert cli.returncode == 130, output
+    # Right after the exit: two slots in the file, two serving (one may be draining).
+    assert len(section_names(box.include_file.read_text())) == 2
+    client = SupervisorClient(box.supervisord.url)
+    try:
+        serving = [
+            p
+            for p in client.processes()
+            if p.name.startswith("sandbox-slow_")
+            and p.statename in ("RUNNING", "STARTING", "BACKOFF")
+        ]
+    finally:
+        client.close()
+    assert len(serving) == 2, output
+    assert not load(state_file).restarts
 
 
 @pytest.mark.integration
