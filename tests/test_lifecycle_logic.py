@@ -243,3 +243,11 @@ def test_a_restart_goes_through_every_old_worker_idle_first(tmp_path: Path) -> N
     adjustment = replacer.adjust(POLICIES, slots, None, {"mail_00"})  # mail_00 has a job
     assert adjustment.desired == {"mail": 3}
     assert replacer.state().retiring["mail"].slot == "mail_01"
+
+
+def test_a_pool_scaling_down_drops_the_worker_to_recycle_without_a_surge(tmp_path: Path) -> None:
+    replacer = Replacer(path=tmp_path / "state.json", clock=lambda: 5.0)
+    replacer.request(pool="mail", slot="mail_00", pid=1, reason="age 90000s > max_age_s 86400")
+    processes = [proc("mail_00", pid=1), proc("mail_01", pid=2), proc("mail_02", pid=3)]
+    indices, _slots = step(replacer, ["mail_00", "mail_01", "mail_02"], processes, {"mail": 2})
+    assert indices == (1, 2)

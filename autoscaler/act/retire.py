@@ -112,7 +112,9 @@ class Replacer:
         counts: dict[str, int] = {}
         for pool, retirement in list(state.retiring.items()):
             policy = policies.get(pool)
-            count = None if policy is None else self._step(state, retirement, slots, adjustment)
+            count = (
+                None if policy is None else self._step(state, retirement, policy, slots, adjustment)
+            )
             if policy is None:
                 del state.retiring[pool]
             elif count is not None:
@@ -175,6 +177,7 @@ class Replacer:
         self,
         state: ReplaceState,
         retirement: Retirement,
+        policy: Policy,
         slots: Mapping[str, Slot],
         adjustment: Adjustment,
     ) -> int | None:
@@ -206,7 +209,7 @@ class Replacer:
         elif retirement.replacement is None and len(in_file) > retirement.members_before:
             retirement.replacement = _adopt(in_file, retirement)
         new = slots.get(retirement.replacement) if retirement.replacement else None
-        base = self._base(pool, slots, adjustment.desired, new)
+        base = _base(pool, policy, in_file, adjustment.desired, new)
         if new is not None and new.state == "RUNNING":
             adjustment.retire_first[old.name] = (
                 f"replaced by {new.name} ({retirement.reason}): it finishes its job first"
@@ -231,28 +234,36 @@ class Replacer:
             del state.retiring[pool]
             self._event(f"{pool}: restart interrupted: {old.name} kept")
             return base
+        if new is None and base < len(in_file):
+            # The pool shrinks anyway: the old worker is the one to go, no surge needed.
+            adjustment.retire_first[old.name] = (
+                f"scale down, and {retirement.reason}: it finishes its job first"
+            )
+            return base
         if new is None:
             retirement.replacement = None  # not added yet, or gone: (re)add one
         adjustment.surge.add(pool)
         return base + 1
 
-    def _base(
-        self,
-        pool: str,
-        slots: Mapping[str, Slot],
-        desired: Mapping[str, int] | None,
-        new: Slot | None,
-    ) -> int:
-        """The pool's count without the surge: the caller's, else the file's less the new
-        slot (which is in the file only as the surge)."""
-        if desired is not None and pool in desired:
-            return desired[pool]
-        in_file = sum(1 for s in pool_members(slots, pool) if s.in_file)
-        return in_file - (1 if new is not None and new.in_file else 0)
-
     def _event(self, text: str) -> None:
         self.events.append(text)
         logger.info(text)
+
+
+def _base(
+    pool: str,
+    policy: Policy,
+    in_file: list[Slot],
+    desired: Mapping[str, int] | None,
+    new: Slot | None,
+) -> int:
+    """The pool's count without the surge: the caller's, else the file's less the new slot
+    (in the file only as the surge), within min/max_processes."""
+    if desired is not None and pool in desired:
+        count = desired[pool]
+    else:
+        count = len(in_file) - (1 if new is not None and new.in_file else 0)
+    return min(max(count, policy.min_processes), policy.max_processes)
 
 
 def _alive(slot: Slot | None, pid: int) -> bool:
