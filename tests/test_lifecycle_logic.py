@@ -251,3 +251,15 @@ def test_a_pool_scaling_down_drops_the_worker_to_recycle_without_a_surge(tmp_pat
     processes = [proc("mail_00", pid=1), proc("mail_01", pid=2), proc("mail_02", pid=3)]
     indices, _slots = step(replacer, ["mail_00", "mail_01", "mail_02"], processes, {"mail": 2})
     assert indices == (1, 2)
+
+
+def test_a_pool_shrinking_during_a_surge_drops_the_old_worker_not_the_new_one(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.json"
+    save(path, ReplaceState(retiring={"mail": retirement(members_before=2)}))
+    replacer = Replacer(path=path)
+    files = ["mail_00", "mail_01", "mail_02"]
+    processes = [proc("mail_00", pid=1), proc("mail_01", pid=2), proc("mail_02", "STARTING")]
+    indices, _slots = step(replacer, files, processes, {"mail": 1})
+    assert indices == (1, 2)  # mail_00 (the old one) goes; mail_02 (new) keeps starting

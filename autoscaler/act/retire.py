@@ -242,6 +242,10 @@ class Replacer:
             return base
         if new is None:
             retirement.replacement = None  # not added yet, or gone: (re)add one
+        # Should the pool shrink meanwhile, the old worker is the first to go.
+        adjustment.retire_first[old.name] = (
+            f"scale down, and {retirement.reason}: it finishes its job first"
+        )
         adjustment.surge.add(pool)
         return base + 1
 
