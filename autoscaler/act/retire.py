@@ -97,12 +97,13 @@ class Replacer:
         self._state = state
         now = self._clock()
         self._next_restart_steps(state, policies, slots, busy or (), now)
+        restarting = {p for p, r in state.restarts.items() if r.failed is None}
         for pool, wanted in self._requests.items():
             old = slots.get(wanted.slot)
             if (
                 pool in policies
                 and pool not in state.retiring
-                and pool not in state.restarts
+                and pool not in restarting
                 and _alive(old, wanted.pid)
             ):
                 state.retiring[pool] = wanted
