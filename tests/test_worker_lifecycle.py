@@ -361,3 +361,39 @@ def test_restart_names_the_pools_of_an_unknown_one_and_fails_without_supervisord
     output, _ = down.communicate(timeout=60)
     assert down.returncode == 1
     assert "unreachable" in output
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_daemon_finishes_a_restart_whose_process_was_killed(
+    work: Sandbox, tmp_path: Path
+) -> None:
+    first = start_pool(work, 3)
+    state_file = default_state_dir(work.include_file) / STATE_NAME
+    cli = restart_cli(work, "work")
+    wait_for(
+        lambda: any(r.replacement for r in load(state_file).retiring.values()),
+        what="the first surge",
+        timeout_s=60,
+    )
+    cli.kill()  # SIGKILL: no clean-up; the record stays, its owner gone
+    cli.communicate(timeout=30)
+    assert load(state_file).restarts["work"].old
+    log = (tmp_path / "daemon.log").open("w")
+    with RunningSampler(work.supervisord.url, "sandbox-work_") as sampler:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "autoscaler", "run"],
+            env=work.env(AUTOSCALER_INTERVAL_S="0.5"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(lambda: not state_file.exists(), what="the restart finished", timeout_s=120)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(60)
+            log.close()
+    now = running_pids(work, "sandbox-work_")
+    assert len(now) == 3 and not set(now.values()) & set(first.values())
+    assert min(sampler.counts) >= 3
+    assert "restart done, 3 worker(s) replaced" in (tmp_path / "daemon.log").read_text()
