@@ -7,6 +7,7 @@ assertion is about elapsed time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -28,10 +30,6 @@ from autoscaler.supervisord.rpc import SupervisorClient
 from autoscaler.testing.sandbox import PREFIX, Sandbox, SandboxPool
 from tests.act_helpers import make_actuator, wait_for
 from tests.conftest import require_binary
-
-WORK = SandboxPool(
-    name="work", queues=("work",), min_processes=3, static_processes=3, max_processes=3
-)
 
 
 class RunningSampler:
@@ -104,6 +102,40 @@ def restart_cli(sandbox: Sandbox, *args: str) -> subprocess.Popen[str]:
     )
 
 
+@contextlib.contextmanager
+def daemon_running(box: Sandbox, log_path: Path) -> Iterator[None]:
+    """`autoscaler run` on the sandbox (a 0.5 s interval), stopped with SIGTERM after."""
+    with log_path.open("w") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "autoscaler", "run"],
+            env=box.env(AUTOSCALER_INTERVAL_S="0.5"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(60)
+
+
+def fixed_pool(name: str, count: int, **options: Any) -> SandboxPool:
+    """A pool held at `count` workers (min = static = max), whatever the load."""
+    return SandboxPool(
+        name=name,
+        queues=(name,),
+        min_processes=count,
+        static_processes=count,
+        max_processes=count,
+        **options,
+    )
+
+
+def surging(state_file: Path) -> bool:
+    """A replacement's new slot has been added."""
+    return any(r.replacement for r in load(state_file).retiring.values())
+
+
 @pytest.fixture
 def sandbox_of(tmp_path: Path) -> Iterator[Callable[[SandboxPool], Sandbox]]:
     """Start a sandbox (real redis-server and supervisord) with one pool; stopped after."""
@@ -122,7 +154,7 @@ def sandbox_of(tmp_path: Path) -> Iterator[Callable[[SandboxPool], Sandbox]]:
 
 @pytest.fixture
 def work(sandbox_of: Callable[[SandboxPool], Sandbox]) -> Sandbox:
-    return sandbox_of(WORK)
+    return sandbox_of(fixed_pool("work", 3))
 
 
 @pytest.mark.integration
@@ -188,38 +220,27 @@ def test_a_leaking_worker_is_recycled_surge_first_before_its_limit_doubles(
     sandbox_of: Callable[[SandboxPool], Sandbox], tmp_path: Path
 ) -> None:
     limit_mb = 70.0
-    pool = SandboxPool(
-        name="leak",
-        queues=("leak",),
-        min_processes=2,
-        static_processes=2,
-        max_processes=2,
-        worker_args="--grow-mb-per-job 6",
-        lifecycle={"max_rss_mb": limit_mb, "alert_recycles_per_hour": 100},
+    box = sandbox_of(
+        fixed_pool(
+            "leak",
+            2,
+            worker_args="--grow-mb-per-job 6",
+            lifecycle={"max_rss_mb": limit_mb, "alert_recycles_per_hour": 100},
+        )
     )
-    box = sandbox_of(pool)
     first = start_pool(box, 2)
-    log = (tmp_path / "daemon.log").open("w")
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "autoscaler", "run"],
-        env=box.env(AUTOSCALER_INTERVAL_S="0.5"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     pushed: list[str] = []
-    try:
-        with RunningSampler(box.supervisord.url, "sandbox-leak_") as sampler:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                pushed += box.push("leak", 1, run_s=0.05)
-                time.sleep(0.25)
-                if len(sampler.pids - set(first.values())) >= 4:
-                    break
-            wait_for(lambda: len(box.finished_jobs()) == len(pushed), what="every job done")
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(60)
-        log.close()
+    with (
+        daemon_running(box, tmp_path / "daemon.log"),
+        RunningSampler(box.supervisord.url, "sandbox-leak_") as sampler,
+    ):
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            pushed += box.push("leak", 1, run_s=0.05)
+            time.sleep(0.25)
+            if len(sampler.pids - set(first.values())) >= 4:
+                break
+        wait_for(lambda: len(box.finished_jobs()) == len(pushed), what="every job done")
     text = (tmp_path / "daemon.log").read_text()
     assert "recycling sandbox-leak_" in text, text[-3000:]
     replaced = set(first.values()) - set(running_pids(box, "sandbox-leak_").values())
@@ -256,23 +277,12 @@ def test_restart_replaces_every_worker_under_load_without_a_capacity_dip(
 @pytest.mark.slow
 def test_restart_beside_the_daemon_neither_fights(work: Sandbox, tmp_path: Path) -> None:
     first = start_pool(work, 3)
-    log = (tmp_path / "daemon.log").open("w")
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "autoscaler", "run"],
-        env=work.env(AUTOSCALER_INTERVAL_S="0.5"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with daemon_running(work, tmp_path / "daemon.log"):
         pushed = work.push("work", 40, run_s=0.3)
         with RunningSampler(work.supervisord.url, "sandbox-work_") as sampler:
             cli = restart_cli(work, "--all")
             output, _ = cli.communicate(timeout=180)
             wait_for(lambda: len(work.finished_jobs()) == len(pushed), what="every job done")
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(60)
-        log.close()
     assert cli.returncode == 0, output
     assert not set(running_pids(work, "sandbox-work_").values()) & set(first.values())
     assert min(sampler.counts) >= 3
@@ -284,15 +294,7 @@ def test_restart_stops_when_a_new_worker_cannot_start_and_keeps_the_old_ones(
     sandbox_of: Callable[[SandboxPool], Sandbox], tmp_path: Path
 ) -> None:
     marker = tmp_path / "broken-deploy"
-    pool = SandboxPool(
-        name="fragile",
-        queues=("fragile",),
-        min_processes=2,
-        static_processes=2,
-        max_processes=2,
-        worker_args=f"--refuse-start-if {marker}",
-    )
-    box = sandbox_of(pool)
+    box = sandbox_of(fixed_pool("fragile", 2, worker_args=f"--refuse-start-if {marker}"))
     first = start_pool(box, 2)
     marker.touch()  # the new code does not boot
     cli = restart_cli(box, "fragile")
@@ -312,23 +314,11 @@ def test_restart_stops_when_a_new_worker_cannot_start_and_keeps_the_old_ones(
 def test_ctrl_c_midway_leaves_no_extra_slot(
     sandbox_of: Callable[[SandboxPool], Sandbox],
 ) -> None:
-    pool = SandboxPool(
-        name="slow",
-        queues=("slow",),
-        min_processes=2,
-        static_processes=2,
-        max_processes=2,
-        worker_args="--boot-s 0",
-    )
-    box = sandbox_of(pool)
+    box = sandbox_of(fixed_pool("slow", 2))
     start_pool(box, 2)
     state_file = default_state_dir(box.include_file) / STATE_NAME
     cli = restart_cli(box, "slow")
-
-    def surging() -> bool:
-        return any(r.replacement for r in load(state_file).retiring.values())
-
-    wait_for(surging, what="the first surge", timeout_s=60)
+    wait_for(lambda: surging(state_file), what="the first surge", timeout_s=60)
     os.kill(cli.pid, signal.SIGINT)
     output, _ = cli.communicate(timeout=60)
     assert cli.returncode == 130, output
@@ -371,28 +361,15 @@ def test_the_daemon_finishes_a_restart_whose_process_was_killed(
     first = start_pool(work, 3)
     state_file = default_state_dir(work.include_file) / STATE_NAME
     cli = restart_cli(work, "work")
-    wait_for(
-        lambda: any(r.replacement for r in load(state_file).retiring.values()),
-        what="the first surge",
-        timeout_s=60,
-    )
+    wait_for(lambda: surging(state_file), what="the first surge", timeout_s=60)
     cli.kill()  # SIGKILL: no clean-up; the record stays, its owner gone
     cli.communicate(timeout=30)
     assert load(state_file).restarts["work"].old
-    log = (tmp_path / "daemon.log").open("w")
-    with RunningSampler(work.supervisord.url, "sandbox-work_") as sampler:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "autoscaler", "run"],
-            env=work.env(AUTOSCALER_INTERVAL_S="0.5"),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_for(lambda: not state_file.exists(), what="the restart finished", timeout_s=120)
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(60)
-            log.close()
+    with (
+        RunningSampler(work.supervisord.url, "sandbox-work_") as sampler,
+        daemon_running(work, tmp_path / "daemon.log"),
+    ):
+        wait_for(lambda: not state_file.exists(), what="the restart finished", timeout_s=120)
     now = running_pids(work, "sandbox-work_")
     assert len(now) == 3 and not set(now.values()) & set(first.values())
     assert min(sampler.counts) >= 3

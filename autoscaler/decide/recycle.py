@@ -7,7 +7,7 @@ stopping is on its way out. The daemon asks for the replacement (act/retire.py d
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from autoscaler.observe.process_memory import SlotUsage
@@ -25,24 +25,16 @@ def recycle_candidate(
     slots: Iterable[SlotUsage], pool: str, lifecycle: Lifecycle
 ) -> RecycleChoice | None:
     running = [u for u in slots if u.pool == pool and u.state == "RUNNING"]
-    limit_mb = lifecycle.max_rss_mb
-    if limit_mb is not None:
-        over = [u for u in running if u.rss_mb is not None and u.rss_mb > limit_mb]
+    checks: tuple[tuple[float | None, Callable[[SlotUsage], float | None], str], ...] = (
+        (lifecycle.max_rss_mb, lambda u: u.rss_mb, "RSS {:.0f} MB > max_rss_mb {:g}"),
+        (lifecycle.max_age_s, lambda u: u.age_s, "age {:.0f}s > max_age_s {:g}"),
+    )
+    for limit, measure, reason in checks:
+        if limit is None:
+            continue
+        over = [(value, u.slot, u) for u in running if (value := measure(u)) is not None]
+        over = [entry for entry in over if entry[0] > limit]
         if over:
-            worst = max(over, key=lambda u: (u.rss_mb or 0.0, u.slot))
-            return RecycleChoice(
-                slot=worst.slot,
-                pid=worst.pid,
-                reason=f"RSS {worst.rss_mb or 0.0:.0f} MB > max_rss_mb {limit_mb:g}",
-            )
-    max_age_s = lifecycle.max_age_s
-    if max_age_s is not None:
-        old = [u for u in running if u.age_s is not None and u.age_s > max_age_s]
-        if old:
-            oldest = max(old, key=lambda u: (u.age_s or 0.0, u.slot))
-            return RecycleChoice(
-                slot=oldest.slot,
-                pid=oldest.pid,
-                reason=f"age {oldest.age_s or 0.0:.0f}s > max_age_s {max_age_s:g}",
-            )
+            value, _slot, worst = max(over, key=lambda entry: (entry[0], entry[1]))
+            return RecycleChoice(slot=worst.slot, pid=worst.pid, reason=reason.format(value, limit))
     return None
