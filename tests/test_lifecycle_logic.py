@@ -16,7 +16,8 @@ from autoscaler.decide.plan import ControllerState, MemoryBudget
 from autoscaler.decide.recycle import recycle_candidate
 from autoscaler.observe.observation import PoolMemory
 from autoscaler.observe.process_memory import SlotUsage
-from autoscaler.policy.model import Lifecycle, Policy
+from autoscaler.policy.lifecycle import Lifecycle
+from autoscaler.policy.model import Policy
 from autoscaler.supervisord.rpc import ProcessInfo
 from tests.act_helpers import make_policy as act_policy
 from tests.decide_helpers import make_policy, observation, pool_obs

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from autoscaler.observe.process_memory import SlotUsage
-from autoscaler.policy.model import Lifecycle
+from autoscaler.policy.lifecycle import Lifecycle
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

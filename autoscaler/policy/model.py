@@ -14,8 +14,6 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     model_validator,
@@ -27,6 +25,8 @@ from autoscaler.constants import (
     LARAVEL_DEFAULT_TIMEOUT_S,
 )
 from autoscaler.policy.inisafe import check_ini_value
+from autoscaler.policy.lifecycle import Lifecycle, MemorySizing
+from autoscaler.policy.strict import FieldProblem, StrictModel
 
 StrategyName = Literal["slo", "static", "horizon", "hpa", "step"]
 STRATEGY_NAMES: tuple[StrategyName, ...] = ("slo", "static", "horizon", "hpa", "step")
@@ -55,22 +55,6 @@ def _check_env_value(value: str) -> str:
 
 
 EnvValue = Annotated[str, AfterValidator(_check_env_value)]
-
-
-class FieldProblem(ValueError):
-    """A cross-field check failed; `field` names the field an operator should change."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(problem)
-        self.field = field
-
-
-class StrictModel(BaseModel):
-    # Strict types: TOML has native ones, so `true` or "1" where a number belongs is a
-    # mistake to report, not to convert (an int for a float field is still fine). Tuple
-    # fields relax this for the container only (TOML arrays arrive as lists).
-    # No inf/nan: TOML allows them, and every bound or rate computed from them breaks.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class SloTarget(StrictModel):
@@ -250,49 +234,6 @@ class StrategySpec(StrictModel):
     horizon: HorizonKnobs = HorizonKnobs()
     hpa: HpaKnobs = HpaKnobs()
     step: StepKnobs = StepKnobs()
-
-
-class MemorySizing(StrictModel):
-    """How big the memory budget takes one of this pool's workers to be."""
-
-    size: Literal["declared", "measured"] = Field(
-        default="declared",
-        description="declared: memory_per_worker_mb. measured: the largest worker's resident "
-        "memory over window_s (declared until min_samples ticks are measured), never above "
-        "the worker's --memory plus margin_mb.",
-    )
-    window_s: float = Field(
-        default=3600.0, gt=0, description="Window of the measured high-water per worker, s."
-    )
-    min_samples: int = Field(
-        default=12, ge=1, description="Ticks measured before the measured size is used."
-    )
-    margin_mb: float = Field(
-        default=64.0,
-        ge=0,
-        description="RSS a worker holds beyond PHP's own --memory count (the binary, "
-        "extensions, opcache): the measured size is capped at --memory plus this.",
-    )
-
-
-class Lifecycle(StrictModel):
-    """Recycling workers: a worker past a limit is replaced surge-first (README)."""
-
-    max_rss_mb: float | None = Field(
-        default=None,
-        gt=0,
-        description="Recycle a worker whose resident memory (with its children) exceeds this, "
-        "MB (none: never for memory).",
-    )
-    max_age_s: float | None = Field(
-        default=None, gt=0, description="Recycle a worker older than this, s (none: never)."
-    )
-    alert_recycles_per_hour: int = Field(
-        default=6,
-        ge=1,
-        description="More recycles than this in an hour raise a `recycling` alert: a leak to "
-        "fix in the code.",
-    )
 
 
 class SupervisorOptions(StrictModel):
