@@ -11,10 +11,12 @@ import pytest
 from autoscaler.act.reconcile import Slot, SlotChange, choose_layout, our_slots
 from autoscaler.act.retire import Replacer
 from autoscaler.act.retire_state import ReplaceState, Restart, Retirement, load, save
+from autoscaler.daemon.alerts import Alerter
+from autoscaler.daemon.recycler import Recycler
 from autoscaler.decide.core import decide
-from autoscaler.decide.plan import ControllerState, MemoryBudget
+from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan
 from autoscaler.decide.recycle import recycle_candidate
-from autoscaler.observe.observation import PoolMemory
+from autoscaler.observe.observation import Observation, PoolMemory
 from autoscaler.observe.process_memory import SlotUsage
 from autoscaler.policy.lifecycle import Lifecycle
 from autoscaler.policy.model import Policy
@@ -264,3 +266,33 @@ def test_a_pool_shrinking_during_a_surge_drops_the_old_worker_not_the_new_one(
     processes = [proc("mail_00", pid=1), proc("mail_01", pid=2), proc("mail_02", "STARTING")]
     indices, _slots = step(replacer, files, processes, {"mail": 1})
     assert indices == (1, 2)  # mail_00 (the old one) goes; mail_02 (new) keeps starting
+
+
+# -- the daemon's recycler ----------------------------------------------------------------------
+def recycler_inputs(room_mb: float) -> tuple[Observation, Plan, dict[str, Policy]]:
+    policy = make_policy(
+        "p", memory_per_worker_mb=100, lifecycle={"max_rss_mb": 200, "alert_recycles_per_hour": 2}
+    )
+    obs = observation(pool_obs("p", running=2))
+    obs.slots = (usage("p-worker_00", 150, 10), usage("p-worker_01", 260, 10))
+    plan = Plan(at_s=0, decisions={}, memory_limit_mb=1000, memory_planned_mb=0)
+    plan.memory_peak_mb = 1000 - room_mb
+    return obs, plan, {"p": policy}
+
+
+def test_the_recycler_asks_within_the_budget_and_alerts_a_pool_that_recycles_too_often(
+    tmp_path: Path,
+) -> None:
+    replacer = Replacer(path=tmp_path / "state.json")
+    alerter = Alerter(interval_s=600)
+    now = [1000.0]
+    recycler = Recycler(replacer=replacer, alerter=alerter, clock=lambda: now[0])
+    recycler.tick(*recycler_inputs(room_mb=50))  # one more worker (100 MB) does not fit
+    assert not replacer.requested()
+    for _ in range(3):
+        now[0] += 60
+        recycler.tick(*recycler_inputs(room_mb=500))
+        request = replacer.requested()["p"]
+        assert request.slot == "p-worker_01" and "260 MB > max_rss_mb 200" in request.reason
+    assert [a.kind for a in alerter.sent] == ["recycling"]  # the third within the hour
+    assert "3 workers recycled in the last hour" in alerter.sent[0].message

@@ -70,6 +70,10 @@ class Replacer:
             pool=pool, slot=slot, pid=pid, reason=reason, origin="recycle", since_s=self._clock()
         )
 
+    def requested(self) -> dict[str, Retirement]:
+        """The recycles asked for and not yet taken up by an apply."""
+        return dict(self._requests)
+
     def busy_pools(self) -> set[str]:
         """Pools with a replacement or a restart in progress at the last apply."""
         restarting = {p for p, r in self._state.restarts.items() if r.failed is None}
