@@ -87,7 +87,10 @@ def _restart(actuator: Actuator, pools: list[str], wait_s: float | None) -> int:
     records = load(actuator.replacer.path).restarts
     totals = {p: len(r.old) for p, r in records.items() if p in pools}
     for pool in pools:
-        print(f"{pool}: restarting {totals.get(pool, 0)} worker(s), one at a time, surge-first")
+        print(
+            f"{pool}: restarting {totals.get(pool, 0)} worker(s), one at a time, surge-first",
+            flush=True,
+        )
     try:
         return _follow(actuator, pools, totals, wait_s)
     except KeyboardInterrupt:
@@ -157,7 +160,7 @@ def _check_error(report: ApplyReport, since: float | None) -> float | None:
 
 def _print_events(actuator: Actuator) -> None:
     for event in actuator.replacer.events:
-        print(event)
+        print(event, flush=True)
     actuator.replacer.events = []
 
 
@@ -165,10 +168,11 @@ def _print_progress(row: restart.PoolProgress, report: ApplyReport) -> None:
     counts = report.counts.get(row.pool)
     running = f", {counts.running} running" if counts is not None else ""
     if row.done:
-        print(f"{row.pool}: done, {row.total} old worker(s) replaced and gone{running}")
+        print(f"{row.pool}: done, {row.total} old worker(s) replaced and gone{running}", flush=True)
     elif row.failed is None:
         step = f"; now {row.step}" if row.step else ""
         print(
             f"{row.pool}: {row.replaced}/{row.total} replaced, {row.remaining} old still "
-            f"running{step}{running}"
+            f"running{step}{running}",
+            flush=True,
         )
