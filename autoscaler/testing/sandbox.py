@@ -39,7 +39,8 @@ class SandboxPool:
     memory_mb: float = 64
     priority: int = 100
     slo_knobs: dict[str, Any] = field(default_factory=dict)
-    worker_args: str = ""  # appended to the worker's command, e.g. `--memory=64`
+    worker_args: str = ""  # more flags for the worker, e.g. `--memory=48` for `queue:work`
+    lifecycle: dict[str, Any] = field(default_factory=dict)  # the policy's [lifecycle] table
 
 
 @dataclass
@@ -132,6 +133,9 @@ class Sandbox:
             "stopwaitsecs = 30",
             "startsecs = 1",
             f"stdout_logfile = {toml_value(str(self.log_dir / f'{pool.name}.log'))}",
+            "",
+            "[lifecycle]",
+            *(f"{key} = {toml_value(value)}" for key, value in pool.lifecycle.items()),
         ]
         if environment:
             lines += ["", "[supervisor.environment]"]
