@@ -284,3 +284,31 @@ def test_a_stamp_that_is_no_time_falls_back_to_fifo(
     sampler.sample(1000.0)
     queue = sampler.sample(1005.0).queues["odd"]
     assert (queue.oldest_wait_s, queue.oldest_wait_source) == (5.0, "first_seen")
+
+
+def test_released_real_jobs_count_from_when_they_come_back(
+    app: LaravelApp, redis_client: redis.Redis
+) -> None:
+    sampler = QueueSampler(redis_client, prefix=PREFIX, queues=["flaky"])
+    sampler.sample(time.time())
+    app.push("flaky", 1, kind="flaky")
+    app.push("flaky", 1)
+    # a real worker takes the first job, which throws: released to :delayed for 1 s
+    app.run_artisan("queue:work", "redis", "--queue=flaky", "--once", "--tries=2", "--backoff=1")
+    queue = sampler.sample(time.time()).queues["flaky"]
+    assert (queue.pending, queue.delayed) == (1, 1)
+    released = json.loads(redis_client.zrange(f"{PREFIX}queues:flaky:delayed", 0, -1)[0])
+    assert released["attempts"] == 1
+    time.sleep(2.0)
+    # the next pass moves the due job to the tail, then takes the head (the second job)
+    app.run_artisan("queue:work", "redis", "--queue=flaky", "--once", "--tries=2", "--backoff=1")
+    back_at = time.time()
+    queue = sampler.sample(back_at).queues["flaky"]
+    assert (queue.pending, queue.delayed) == (1, 0)
+    head = json.loads(_heads(redis_client, "flaky")[0])
+    assert head["id"] == released["id"] and head["attempts"] == 1
+    # its wait counts from when it re-entered the list (between the last two samples), not
+    # from its first push more than two seconds ago
+    assert queue.oldest_wait_source == "fifo" and queue.oldest_wait_s is not None
+    assert queue.oldest_wait_s < 2.0
+    assert [run["attempts"] for run in app.runs(redis_client)] == [1]  # the second job ran

@@ -22,12 +22,17 @@ class Work implements ShouldQueue
     public function __construct(
         public float $seconds = 0.0,
         public string $tag = '',
-        public int $ballastMb = 0
+        public int $ballastMb = 0,
+        public bool $failFirst = false
     ) {
     }
 
     public function handle(): void
     {
+        if ($this->failFirst && $this->job->attempts() === 1) {
+            // released for a retry by `queue:work --tries=2 --backoff=S`: back via :delayed
+            throw new \RuntimeException('the first attempt fails');
+        }
         $started = microtime(true);
         // A loop, not one sleep(): the worker's async signals cut a sleep() short, and a
         // job must run its full time even while the worker is asked to stop.

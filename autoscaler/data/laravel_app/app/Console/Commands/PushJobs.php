@@ -18,7 +18,7 @@ class PushJobs extends Command
         {count=1 : how many jobs}
         {--seconds=0 : how long each job works}
         {--queue=default : the queue}
-        {--kind=plain : plain, encrypted, chained or batched}
+        {--kind=plain : plain, encrypted, chained, batched or flaky (fails its first attempt)}
         {--spread=0 : push them evenly over this many seconds}
         {--delay=0 : push with Queue::later, due after this many seconds}
         {--ballast-mb=0 : memory each job keeps in its worker}
@@ -62,6 +62,8 @@ class PushJobs extends Command
                     new Work($seconds, $tag . ':chain-1'),
                     new Work($seconds, $tag . ':chain-2'),
                 ]);
+            case 'flaky':
+                return new Work($seconds, $tag, $ballast, true);
             case 'batched':
                 return (new BatchedWork($seconds, $tag, $ballast))->withBatchId((string) Str::uuid());
             default:
