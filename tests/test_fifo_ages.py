@@ -45,7 +45,7 @@ class TrueList:
         return now_s - min(at for _, at in self.jobs) if self.jobs else None
 
 
-def test_a_burst_drained_with_the_same_tail_is_within_one_tick() -> None:
+def test_a_burst_drained_with_the_same_tail_is_within_half_a_tick() -> None:
     ages, jobs = FifoAges(), TrueList()
     assert ages.update("q", now_s=0.0, length=0, tail=None).source == "empty"
     jobs.rpush(0.4, 600)  # a burst between two ticks
@@ -55,13 +55,13 @@ def test_a_burst_drained_with_the_same_tail_is_within_one_tick() -> None:
         assert result.source == "fifo"
         truth = jobs.oldest_age(now)
         assert truth is not None and result.age_s is not None
-        assert abs(result.age_s - truth) <= TICK_S
+        assert abs(result.age_s - truth) <= TICK_S / 2  # pops exact: the tail stays
         jobs.pop(70)  # the workers, between ticks; no hint needed: the tail stays
         now += TICK_S
     assert ages.update("q", now_s=now, length=0, tail=None).age_s is None
 
 
-def test_a_steady_stream_with_pop_counts_is_within_one_tick() -> None:
+def test_a_steady_stream_with_pop_counts_is_within_half_a_tick() -> None:
     ages, jobs = FifoAges(), TrueList()
     ages.update("q", now_s=0.0, length=0, tail=None)
     now = 0.0
@@ -79,7 +79,7 @@ def test_a_steady_stream_with_pop_counts_is_within_one_tick() -> None:
             assert result.age_s is None
             continue
         assert result.source == "fifo" and result.age_s is not None
-        assert abs(result.age_s - truth) <= TICK_S
+        assert abs(result.age_s - truth) <= TICK_S / 2  # pops counted right: half a tick
 
 
 def test_a_wrong_pop_hint_is_corrected_by_the_length() -> None:
@@ -148,7 +148,7 @@ def test_a_restart_keeps_lists_whose_tail_stayed_and_restarts_the_others(tmp_pat
     # the daemon was away 9 s: 40 jobs left "same"; "pushed" got new jobs behind its tail
     same = after.update("same", now_s=10.0, length=60, tail="t1")
     assert same.source == "fifo" and same.pops == 40
-    assert same.age_s == pytest.approx(10.0 - 40.5 / 100)
+    assert same.age_s == pytest.approx(10.0 - 0.5)  # the middle of (0, 1]
     pushed = after.update("pushed", now_s=10.0, length=120, tail="t2")
     assert (pushed.age_s, pushed.source) == (0.0, "first_seen")
 
@@ -157,10 +157,12 @@ def test_a_restart_keeps_lists_whose_tail_stayed_and_restarts_the_others(tmp_pat
     "text",
     [
         "not json",
-        '{"version": 99, "queues": {}}',
-        '{"version": 1, "queues": {"q": {"length": 5, "tail": "t", "at_s": 1, "cohorts": []}}}',
-        '{"version": 1, "queues": {"q": {"length": "x"}}}',
-        '{"version": 1, "queues": []}',
+        '{"version": 1, "queues": {}}',
+        '{"version": 2, "queues": {"q": {"length": 5, "tail": "t", "at_s": 1, "cohorts": []}}}',
+        '{"version": 2, "queues": {"q": {"length": "x"}}}',
+        '{"version": 2, "queues": []}',
+        '{"version": 2, "queues": {"q": {"length": 1, "tail": "t", "at_s": 1, '
+        '"cohorts": [[0, 1, 1, 1]]}}}',
     ],
 )
 def test_a_bad_ages_file_only_starts_the_ages_over(tmp_path: Path, text: str) -> None:

@@ -133,8 +133,8 @@ def test_real_payloads_of_every_kind_give_an_age(
         assert '"batchId";s:36:' in command
     queue = sampler.sample(1004.0).queues[kind]
     assert (queue.pending, queue.oldest_wait_source, queue.age_problem) == (3, "fifo", None)
-    # the first of three spread over the four seconds between the samples
-    assert queue.oldest_wait_s == pytest.approx(4.0 - 4.0 * 0.5 / 3)
+    # they arrived between the samples: the middle of those four seconds
+    assert queue.oldest_wait_s == pytest.approx(2.0)
 
 
 def test_a_head_that_is_no_job_makes_only_its_age_unknown(

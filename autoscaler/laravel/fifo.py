@@ -5,10 +5,10 @@ new at almost every tick while workers drain a backlog, so remembering when an i
 seen says "0 s" for jobs that have waited minutes. This counts instead. Each tick gives the
 list's length and its tail job; between two ticks the list lost `pops` jobs at the head and
 gained `arrivals` at the tail, with `length_now = length_before - pops + arrivals`. Jobs are
-kept as cohorts, one per tick: "n jobs arrived between t0 and t1", spread evenly over that
-interval. Pops take jobs from the oldest cohort first, so the head job is known to be the
-k-th of some cohort, and its arrival is interpolated inside that cohort's interval: the age
-is within one tick of the truth when pops are counted right.
+kept as cohorts, one per tick: "n jobs arrived between t0 and t1". Pops take jobs from the
+oldest cohort first, so the head job is known to belong to one cohort, and its arrival is
+taken as the middle of that cohort's interval: the age is within half a tick of the truth
+when pops are counted right.
 
 Pops are not read from Redis; they come from what the tick knows:
 - the tail job did not change: nothing was pushed behind it, so pops = the list's shrinkage,
@@ -37,7 +37,7 @@ from typing import Any
 from autoscaler.laravel.queue_sample import WaitSource
 
 MAX_COHORTS = 4096  # per queue: older neighbours are merged beyond this (about an hour at 1 s)
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 
 
 @dataclass(slots=True)
@@ -48,11 +48,19 @@ class Cohort:
     end_s: float
     total: int
     left: int
+    merged: bool = False  # several ticks' cohorts, merged to bound memory
 
     def head_arrival_s(self) -> float | None:
-        """When the first job still waiting of this cohort arrived (None: before end_s)."""
+        """When the first job still waiting of this cohort arrived (None: before end_s).
+
+        One tick's cohort: the middle of its interval, wrong by at most half of it however
+        the jobs arrived inside it (a burst right after a tick, or a steady stream). A merged
+        cohort spans many ticks: its jobs are taken as spread evenly, and the head's arrival
+        interpolated by how many of them have gone."""
         if self.start_s is None:
             return None
+        if not self.merged:
+            return (self.start_s + self.end_s) / 2.0
         taken = self.total - self.left
         return self.start_s + (self.end_s - self.start_s) * (taken + 0.5) / self.total
 
@@ -146,7 +154,9 @@ class FifoAges:
                     "length": state.length,
                     "tail": state.tail,
                     "at_s": state.at_s,
-                    "cohorts": [[c.start_s, c.end_s, c.total, c.left] for c in state.cohorts],
+                    "cohorts": [
+                        [c.start_s, c.end_s, c.total, c.left, c.merged] for c in state.cohorts
+                    ],
                 }
                 for queue, state in self._lists.items()
             },
@@ -166,9 +176,11 @@ class FifoAges:
                     at_s=float(saved["at_s"]),
                     restored=True,
                 )
-                for start, end, total, left in saved["cohorts"]:
+                for start, end, total, left, merged in saved["cohorts"]:
                     start_s = None if start is None else float(start)
-                    state.cohorts.append(Cohort(start_s, float(end), int(total), int(left)))
+                    state.cohorts.append(
+                        Cohort(start_s, float(end), int(total), int(left), merged=bool(merged))
+                    )
                 if state.waiting() != state.length or any(
                     c.left <= 0 or c.left > c.total for c in state.cohorts
                 ):
@@ -184,7 +196,11 @@ class FifoAges:
             first = state.cohorts.popleft()
             second = state.cohorts[0]
             state.cohorts[0] = Cohort(
-                first.start_s, second.end_s, first.left + second.total, first.left + second.left
+                first.start_s,
+                second.end_s,
+                first.left + second.total,
+                first.left + second.left,
+                merged=True,
             )
 
 
