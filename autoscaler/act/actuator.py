@@ -49,17 +49,19 @@ from autoscaler.settings import Settings
 from autoscaler.supervisord.include_file import (
     SupervisorFile,
     SupervisorFileError,
+    brief,
     section_names,
     sections_of,
+    slot_texts,
 )
-from autoscaler.supervisord.render import render
+from autoscaler.supervisord.render import assemble, pool_block, render_pool
 from autoscaler.supervisord.rpc import (
     ProcessInfo,
     SupervisorClient,
     SupervisorUnavailable,
     fault_name,
 )
-from autoscaler.supervisord.slots import slot_name
+from autoscaler.supervisord.slots import parse_slot, slot_name
 
 # Slots with a job in flight, stopped last on scale-down: their names, or a function of the
 # processes the apply reads (a caller that finds them in the workers' logs then needs no
@@ -73,13 +75,24 @@ _SECTION = re.compile(r"program:([^'\"\]\s]+)")
 
 def with_policy_origin(message: str, policies: Mapping[str, Policy]) -> str:
     """Supervisor names the generated section; say which policy file the operator must edit."""
-    match = _SECTION.search(message)
-    pool = pool_of_slot(policies, match.group(1)) if match is not None else None
+    named = _named_slot(message, policies)
+    pool = pool_of_slot(policies, named) if named is not None else None
     if pool is None:
         return message
     files: Mapping[str, Path] = getattr(policies, "files", {})
     where = files.get(pool, f"{pool}.toml")
     return f"{message} [the slot is pool {pool}'s: fix `command` or [supervisor] in {where}]"
+
+
+def _named_slot(message: str, policies: Mapping[str, Policy]) -> str | None:
+    """The first slot of a policy that the message names ("for 'program:x_00.command'" is
+    the option, "in section 'program:x_00'" the section: either will do)."""
+    for match in _SECTION.finditer(message):
+        name = match.group(1)
+        for candidate in (name, name.rsplit(".", 1)[0]):
+            if pool_of_slot(policies, candidate) is not None:
+                return candidate
+    return None
 
 
 class ApplyError(Exception):
@@ -90,8 +103,32 @@ class ApplyError(Exception):
         self.rolled_back = rolled_back
 
 
+class _PoolRefused(Exception):
+    """supervisord refused a reread because of one pool's sections."""
+
+    def __init__(self, pool: str, reason: str) -> None:
+        super().__init__(reason)
+        self.pool = pool
+        self.reason = reason
+
+
+class _Held:
+    """A pool whose new sections supervisord refused: until its policy changes or its
+    backoff runs out, it keeps its last good sections without asking again."""
+
+    def __init__(self, *, policy: Policy, reason: str, backoff: Backoff) -> None:
+        self.policy = policy
+        self.reason = reason
+        self.backoff = backoff
+
+
 class Actuator:
-    """Moves Supervisor to a count per pool. `apply` every tick; `plan` touches nothing."""
+    """Moves Supervisor to a count per pool. `apply` every tick; `plan` touches nothing.
+
+    Faults stay per pool: a pool whose sections Supervisor's parser (or supervisord itself)
+    refuses keeps its last good sections (none if it is new) and is reported in `refused`;
+    every other pool is applied in the same call.
+    """
 
     def __init__(
         self,
@@ -109,8 +146,12 @@ class Actuator:
     ) -> None:
         self.client = client
         self.file = file
-        self.policies = policies
+        self._clock = clock
+        self._retry_initial_s, self._retry_max_s = retry_initial_s, retry_max_s
         self.backoff = Backoff(initial_s=retry_initial_s, max_s=retry_max_s, clock=clock)
+        self._held: dict[str, _Held] = {}
+        self._logged_refusals: dict[str, str] = {}
+        self._policies: Mapping[str, Policy] = policies
         self._watch = SlotWatch(
             clock=clock,
             fatal_retry_s=fatal_retry_s,
@@ -121,6 +162,21 @@ class Actuator:
         self._last_error: str | None = None
         self._last_unreachable = False
         self._logged_problems: set[str] = set()
+
+    @property
+    def policies(self) -> Mapping[str, Policy]:
+        return self._policies
+
+    @policies.setter
+    def policies(self, policies: Mapping[str, Policy]) -> None:
+        """New policies: an edit may be the fix, so the retry backoff starts over, and pools
+        held after a refusal are tried again at once when their policy changed."""
+        if dict(policies) != dict(self._policies):
+            self.backoff.succeeded()
+        self._held = {
+            pool: held for pool, held in self._held.items() if policies.get(pool) == held.policy
+        }
+        self._policies = policies
 
     @classmethod
     def from_settings(cls, settings: Settings, policies: Mapping[str, Policy]) -> Actuator:
@@ -158,7 +214,7 @@ class Actuator:
         processes = self.client.processes()
         busy = _resolve(busy_slots, processes)
         old_text = self.file.read()
-        plan, layout, slots = self._plan(old_text, processes, desired, busy)
+        plan, layout, slots = self._plan(old_text, processes, desired, busy, check=True)
         if plan.problem is None:
             changed = predicted_changes(
                 sections_of(old_text or ""), sections_of(plan.new_text), slots
@@ -213,10 +269,15 @@ class Actuator:
             report.error, report.unreachable = str(exc), True
         except SupervisorFileError as exc:
             report.error = str(exc)
+        except OSError as exc:
+            # A full disk or a read-only directory: the live file is the old one or the new
+            # one (atomic writes), never half of one; say the system's own reason.
+            report.error = f"cannot update {self.file.path} or its state: {exc}"
         except xmlrpc.client.Fault as fault:
             report.error = (
                 f"supervisord refused: {fault_name(fault.faultCode)}: {fault.faultString}"
             )
+        self._log_refusals(report.refused)
         if report.error is not None:
             if not report.unreachable:
                 report.error = with_policy_origin(report.error, self.policies)
@@ -240,8 +301,9 @@ class Actuator:
         processes = self.client.processes()
         busy = _resolve(busy_slots, processes)
         old_text = self.file.read()
-        plan, layout, slots = self._plan(old_text, processes, desired, busy, check=False)
+        plan, layout, slots = self._plan(old_text, processes, desired, busy)
         report.before, report.after, report.notes = plan.before, plan.after, plan.notes
+        report.refused = plan.refused
         for note in plan.notes:
             logger.warning(note)
         try:
@@ -252,8 +314,22 @@ class Actuator:
             logger.info(f"wrote {self.file.path}: {_counts_text(plan.before, plan.after)}")
         changed: set[str] = set()
         if report.wrote_file or self.file.pending():
-            changed = self._reread(old_text, plan.new_text, wrote=report.wrote_file)
+            # A refusal that names one pool's section holds that pool back (its last good
+            # sections are put back) and the rest is reread again: at most once per pool.
+            for _attempt in range(len(self.policies) + 1):
+                try:
+                    changed = self._reread(old_text, plan.new_text, wrote=report.wrote_file)
+                    break
+                except _PoolRefused as refused:
+                    self._hold(refused.pool, refused.reason)
+                    self.file.save_rejected(plan.new_text)
+                    plan, layout, slots = self._plan(old_text, processes, desired, busy)
+                    self.file.restore(plan.new_text)  # the refused text was never loaded
+                    report.after, report.refused = plan.after, plan.refused
+            else:
+                raise ApplyError("supervisord refused every pool's sections in turn")
             report.reread = True
+            self._held = {pool: held for pool, held in self._held.items() if pool in report.refused}
         target = self._target(layout)
         changes = slot_changes(
             self.policies,
@@ -305,11 +381,12 @@ class Actuator:
         desired: Mapping[str, int] | None,
         busy: Collection[str] | None,
         *,
-        check: bool = True,
+        check: bool = False,
     ) -> tuple[ApplyPlan, Layout, dict[str, Slot]]:
+        """`check`: also check the whole text (each pool's sections are checked anyway)."""
         slots = our_slots(self.policies, section_names(old_text or ""), processes)
         layout = choose_layout(self.policies, slots, desired, busy)
-        text = render(self.policies, layout.indices)
+        text, refused = self._render(old_text, layout)
         problem: str | None = None
         if check and text != old_text:
             try:
@@ -325,8 +402,55 @@ class Actuator:
             changes=[],
             notes=layout.notes,
             problem=problem,
+            refused=refused,
         )
         return plan, layout, slots
+
+    def _render(self, old_text: str | None, layout: Layout) -> tuple[str, dict[str, str]]:
+        """The file for `layout`, each pool checked on its own: a pool whose sections would be
+        refused (or were, by supervisord, and are held) keeps the sections the live file has
+        for it, and `layout` is changed to match. Returns (text, pool -> why refused)."""
+        old_sections = slot_texts(old_text or "")
+        blocks: dict[str, str] = {}
+        refused: dict[str, str] = {}
+        for pool, indices in layout.indices.items():
+            policy = self.policies[pool]
+            held = self._held.get(pool)
+            if held is not None and held.backoff.remaining_s() > 0:
+                reason = held.reason
+            else:
+                block = render_pool(pool, policy, indices)
+                try:
+                    self.file.check(block)
+                except SupervisorFileError as exc:
+                    reason = with_policy_origin(str(exc), self.policies)
+                else:
+                    blocks[pool] = block
+                    continue
+            kept = {
+                parsed.index: section
+                for name, section in old_sections.items()
+                if (parsed := parse_slot(name)) is not None and parsed.program == policy.program
+            }
+            layout.indices[pool] = tuple(sorted(kept))
+            blocks[pool] = pool_block(pool, policy, [kept[i] for i in sorted(kept)])
+            refused[pool] = (
+                f"{reason}; keeping its {len(kept)} running slot(s) as they are"
+                if kept
+                else f"{reason}; none of its slots is added until this is fixed"
+            )
+        return assemble(blocks), refused
+
+    def _hold(self, pool: str, reason: str) -> None:
+        held = self._held.get(pool)
+        if held is None or held.policy != self.policies[pool]:
+            backoff = Backoff(
+                initial_s=self._retry_initial_s, max_s=self._retry_max_s, clock=self._clock
+            )
+            held = _Held(policy=self.policies[pool], reason=reason, backoff=backoff)
+            self._held[pool] = held
+        held.reason = reason
+        held.backoff.failed()
 
     def _target(self, layout: Layout) -> set[str]:
         return {
@@ -341,7 +465,12 @@ class Actuator:
         try:
             return set(self.client.reload_config().changed)
         except xmlrpc.client.Fault as fault:
-            why = f"{fault_name(fault.faultCode)}: {' '.join(fault.faultString.split())}"
+            why = f"{fault_name(fault.faultCode)}: {brief(fault.faultString)}"
+            pool = self._refused_pool(fault.faultString, old_text, new_text)
+            if wrote and pool is not None:
+                raise _PoolRefused(
+                    pool, f"supervisord refused pool {pool}'s sections ({why})"
+                ) from None
             if not wrote:
                 # Pending: an earlier apply wrote the live file and never saw it reread (it
                 # timed out, or autoscaler stopped). Its refusal is that write's: roll it back.
@@ -372,6 +501,26 @@ class Actuator:
             f"previous version and reloaded it (refused text: {self.file.rejected_path})",
             rolled_back=True,
         )
+
+    def _refused_pool(self, message: str, old_text: str | None, new_text: str) -> str | None:
+        """The pool whose section supervisord names, when this write changed that section."""
+        name = _named_slot(message, self.policies)
+        if name is None:
+            return None
+        pool = pool_of_slot(self.policies, name)
+        if pool is None or (pool in self._held and self._held[pool].backoff.remaining_s() > 0):
+            return None
+        old = slot_texts(old_text or "").get(name)
+        return pool if old != slot_texts(new_text).get(name) else None
+
+    def _log_refusals(self, refused: Mapping[str, str]) -> None:
+        """Log a pool's refusal when it appears or its reason changes, and when it ends."""
+        for pool, reason in refused.items():
+            if self._logged_refusals.get(pool) != reason:
+                logger.error(f"pool {pool} not applied: {reason}")
+        for pool in set(self._logged_refusals) - set(refused):
+            logger.info(f"pool {pool} applies again")
+        self._logged_refusals = dict(refused)
 
     def _execute(
         self, changes: list[SlotChange]

@@ -60,11 +60,13 @@ class Controller:
         self._clock = clock
         self.redis = Outage(name="redis", clock=clock)
         self.supervisor = Outage(name="supervisor", clock=clock)
+        self.applying = Outage(name="apply", clock=clock)  # the file cannot be written/applied
         # A restarted daemon starts from what the file says it last wanted, so a pool it
         # cannot see yet keeps that count rather than jumping to the static one.
         self.state = ControllerState(last_desired=dict(actuator.file_counts()))
         self._last_summary_s = 0.0
         self._last_dry_diff = ""
+        self._refused: set[str] = set()
 
     def set_policies(self, policies: Mapping[str, Policy]) -> None:
         """New valid policies (a file edit or SIGHUP): every component follows them."""
@@ -136,7 +138,35 @@ class Controller:
         report = self.actuator.apply(counts, busy_slots=self.observer.busy_slots())
         if report.error is not None and self.metrics is not None:
             self.metrics.errors.labels("apply").inc()
+        self._track_apply(report)
         return report
+
+    def _track_apply(self, report: ApplyReport) -> None:
+        """An apply that fails (a full disk, a read-only include directory, a refused reread)
+        alerts once when it starts and when its cause changes, never every tick; a pool
+        refused on its own alerts by name."""
+        now = self._clock()
+        if report.error is None or report.unreachable:
+            length = self.applying.recovered()
+            if length is not None:
+                logger.info("applying works again after {:.0f}s", length)
+                self.alerter.clear("apply_failed", "include_file")
+        elif report.error != self.applying.reason:
+            self.applying.failed(report.error)
+            self.alerter.clear("apply_failed", "include_file")
+            self.alerter.raise_(
+                Alert(
+                    kind="apply_failed",
+                    subject="include_file",
+                    message=f"nothing can be applied: {report.error}",
+                    at_s=now,
+                )
+            )
+        for pool in self._refused - set(report.refused):
+            self.alerter.clear("pool_refused", pool)
+        for pool, reason in report.refused.items():
+            self.alerter.raise_(Alert(kind="pool_refused", subject=pool, message=reason, at_s=now))
+        self._refused = set(report.refused)
 
     def _track(
         self, outage: Outage, error: str | None, kind: AlertKind, *, held: list[str]
@@ -166,6 +196,9 @@ class Controller:
 
     def _alert(self, observation: Observation, plan: Plan, report: ApplyReport | None) -> None:
         now = observation.at_s
+        # While nothing can be applied, "more workers needed" points the operator at capacity
+        # instead of the cause (apply_failed / pool_refused say it).
+        stuck = self._refused | (set(plan.decisions) if self.applying.down else set())
         for pool, obs in observation.pools.items():
             policy = self.policies.get(pool)
             decision = plan.decisions.get(pool)
@@ -183,6 +216,7 @@ class Controller:
             oldest = obs.oldest_wait_s
             if (
                 oldest is not None
+                and pool not in stuck
                 and oldest > policy.slo.wait_s
                 and decision.desired >= policy.max_processes
             ):
@@ -196,7 +230,7 @@ class Controller:
                     )
                 )
         capped = [pool for pool, d in plan.decisions.items() if d.capped]
-        if capped:
+        if capped and not self.applying.down:
             self.alerter.raise_(
                 Alert(
                     kind="budget_exhausted",

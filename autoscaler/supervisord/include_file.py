@@ -117,7 +117,7 @@ def _check_with_supervisor(text: str, *, path: Path) -> None:
         options.here = here
         options.process_groups_from_parser(parser)
     except (ValueError, configparser.Error) as exc:
-        message = _one_line(exc).replace("(file: None)", "").strip()
+        message = brief(_one_line(exc).replace("(file: None)", "").strip())
         raise SupervisorFileError(f"{path}: supervisord would reject it: {message}") from None
 
 
@@ -140,6 +140,22 @@ def section_names(text: str) -> list[str]:
     return [match.group(1) for match in _PROGRAM_HEADER.finditer(text)]
 
 
+def slot_texts(text: str) -> dict[str, str]:
+    """Slot name -> its section exactly as the file holds it (without the blank and comment
+    lines that follow it), so a pool's last good sections can be kept verbatim."""
+    texts: dict[str, str] = {}
+    for chunk in _section_chunks(text)[1]:
+        match = _PROGRAM_HEADER.match(chunk)
+        if match is None:
+            continue
+        lines = chunk.splitlines(keepends=True)
+        while len(lines) > 1 and (not lines[-1].strip() or lines[-1].lstrip()[:1] in (";", "#")):
+            lines.pop()
+        body = "".join(lines)
+        texts[match.group(1)] = body if body.endswith("\n") else body + "\n"
+    return texts
+
+
 def sections_of(text: str) -> dict[str, dict[str, str]]:
     """Slot name -> its options, read leniently (a hand-edited file may be broken: what can
     be read is returned, the rest is ignored)."""
@@ -153,6 +169,15 @@ def sections_of(text: str) -> dict[str, dict[str, str]]:
         for section in parser.sections()
         if section.startswith(PROGRAM_PREFIX)
     }
+
+
+_AVAILABLE = re.compile(r"\s*Available names: .*?(?= in section |$)")
+
+
+def brief(message: str) -> str:
+    """Supervisor's message without the list of every name it could expand (the whole
+    environment's names: long, and nothing an operator needs to fix the one unset)."""
+    return _AVAILABLE.sub("", " ".join(message.split()))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,0 +1,188 @@
+"""Faults stay local (issue 19): one bad pool, payload or file never freezes the others, and
+every fault alerts. The adversarial scenarios of the issue, kept as tests on a real stack:
+redis-server, supervisord and fake Laravel workers (autoscaler/testing/sandbox.py), driven by
+the daemon's own Controller one tick at a time, so each assertion names the tick it is about.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autoscaler.act.actuator import Actuator
+from autoscaler.daemon.alerts import Alerter
+from autoscaler.daemon.controller import Controller, TickResult
+from autoscaler.decide.plan import MemoryBudget
+from autoscaler.observe.observer import Observer
+from autoscaler.policy.loader import load_policies
+from autoscaler.testing.laravel import make_payload, push
+from autoscaler.testing.sandbox import PREFIX, Sandbox, SandboxPool
+from tests.conftest import require_binary
+
+pytestmark = pytest.mark.integration
+
+BURST = SandboxPool(
+    name="burst",
+    queues=("burst",),
+    min_processes=1,
+    static_processes=1,
+    max_processes=4,
+    slo_wait_s=4.0,
+    run_time_s=0.5,
+)
+QUIET = SandboxPool(name="quiet", queues=("quiet",), max_processes=3, slo_wait_s=4.0)
+
+
+def start_sandbox(root: Path) -> Sandbox:
+    require_binary("redis-server")
+    require_binary("supervisord")
+    return Sandbox(root, pools=(BURST, QUIET)).start()
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    box = start_sandbox(tmp_path.resolve() / "s")
+    yield box
+    box.stop()
+
+
+def controller_for(sandbox: Sandbox) -> Controller:
+    settings = sandbox.settings()
+    policies = load_policies(sandbox.policies_dir, usable_memory_mb=settings.usable_memory_mb)
+    return Controller(
+        policies=policies,
+        observer=Observer.from_settings(settings, policies),
+        actuator=Actuator.from_settings(settings, policies),
+        budget=MemoryBudget(budget_mb=settings.memory_budget_mb, reserve_mb=0),
+        alerter=Alerter(interval_s=3600),
+    )
+
+
+def reload(controller: Controller, sandbox: Sandbox) -> None:
+    """What the daemon does when a policy file changes."""
+    usable = sandbox.settings().usable_memory_mb
+    controller.set_policies(load_policies(sandbox.policies_dir, usable_memory_mb=usable))
+
+
+def old_backlog(sandbox: Sandbox, queue: str, count: int, *, age_s: float) -> None:
+    """Jobs that have waited `age_s` already: far past the SLO, so decide wants max."""
+    client = sandbox.client()
+    for _ in range(count):
+        push(client, PREFIX, queue, make_payload(run_s=0.5, created_at=time.time() - age_s))
+    client.close()
+
+
+def alerts(controller: Controller, kind: str) -> list[str]:
+    return [f"{a.subject}: {a.message}" for a in controller.alerter.sent if a.kind == kind]
+
+
+def ticks(controller: Controller, count: int, pause_s: float = 0.3) -> list[TickResult]:
+    results = []
+    for _ in range(count):
+        results.append(controller.tick())
+        time.sleep(pause_s)
+    return results
+
+
+def test_a_pool_supervisor_refuses_never_freezes_the_others(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Issue 19.1: a policy whose log directory does not exist froze every pool and alerted
+    nothing; after the fix a retry backoff delayed recovery. Now: only that pool is held, it
+    alerts by name, the others scale in the same tick, and the fix applies at the next tick."""
+    controller = controller_for(sandbox)
+    ticks(controller, 2)
+    quiet_file = sandbox.policies_dir / "quiet.toml"
+    good = quiet_file.read_text()
+    missing = tmp_path / "no" / "such" / "dir" / "quiet.log"
+    quiet_file.write_text(good.replace(str(sandbox.log_dir / "quiet.log"), str(missing)))
+    reload(controller, sandbox)
+    old_backlog(sandbox, "burst", 60, age_s=60)
+    old_backlog(sandbox, "quiet", 60, age_s=60)
+    result = controller.tick()
+    assert result.report is not None and result.report.error is None
+    assert result.plan.decisions["burst"].desired > 1
+    assert result.report.after["burst"] == result.plan.decisions["burst"].desired
+    assert result.report.after["quiet"] == 1  # kept its running slot
+    assert "does not exist" in result.report.refused["quiet"]
+    refused = alerts(controller, "pool_refused")
+    assert len(refused) == 1 and refused[0].startswith("quiet: ") and "does not exist" in refused[0]
+    assert "quiet" not in "".join(alerts(controller, "slo_missed_at_max"))
+    text = sandbox.include_file.read_text()
+    assert text.count("[program:sandbox-burst_") == result.report.after["burst"]
+    assert text.count("[program:sandbox-quiet_") == 1 and str(missing) not in text
+    ticks(controller, 2)
+    assert len(alerts(controller, "pool_refused")) == 1  # once, not every tick
+
+    quiet_file.write_text(good)  # the fix applies at the next tick: no backoff left over
+    reload(controller, sandbox)
+    result = controller.tick()
+    assert result.report is not None and result.report.refused == {}
+    assert result.report.after["quiet"] == result.plan.decisions["quiet"].desired > 1
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[None]:
+    """A small tmpfs at `path` (root only): a disk that can be filled or made read-only."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root: run as root (CI does) to test a full disk")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): a container?")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_full_disk_or_read_only_include_dir_alerts_once_with_the_cause(tmp_path: Path) -> None:
+    """Issue 19.4: a full disk or a read-only include directory raised a traceback every tick,
+    no alert, and slo_missed_at_max blamed capacity. Now: one apply_failed alert per cause,
+    no capacity alert while nothing can be applied, and recovery once the disk is back."""
+    root = tmp_path.resolve() / "s"
+    include_dir = root / "sv" / "conf.d"
+    with tmpfs(include_dir, "256k"):
+        sandbox = start_sandbox(root)
+        try:
+            controller = controller_for(sandbox)
+            ticks(controller, 2)
+            filler = include_dir / "filler"
+            with contextlib.suppress(OSError), filler.open("wb") as out:
+                while True:
+                    out.write(b"\0" * 4096)
+                    out.flush()
+            old_backlog(sandbox, "burst", 100, age_s=60)
+            results = ticks(controller, 4)
+            assert all(r.report is not None and r.report.error for r in results)
+            failed = alerts(controller, "apply_failed")
+            assert len(failed) == 1 and "No space left on device" in failed[0]
+            assert results[-1].plan.decisions["burst"].desired == BURST.max_processes
+            assert alerts(controller, "slo_missed_at_max") == []  # not a capacity problem
+
+            subprocess.run(["mount", "-o", "remount,ro", str(include_dir)], check=True)
+            ticks(controller, 3)
+            failed = alerts(controller, "apply_failed")
+            assert len(failed) == 2 and "Read-only file system" in failed[1]
+
+            subprocess.run(["mount", "-o", "remount,rw", str(include_dir)], check=True)
+            filler.unlink()
+            controller.actuator.backoff.succeeded()  # not wait out the backoff in a test
+            result = controller.tick()
+            assert result.report is not None and result.report.error is None
+            assert result.report.after["burst"] == BURST.max_processes
+            assert not controller.applying.down
+            leftovers = [p.name for p in include_dir.iterdir() if p.name.endswith(".tmp")]
+            assert leftovers == []  # a failed write leaves no temp file for supervisord
+        finally:
+            sandbox.stop()
