@@ -186,3 +186,28 @@ def test_a_full_disk_or_read_only_include_dir_alerts_once_with_the_cause(tmp_pat
             assert leftovers == []  # a failed write leaves no temp file for supervisord
         finally:
             sandbox.stop()
+
+
+def test_a_poisoned_head_or_a_wrong_type_key_costs_only_its_own_queue(sandbox: Sandbox) -> None:
+    """Issue 19.2 and 19.8: a head payload nested 1500 deep stopped every pool's scaling
+    (RecursionError every tick); a key of another type alerted as redis_unreachable."""
+    controller = controller_for(sandbox)
+    ticks(controller, 2)
+    client = sandbox.client()
+    client.rpush(f"{PREFIX}queues:quiet", b"[" * 1500 + b"]" * 1500)
+    old_backlog(sandbox, "burst", 60, age_s=60)
+    result = controller.tick()
+    assert result.report is not None and result.report.error is None
+    assert result.plan.decisions["burst"].desired > 1  # scaling goes on
+    quiet = result.observation.pools["quiet"].queues
+    assert quiet is not None and quiet[0].pending >= 1
+    assert "nested too deep" in controller.observer.head_problems["quiet"]
+
+    client.delete(f"{PREFIX}queues:quiet")
+    client.set(f"{PREFIX}queues:quiet", "not a list")
+    ticks(controller, 2)
+    assert alerts(controller, "redis_unreachable") == []
+    unreadable = alerts(controller, "queue_unreadable")
+    assert len(unreadable) == 1 and "holding quiet" in unreadable[0]
+    assert "WRONGTYPE" in unreadable[0]
+    client.close()

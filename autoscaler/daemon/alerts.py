@@ -29,6 +29,7 @@ AlertKind = Literal[
     "budget_exhausted",
     "supervisor_unreachable",
     "redis_unreachable",
+    "queue_unreadable",
     "policy_invalid",
     "policy_missing",
     "pool_refused",

@@ -67,6 +67,7 @@ class Controller:
         self._last_summary_s = 0.0
         self._last_dry_diff = ""
         self._refused: set[str] = set()
+        self._head_problems: dict[str, str] = {}
 
     def set_policies(self, policies: Mapping[str, Policy]) -> None:
         """New valid policies (a file edit or SIGHUP): every component follows them."""
@@ -78,11 +79,13 @@ class Controller:
         started = time.monotonic()
         observation = self.observer.observe()
         pools = observation.pools.values()
+        held = [obs.pool for obs in pools if obs.queues is None]
         self._track(
             self.redis,
             observation.redis_error,
-            "redis_unreachable",
-            held=[obs.pool for obs in pools if obs.queues is None],
+            # Redis answered, but a key of another type spoils the pools that read it.
+            "redis_unreachable" if len(held) == len(observation.pools) else "queue_unreadable",
+            held=held,
         )
         self._track(
             self.supervisor,
@@ -90,6 +93,7 @@ class Controller:
             "supervisor_unreachable",
             held=[obs.pool for obs in pools if obs.workers is None],
         )
+        self._log_head_problems(self.observer.head_problems)
         previous = dict(self.state.last_desired)
         plan, self.state = decide(
             observation, self.policies, self.state, now_s=observation.at_s, budget=self.budget
@@ -117,6 +121,14 @@ class Controller:
             changed=changed,
             duration_s=duration,
         )
+
+    def _log_head_problems(self, problems: Mapping[str, str]) -> None:
+        """A head job whose payload cannot be used costs its queue the precise age, nothing
+        else: say so when it appears (not every tick)."""
+        for queue, problem in problems.items():
+            if self._head_problems.get(queue) != problem:
+                logger.warning("queue {}: {}", queue, problem)
+        self._head_problems = dict(problems)
 
     def _act(self, observation: Observation, plan: Plan) -> ApplyReport | None:
         if observation.supervisor_error is not None:
@@ -177,6 +189,8 @@ class Controller:
             if length is not None:
                 logger.info("{} is back after {:.0f}s", outage.name, length)
                 self.alerter.clear(kind, outage.name)
+                if kind == "redis_unreachable":
+                    self.alerter.clear("queue_unreadable", outage.name)
             return
         if self.metrics is not None:
             self.metrics.errors.labels(outage.name).inc()
@@ -185,6 +199,12 @@ class Controller:
                 logger.error("{} unavailable, holding every count: {}", outage.name, error)
             else:  # e.g. one queue key of another type: only its pool is held
                 logger.error("{}: holding {}: {}", outage.name, ", ".join(held), error)
+        if kind == "queue_unreadable":
+            self.alerter.raise_(
+                Alert(kind=kind, subject=outage.name, message=f"holding {', '.join(held)}: "
+                      f"{error}", at_s=self._clock())
+            )  # fmt: skip
+            return
         self.alerter.raise_(
             Alert(
                 kind=kind,
