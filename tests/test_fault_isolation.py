@@ -52,14 +52,14 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     box.stop()
 
 
-def controller_for(sandbox: Sandbox) -> Controller:
+def controller_for(sandbox: Sandbox, *, budget_mb: float | None = None) -> Controller:
     settings = sandbox.settings()
     policies = load_policies(sandbox.policies_dir, usable_memory_mb=settings.usable_memory_mb)
     return Controller(
         policies=policies,
         observer=Observer.from_settings(settings, policies),
         actuator=Actuator.from_settings(settings, policies),
-        budget=MemoryBudget(budget_mb=settings.memory_budget_mb, reserve_mb=0),
+        budget=MemoryBudget(budget_mb=budget_mb or settings.memory_budget_mb, reserve_mb=0),
         alerter=Alerter(interval_s=3600),
     )
 
@@ -211,3 +211,33 @@ def test_a_poisoned_head_or_a_wrong_type_key_costs_only_its_own_queue(sandbox: S
     assert len(unreadable) == 1 and "holding quiet" in unreadable[0]
     assert "WRONGTYPE" in unreadable[0]
     client.close()
+
+
+def test_a_pool_crashing_at_start_is_not_scaled_up_and_not_charged(sandbox: Sandbox) -> None:
+    """Issue 19.3: a pool whose workers die at start was scaled to its max, and its
+    BACKOFF/FATAL slots were charged against the budget, capping a healthy pool."""
+    budget_mb = 5 * QUIET.memory_mb  # burst at max (4) and one quiet worker, no more
+    controller = controller_for(sandbox, budget_mb=budget_mb)
+    ticks(controller, 2)
+    quiet_file = sandbox.policies_dir / "quiet.toml"
+    text = quiet_file.read_text()
+    start = text.index("command = ")
+    end = text.index("\n", start)
+    crash = "python3 -c 'import sys; sys.exit(3)' --queue=quiet --timeout=20"
+    quiet_file.write_text(text[:start] + f'command = "{crash}"' + text[end:])
+    reload(controller, sandbox)
+    old_backlog(sandbox, "quiet", 100, age_s=60)
+    old_backlog(sandbox, "burst", 100, age_s=60)
+    most_quiet = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        result = controller.tick()
+        most_quiet = max(most_quiet, result.plan.counts()["quiet"])
+        if alerts(controller, "workers_crashing") and result.plan.counts()["burst"] == 4:
+            break
+        time.sleep(0.5)
+    assert alerts(controller, "workers_crashing")[0].startswith("quiet: ")
+    assert most_quiet == 1  # never scaled up, backlog or not
+    decision = result.plan.decisions["quiet"]
+    assert "crash at start" in decision.reason or "slots crashed" in decision.reason
+    assert result.plan.counts()["burst"] == BURST.max_processes  # the healthy pool got it all

@@ -233,6 +233,16 @@ class Controller:
                         at_s=now,
                     )
                 )
+            if decision.crashing:
+                self.alerter.raise_(
+                    Alert(
+                        kind="workers_crashing",
+                        subject=pool,
+                        message=f"{decision.crashing} slot(s) crash at start (BACKOFF/FATAL): "
+                        "not scaled up, and their memory is not charged; see the slots' logs",
+                        at_s=now,
+                    )
+                )
             oldest = obs.oldest_wait_s
             if (
                 oldest is not None
