@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -241,3 +242,30 @@ def test_a_pool_crashing_at_start_is_not_scaled_up_and_not_charged(sandbox: Sand
     decision = result.plan.decisions["quiet"]
     assert "crash at start" in decision.reason or "slots crashed" in decision.reason
     assert result.plan.counts()["burst"] == BURST.max_processes  # the healthy pool got it all
+
+
+def tick_or_hang(controller: Controller) -> TickResult:
+    """One tick in a thread: a tick blocked in open() would hang the test, not fail it."""
+    results: list[TickResult] = []
+    thread = threading.Thread(target=lambda: results.append(controller.tick()), daemon=True)
+    thread.start()
+    thread.join(60)
+    assert results, "the tick is blocked (in open() on the FIFO?)"
+    return results[0]
+
+
+def test_a_fifo_at_a_slots_log_path_never_blocks_a_tick(sandbox: Sandbox) -> None:
+    """Issue 19.6: a FIFO at a slot's log path blocked the daemon in open() forever."""
+    controller = controller_for(sandbox)
+    ticks(controller, 2)
+    log = sandbox.log_dir / "quiet_00.log"
+    assert log.exists()
+    log.unlink()
+    os.mkfifo(log)
+    for fresh in (False, True):  # a log seen before, and one seen first as a FIFO
+        if fresh:
+            controller = controller_for(sandbox)
+        old_backlog(sandbox, "burst", 20, age_s=60)
+        result = tick_or_hang(controller)
+        assert result.plan.decisions["burst"].desired > 1
+        assert "FIFO" in controller.observer.log_problems["quiet"]

@@ -73,9 +73,7 @@ class PolicyWatcher:
         """Reload if the files changed (or `force`, for SIGHUP), or a missing file's grace
         period ran out."""
         current = fingerprint(self.directory)
-        expired = any(
-            self._clock() - since >= self.grace_s for since in self._gone_since.values()
-        )
+        expired = any(self._clock() - since >= self.grace_s for since in self._gone_since.values())
         if not force and current == self._seen and not expired:
             return ReloadResult(
                 changed=False, errors=self.errors, new_errors=False, missing=self.missing
