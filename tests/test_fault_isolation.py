@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,11 +21,15 @@ import pytest
 from autoscaler.act.actuator import Actuator
 from autoscaler.daemon.alerts import Alerter
 from autoscaler.daemon.controller import Controller, TickResult
+from autoscaler.daemon.lock import ControllerLock
 from autoscaler.decide.plan import MemoryBudget
 from autoscaler.observe.observer import Observer
 from autoscaler.policy.loader import load_policies
+from autoscaler.supervisord.include_file import default_state_dir
 from autoscaler.testing.laravel import make_payload, push
 from autoscaler.testing.sandbox import PREFIX, Sandbox, SandboxPool
+from autoscaler.testing.stack import RedisServer, Supervisord
+from tests.act_helpers import converge, make_actuator, pids, worker_policy
 from tests.conftest import require_binary
 
 pytestmark = pytest.mark.integration
@@ -269,3 +275,53 @@ def test_a_fifo_at_a_slots_log_path_never_blocks_a_tick(sandbox: Sandbox) -> Non
         result = tick_or_hang(controller)
         assert result.plan.decisions["burst"].desired > 1
         assert "FIFO" in controller.observer.log_problems["quiet"]
+
+
+def test_a_symlinked_include_file_is_written_through_and_locked_once(
+    supervisord: Supervisord, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Issue 19.7: two daemons, one given a symlink and one its target, were both active,
+    and the first write replaced the symlink with a regular file."""
+    target = tmp_path / "real" / "workers.conf"
+    target.parent.mkdir()
+    target.write_text("")
+    link = supervisord.include_dir / "workers.conf"
+    link.symlink_to(target)
+    by_link = ControllerLock(state_dir=default_state_dir(link))
+    by_target = ControllerLock(state_dir=default_state_dir(target))
+    assert by_link.acquire()
+    try:
+        assert not by_target.acquire()  # one lock, whichever name a daemon was given
+    finally:
+        by_link.release()
+    policy = worker_policy(redis_url=redis_server.url, queue="mail", log_dir=tmp_path / "logs")
+    act, client = make_actuator(supervisord.url, link, {"mail": policy})
+    converge(act, {"mail": 2})
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert target.read_text().count("[program:mail-worker_") == 2
+    assert len(pids(client, "mail-worker_")) == 2
+
+
+def test_a_metrics_port_already_taken_runs_without_metrics_and_alerts(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Issue 19.7: a metrics port already taken killed the daemon with a raw traceback."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "autoscaler", "run", "--once"],
+            env=sandbox.env(AUTOSCALER_METRICS_PORT=str(port)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        taken.close()
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr
+    assert "ALERT metrics_unavailable" in done.stderr
+    assert "[program:sandbox-burst_00]" in sandbox.include_file.read_text()  # it applied

@@ -122,7 +122,21 @@ class Daemon:
         if self.settings.metrics_port is None:
             return
         self.metrics = Metrics()
-        self.metrics.serve(host=self.settings.metrics_host, port=self.settings.metrics_port)
+        where = f"{self.settings.metrics_host}:{self.settings.metrics_port}"
+        try:
+            self.metrics.serve(host=self.settings.metrics_host, port=self.settings.metrics_port)
+        except OSError as exc:
+            # Autoscaling matters more than its metrics: run without them, and say so.
+            self.metrics = None
+            message = (
+                f"cannot serve metrics on {where} ({exc.strerror or exc}): running without "
+                "metrics; free the port or set AUTOSCALER_METRICS_PORT, then restart"
+            )
+            logger.error(message)
+            self.alerter.raise_(
+                Alert(kind="metrics_unavailable", subject=where, message=message, at_s=time.time())
+            )
+            return
         logger.info(
             "metrics on http://{}:{}/metrics",
             self.settings.metrics_host,

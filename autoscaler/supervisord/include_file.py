@@ -46,8 +46,10 @@ class SupervisorFileError(Exception):
 
 
 def default_state_dir(path: Path) -> Path:
-    """`/etc/supervisor/conf.d/.autoscaler-workers.conf.autoscaler/` for that include file."""
-    return path.parent / f".{path.name}.autoscaler"
+    """`/etc/supervisor/conf.d/.autoscaler-workers.conf.autoscaler/` for that include file
+    (the file a symlink points to: see SupervisorFile)."""
+    real = path.resolve()
+    return real.parent / f".{real.name}.autoscaler"
 
 
 def check_text(text: str, *, path: Path, accepted: set[str] | None = None) -> None:
@@ -190,7 +192,10 @@ class SupervisorFile:
     def __init__(self, *, path: Path, state_dir: Path | None = None, backups: int = 5) -> None:
         if backups < 0:
             raise ValueError("backups must be >= 0")
-        self.path = path
+        # A symlinked include file is the file it points to: written through the link (an
+        # atomic rename over the link would replace it with a regular file), and locked
+        # there, so a daemon given the link and one given the target share one lock.
+        self.path = path.resolve()
         self.state_dir = state_dir if state_dir is not None else default_state_dir(path)
         self.backups = backups
         self._accepted: set[str] = set()  # section texts Supervisor's parser accepted
