@@ -29,7 +29,14 @@ from autoscaler.supervisord.include_file import default_state_dir
 from autoscaler.testing.laravel import make_payload, push
 from autoscaler.testing.sandbox import PREFIX, Sandbox, SandboxPool
 from autoscaler.testing.stack import RedisServer, Supervisord
-from tests.act_helpers import converge, make_actuator, pids, worker_policy
+from tests.act_helpers import (
+    busy_from_logs,
+    converge,
+    make_actuator,
+    pids,
+    wait_for,
+    worker_policy,
+)
 from tests.conftest import require_binary
 
 pytestmark = pytest.mark.integration
@@ -325,3 +332,32 @@ def test_a_metrics_port_already_taken_runs_without_metrics_and_alerts(
     assert f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr
     assert "ALERT metrics_unavailable" in done.stderr
     assert "[program:sandbox-burst_00]" in sandbox.include_file.read_text()  # it applied
+
+
+def test_a_worker_sigkilled_at_stopwaitsecs_is_not_logged_as_drained(
+    supervisord: Supervisord, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Issue 19.8: workers SIGKILLed at stopwaitsecs were logged "STOPPED: drained"."""
+    valid = worker_policy(
+        redis_url=redis_server.url, queue="mail", log_dir=tmp_path / "logs", min_processes=0
+    )
+    # What check refuses (stopwaitsecs below --timeout) stands for a worker that outlives
+    # its --timeout (no pcntl, a stuck call): SIGKILL cuts its job.
+    sv = valid.supervisor.model_copy(update={"stopwaitsecs": 1})
+    policy = valid.model_copy(update={"supervisor": sv})
+    include = supervisord.include_dir / "workers.conf"
+    act, client = make_actuator(supervisord.url, include, {"mail": policy})
+    converge(act, {"mail": 1})
+    redis = redis_server.client()
+    push(redis, PREFIX, "mail", make_payload(job_id="long", run_s=60))
+    redis.close()
+    wait_for(lambda: busy_from_logs(client), what="the worker has the job in hand")
+    act.apply({"mail": 0})  # SIGTERM; the job outlasts stopwaitsecs=1
+    killed = []
+    deadline = time.monotonic() + 30
+    while not killed and time.monotonic() < deadline:
+        killed = act.apply({"mail": 0}).killed()
+        time.sleep(0.2)
+    assert [c.slot for c in killed] == ["mail-worker_00"]
+    assert "a job may have been interrupted" in killed[0].reason
+    assert "drained" not in killed[0].reason.split(":")[0]

@@ -31,6 +31,7 @@ from loguru import logger
 
 from autoscaler.act.apply_report import ApplyPlan, ApplyReport, SlotProblem
 from autoscaler.act.reconcile import (
+    KILLED,
     Layout,
     Slot,
     SlotChange,
@@ -527,7 +528,10 @@ class Actuator:
     ) -> tuple[list[SlotChange], list[tuple[SlotChange, str]]]:
         done, failed = execute(self.client, changes) if changes else ([], [])
         for change in done:
-            logger.info(f"{change.action} {change.slot}: {change.reason}")
+            if change.reason.endswith(KILLED):
+                logger.warning(f"{change.action} {change.slot}: {change.reason}")
+            else:
+                logger.info(f"{change.action} {change.slot}: {change.reason}")
         for change, why in failed:
             logger.error(f"{change.action} {change.slot} failed: {why}")
         return done, failed

@@ -6,7 +6,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoscaler.act.reconcile import SlotChange
+from autoscaler.act.reconcile import KILLED, SlotChange
 from autoscaler.supervisord.slots import WorkerCounts
 
 
@@ -89,6 +89,10 @@ class ApplyReport:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def killed(self) -> list[SlotChange]:
+        """Slots removed after supervisord SIGKILLed them: their job may be cut short."""
+        return [c for c in self.changes if c.action == "remove" and c.reason.endswith(KILLED)]
 
     @property
     def converged(self) -> bool:

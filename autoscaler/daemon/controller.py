@@ -271,6 +271,15 @@ class Controller:
                 )
             )
         if report is not None:
+            for change in report.killed():
+                self.alerter.raise_(
+                    Alert(
+                        kind="workers_killed",
+                        subject=change.pool or change.slot,
+                        message=f"{change.slot} {change.reason}",
+                        at_s=now,
+                    )
+                )
             for problem in report.problems:
                 if problem.state in ("FATAL", "BACKOFF") and problem.pool is not None:
                     self.alerter.raise_(
