@@ -361,3 +361,22 @@ def test_a_worker_sigkilled_at_stopwaitsecs_is_not_logged_as_drained(
     assert [c.slot for c in killed] == ["mail-worker_00"]
     assert "a job may have been interrupted" in killed[0].reason
     assert "drained" not in killed[0].reason.split(":")[0]
+
+
+def test_temp_files_of_a_write_killed_midway_are_removed(
+    supervisord: Supervisord, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Issue 19.8: a kill during the write left `.<file>.*.tmp` in conf.d for good."""
+    policy = worker_policy(redis_url=redis_server.url, queue="mail", log_dir=tmp_path / "logs")
+    include = supervisord.include_dir / "workers.conf"
+    act, _client = make_actuator(supervisord.url, include, {"mail": policy})
+    converge(act, {"mail": 1})
+    stale = supervisord.include_dir / ".workers.conf.k2j4h1.tmp"
+    stale.write_text("[program:half")
+    stale_state = act.file.state_dir / ".workers.conf.1.x9a.tmp"
+    stale_state.write_text("half")
+    other = supervisord.include_dir / ".someone-else.conf.abc.tmp"  # not ours: left alone
+    other.write_text("x")
+    act.apply({"mail": 1})
+    assert not stale.exists() and not stale_state.exists()
+    assert other.exists()

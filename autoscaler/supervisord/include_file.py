@@ -297,11 +297,30 @@ class SupervisorFile:
                             f"for {timeout_s:.0f}s"
                         ) from None
                     time.sleep(0.05)
+            self._remove_stale_temp_files()
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
     # -- internals -----------------------------------------------------------------------
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files of a write that was killed midway (fileio.write_atomic names them
+        `.<name>.XXXX.tmp`). Every write of ours happens under the apply lock, which we now
+        hold: any such file left is stale."""
+        for directory, names in ((self.path.parent, (self.path.name,)), (self.state_dir, None)):
+            try:
+                entries = list(os.scandir(directory))
+            except OSError:
+                continue
+            for entry in entries:
+                name = entry.name
+                if not (name.startswith(".") and name.endswith(".tmp")):
+                    continue
+                if names is not None and not any(name.startswith(f".{n}.") for n in names):
+                    continue
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
     def _backup(self, number: int) -> Path:
         return self.state_dir / f"{self.path.name}.{number}"
 
