@@ -26,6 +26,7 @@ from autoscaler.decide.plan import MemoryBudget
 from autoscaler.observe.observer import Observer
 from autoscaler.policy.loader import load_policies
 from autoscaler.supervisord.include_file import default_state_dir
+from autoscaler.supervisord.rpc import SupervisorClient
 from autoscaler.testing.laravel import make_payload, push
 from autoscaler.testing.sandbox import PREFIX, Sandbox, SandboxPool
 from autoscaler.testing.stack import RedisServer, Supervisord
@@ -380,3 +381,44 @@ def test_temp_files_of_a_write_killed_midway_are_removed(
     act.apply({"mail": 1})
     assert not stale.exists() and not stale_state.exists()
     assert other.exists()
+
+
+def test_the_daemon_keeps_a_pool_whose_policy_file_is_gone_for_a_moment(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Issue 19.5: a `git checkout` removing a policy file for 4 s stopped every worker of its
+    pool despite a backlog, logged at INFO. The real daemon, on a real stack."""
+    log = tmp_path / "daemon.log"
+    with log.open("ab") as out:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "autoscaler", "run"],
+            env=sandbox.env(AUTOSCALER_LOG_LEVEL="DEBUG"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        client = SupervisorClient(sandbox.supervisord.url)
+
+        def quiet() -> dict[str, int]:
+            processes = client.processes()
+            return {p.name: p.pid for p in processes if p.name.startswith("sandbox-quiet_")
+                    and p.statename == "RUNNING"}  # fmt: skip
+
+        wait_for(quiet, what="the quiet pool runs")
+        workers = quiet()
+        policy = sandbox.policies_dir / "quiet.toml"
+        saved = policy.read_text()
+        policy.unlink()
+        wait_for(lambda: "quiet.toml is gone" in log.read_text(), what="the warning")
+        ticks_then = log.read_text().count("| tick ")
+        wait_for(lambda: log.read_text().count("| tick ") >= ticks_then + 4, what="4 ticks")
+        assert quiet() == workers  # 4 s without its file: the pool still runs, untouched
+        policy.write_text(saved)
+        wait_for(lambda: "the policy file of pool quiet is back" in log.read_text(), what="back")
+        assert quiet() == workers
+        text = log.read_text()
+        assert "WARNING" in text.split("quiet.toml is gone")[0].splitlines()[-1]
+        assert "ALERT policy_missing" in text and "pool quiet removed" not in text
+    finally:
+        daemon.terminate()
+        daemon.wait(60)
