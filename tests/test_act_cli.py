@@ -161,6 +161,8 @@ def test_usage_errors_and_an_unreachable_supervisord(
     data = json.loads(capsys.readouterr().out)
     assert "no/dir" in data["error"] and "no/dir" in data["refused"]["mail"]
     assert data["changes"] == []
+    assert main(["plan", "mail=2", "--policies", str(refused)]) == 1
+    assert "pool mail would NOT be applied" in capsys.readouterr().err
     assert f"fix `command` or [supervisor] in {refused / 'mail.toml'}" in data["error"]
 
     monkeypatch.setenv("AUTOSCALER_SUPERVISOR_URL", f"unix://{tmp_path}/gone.sock")
