@@ -8,10 +8,12 @@ nothing: counts come from `decide` or from the operator.
 
 One apply:
 1. read the running processes and the live file; choose the slots (reconcile.choose_layout);
-2. render the file; refuse it if Supervisor's parser would (it never reaches the live file);
+2. render the file pool by pool (pool_guard): a pool whose sections Supervisor's parser would
+   refuse keeps the sections the live file has for it (it is reported, the others go on);
    write it atomically if it differs, keeping the previous version;
 3. reread (reloadConfig) when the file was written or an earlier reread is unfinished; if
-   supervisord refuses, roll the file back, reread again, report;
+   supervisord refuses one pool's section, hold that pool back and reread the rest; if it
+   refuses for another reason, roll the file back, reread again, report;
 4. in one round trip (system.multicall): remove drained slots, add new ones, stop dropped
    ones (SIGTERM, the job finishes; removed on a later apply once stopped), start slots that
    stopped outside autoscaler or went FATAL (with a retry backoff), replace changed slots;
@@ -21,15 +23,14 @@ supervisord down or refusing: a clear error, and the next attempts back off (nev
 
 from __future__ import annotations
 
-import re
 import time
 import xmlrpc.client
 from collections.abc import Callable, Collection, Mapping
-from pathlib import Path
 
 from loguru import logger
 
 from autoscaler.act.apply_report import ApplyPlan, ApplyReport, SlotProblem
+from autoscaler.act.pool_guard import PoolGuard, with_policy_origin
 from autoscaler.act.reconcile import (
     KILLED,
     Layout,
@@ -53,47 +54,19 @@ from autoscaler.supervisord.include_file import (
     brief,
     section_names,
     sections_of,
-    slot_texts,
 )
-from autoscaler.supervisord.render import assemble, pool_block, render_pool
 from autoscaler.supervisord.rpc import (
     ProcessInfo,
     SupervisorClient,
     SupervisorUnavailable,
     fault_name,
 )
-from autoscaler.supervisord.slots import parse_slot, slot_name
+from autoscaler.supervisord.slots import slot_name
 
 # Slots with a job in flight, stopped last on scale-down: their names, or a function of the
 # processes the apply reads (a caller that finds them in the workers' logs then needs no
 # getAllProcessInfo of its own); None: unknown, the highest index goes first.
 BusySlots = Collection[str] | Callable[[list[ProcessInfo]], Collection[str]] | None
-
-
-# A slot section named in Supervisor's messages: "... in section 'program:mail-worker_00'".
-_SECTION = re.compile(r"program:([^'\"\]\s]+)")
-
-
-def with_policy_origin(message: str, policies: Mapping[str, Policy]) -> str:
-    """Supervisor names the generated section; say which policy file the operator must edit."""
-    named = _named_slot(message, policies)
-    pool = pool_of_slot(policies, named) if named is not None else None
-    if pool is None:
-        return message
-    files: Mapping[str, Path] = getattr(policies, "files", {})
-    where = files.get(pool, f"{pool}.toml")
-    return f"{message} [the slot is pool {pool}'s: fix `command` or [supervisor] in {where}]"
-
-
-def _named_slot(message: str, policies: Mapping[str, Policy]) -> str | None:
-    """The first slot of a policy that the message names ("for 'program:x_00.command'" is
-    the option, "in section 'program:x_00'" the section: either will do)."""
-    for match in _SECTION.finditer(message):
-        name = match.group(1)
-        for candidate in (name, name.rsplit(".", 1)[0]):
-            if pool_of_slot(policies, candidate) is not None:
-                return candidate
-    return None
 
 
 class ApplyError(Exception):
@@ -111,16 +84,6 @@ class _PoolRefused(Exception):
         super().__init__(reason)
         self.pool = pool
         self.reason = reason
-
-
-class _Held:
-    """A pool whose new sections supervisord refused: until its policy changes or its
-    backoff runs out, it keeps its last good sections without asking again."""
-
-    def __init__(self, *, policy: Policy, reason: str, backoff: Backoff) -> None:
-        self.policy = policy
-        self.reason = reason
-        self.backoff = backoff
 
 
 class Actuator:
@@ -147,10 +110,10 @@ class Actuator:
     ) -> None:
         self.client = client
         self.file = file
-        self._clock = clock
-        self._retry_initial_s, self._retry_max_s = retry_initial_s, retry_max_s
         self.backoff = Backoff(initial_s=retry_initial_s, max_s=retry_max_s, clock=clock)
-        self._held: dict[str, _Held] = {}
+        self._guard = PoolGuard(
+            file=file, clock=clock, retry_initial_s=retry_initial_s, retry_max_s=retry_max_s
+        )
         self._logged_refusals: dict[str, str] = {}
         self._policies: Mapping[str, Policy] = policies
         self._watch = SlotWatch(
@@ -174,9 +137,7 @@ class Actuator:
         held after a refusal are tried again at once when their policy changed."""
         if dict(policies) != dict(self._policies):
             self.backoff.succeeded()
-        self._held = {
-            pool: held for pool, held in self._held.items() if policies.get(pool) == held.policy
-        }
+        self._guard.follow(policies)
         self._policies = policies
 
     @classmethod
@@ -315,22 +276,12 @@ class Actuator:
             logger.info(f"wrote {self.file.path}: {_counts_text(plan.before, plan.after)}")
         changed: set[str] = set()
         if report.wrote_file or self.file.pending():
-            # A refusal that names one pool's section holds that pool back (its last good
-            # sections are put back) and the rest is reread again: at most once per pool.
-            for _attempt in range(len(self.policies) + 1):
-                try:
-                    changed = self._reread(old_text, plan.new_text, wrote=report.wrote_file)
-                    break
-                except _PoolRefused as refused:
-                    self._hold(refused.pool, refused.reason)
-                    self.file.save_rejected(plan.new_text)
-                    plan, layout, slots = self._plan(old_text, processes, desired, busy)
-                    self.file.restore(plan.new_text)  # the refused text was never loaded
-                    report.after, report.refused = plan.after, plan.refused
-            else:
-                raise ApplyError("supervisord refused every pool's sections in turn")
-            report.reread = True
-            self._held = {pool: held for pool, held in self._held.items() if pool in report.refused}
+            changed, layout, slots = self._reread_by_pool(
+                old_text,
+                (plan, layout, slots),
+                report=report,
+                replan=lambda: self._plan(old_text, processes, desired, busy),
+            )
         target = self._target(layout)
         changes = slot_changes(
             self.policies,
@@ -387,7 +338,7 @@ class Actuator:
         """`check`: also check the whole text (each pool's sections are checked anyway)."""
         slots = our_slots(self.policies, section_names(old_text or ""), processes)
         layout = choose_layout(self.policies, slots, desired, busy)
-        text, refused = self._render(old_text, layout)
+        text, refused = self._guard.render(self.policies, old_text, layout)
         problem: str | None = None
         if check and text != old_text:
             try:
@@ -407,58 +358,41 @@ class Actuator:
         )
         return plan, layout, slots
 
-    def _render(self, old_text: str | None, layout: Layout) -> tuple[str, dict[str, str]]:
-        """The file for `layout`, each pool checked on its own: a pool whose sections would be
-        refused (or were, by supervisord, and are held) keeps the sections the live file has
-        for it, and `layout` is changed to match. Returns (text, pool -> why refused)."""
-        old_sections = slot_texts(old_text or "")
-        blocks: dict[str, str] = {}
-        refused: dict[str, str] = {}
-        for pool, indices in layout.indices.items():
-            policy = self.policies[pool]
-            held = self._held.get(pool)
-            if held is not None and held.backoff.remaining_s() > 0:
-                reason = held.reason
-            else:
-                block = render_pool(pool, policy, indices)
-                try:
-                    self.file.check(block)
-                except SupervisorFileError as exc:
-                    reason = with_policy_origin(str(exc), self.policies)
-                else:
-                    blocks[pool] = block
-                    continue
-            kept = {
-                parsed.index: section
-                for name, section in old_sections.items()
-                if (parsed := parse_slot(name)) is not None and parsed.program == policy.program
-            }
-            layout.indices[pool] = tuple(sorted(kept))
-            blocks[pool] = pool_block(pool, policy, [kept[i] for i in sorted(kept)])
-            refused[pool] = (
-                f"{reason}; keeping its {len(kept)} running slot(s) as they are"
-                if kept
-                else f"{reason}; none of its slots is added until this is fixed"
-            )
-        return assemble(blocks), refused
-
-    def _hold(self, pool: str, reason: str) -> None:
-        held = self._held.get(pool)
-        if held is None or held.policy != self.policies[pool]:
-            backoff = Backoff(
-                initial_s=self._retry_initial_s, max_s=self._retry_max_s, clock=self._clock
-            )
-            held = _Held(policy=self.policies[pool], reason=reason, backoff=backoff)
-            self._held[pool] = held
-        held.reason = reason
-        held.backoff.failed()
-
     def _target(self, layout: Layout) -> set[str]:
         return {
             slot_name(self.policies[pool].program, index)
             for pool, indices in layout.indices.items()
             for index in indices
         }
+
+    def _reread_by_pool(
+        self,
+        old_text: str | None,
+        planned: tuple[ApplyPlan, Layout, dict[str, Slot]],
+        *,
+        report: ApplyReport,
+        replan: Callable[[], tuple[ApplyPlan, Layout, dict[str, Slot]]],
+    ) -> tuple[set[str], Layout, dict[str, Slot]]:
+        """Reread; a refusal that names one pool's section holds that pool back (its last
+        good sections are put back, `replan` renders that) and the rest is reread again, at
+        most once per pool. Returns the changed groups and the layout finally loaded."""
+        plan, layout, slots = planned
+        for _attempt in range(len(self.policies) + 1):
+            try:
+                changed = self._reread(old_text, plan.new_text, wrote=report.wrote_file)
+                break
+            except _PoolRefused as refused:
+                pool = refused.pool
+                self._guard.hold(pool, self.policies[pool], refused.reason)
+                self.file.save_rejected(plan.new_text)
+                plan, layout, slots = replan()
+                self.file.restore(plan.new_text)  # the refused text was never loaded
+                report.after, report.refused = plan.after, plan.refused
+        else:
+            raise ApplyError("supervisord refused every pool's sections in turn")
+        report.reread = True
+        self._guard.loaded(report.refused)
+        return changed, layout, slots
 
     def _reread(self, old_text: str | None, new_text: str, *, wrote: bool) -> set[str]:
         """reloadConfig; on refusal roll the file back (if this apply wrote it) and reread
@@ -467,7 +401,7 @@ class Actuator:
             return set(self.client.reload_config().changed)
         except xmlrpc.client.Fault as fault:
             why = f"{fault_name(fault.faultCode)}: {brief(fault.faultString)}"
-            pool = self._refused_pool(fault.faultString, old_text, new_text)
+            pool = self._guard.refused_pool(self.policies, fault.faultString, old_text, new_text)
             if wrote and pool is not None:
                 raise _PoolRefused(
                     pool, f"supervisord refused pool {pool}'s sections ({why})"
@@ -502,17 +436,6 @@ class Actuator:
             f"previous version and reloaded it (refused text: {self.file.rejected_path})",
             rolled_back=True,
         )
-
-    def _refused_pool(self, message: str, old_text: str | None, new_text: str) -> str | None:
-        """The pool whose section supervisord names, when this write changed that section."""
-        name = _named_slot(message, self.policies)
-        if name is None:
-            return None
-        pool = pool_of_slot(self.policies, name)
-        if pool is None or (pool in self._held and self._held[pool].backoff.remaining_s() > 0):
-            return None
-        old = slot_texts(old_text or "").get(name)
-        return pool if old != slot_texts(new_text).get(name) else None
 
     def _log_refusals(self, refused: Mapping[str, str]) -> None:
         """Log a pool's refusal when it appears or its reason changes, and when it ends."""
