@@ -220,7 +220,11 @@ def test_invariants(case: tuple[dict[str, Policy], list[Observation], float]) ->
                     )
                 floors_mb += decision.desired * policy.memory_per_worker_mb
             else:
-                floors_mb += policy.memory_at_min_mb
+                low = policy.min_processes
+                if draining and workers is not None and decision.wanted is not None:
+                    # its own cut workers still drain: it keeps what it runs (up to its want)
+                    low = max(low, min(workers.running + workers.starting, decision.wanted))
+                floors_mb += low * policy.memory_per_worker_mb
         limit = plan.memory_limit_mb
         assert limit <= max(0.0, budget_mb - 10) + 1e-6
         if floors_mb + draining_mb <= limit:
