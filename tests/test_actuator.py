@@ -14,13 +14,16 @@ import pytest
 import redis
 from loguru import logger
 
+from autoscaler.act.actuator import Actuator
 from autoscaler.act.reconcile import Action, SlotChange
 from autoscaler.act.slot_calls import execute, is_unknown_name
+from autoscaler.policy.model import Policy
 from autoscaler.supervisord.include_file import slot_texts
 from autoscaler.supervisord.rpc import SupervisorClient
 from autoscaler.testing.laravel import QueueKeys, make_payload, push
 from autoscaler.testing.stack import RedisServer, Supervisord
 from tests.act_helpers import (
+    RecordingClient,
     busy_from_logs,
     converge,
     make_actuator,
@@ -231,6 +234,19 @@ def _pool_sections(include: Path, prefix: str) -> dict[str, str]:
     return {name: text for name, text in texts.items() if name.startswith(prefix)}
 
 
+def _two_mail_slots(
+    supervisord: Supervisord, redis_server: RedisServer, tmp_path: Path, clock: FakeClock
+) -> tuple[Policy, Policy, Actuator, RecordingClient]:
+    """Pool mail at 2 slots, and an edit of it that supervisord refuses while our own check
+    passes (once ACT_ONLY_HERE is set here: supervisord's environment lacks it)."""
+    policy = worker_policy(redis_url=redis_server.url, queue="mail", log_dir=tmp_path / "logs")
+    include = supervisord.include_dir / "workers.conf"
+    act, client = make_actuator(supervisord.url, include, {"mail": policy}, clock=clock)
+    converge(act, {"mail": 2})
+    bad = policy.model_copy(update={"command": policy.command + " --memory=%(ENV_ACT_ONLY_HERE)s"})
+    return policy, bad, act, client
+
+
 def test_a_pool_supervisord_refuses_at_reread_is_held_alone(
     supervisord: Supervisord,
     redis_server: RedisServer,
@@ -238,19 +254,15 @@ def test_a_pool_supervisord_refuses_at_reread_is_held_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = FakeClock()
-    policy = worker_policy(redis_url=redis_server.url, queue="mail", log_dir=tmp_path / "logs")
+    policy, bad, act, client = _two_mail_slots(supervisord, redis_server, tmp_path, clock)
+    include = act.file.path
     orders = worker_policy(redis_url=redis_server.url, queue="orders", log_dir=tmp_path / "logs")
-    include = supervisord.include_dir / "workers.conf"
-    act, client = make_actuator(supervisord.url, include, {"mail": policy}, clock=clock)
-    converge(act, {"mail": 2})
     good = include.read_text()
     workers = pids(client, "mail-worker_")
-
-    # 1. supervisord refuses our new file although our check (in our environment) passes:
+    # supervisord refuses our new file although our check (in our environment) passes:
     # %(ENV_X)s is set here but not in supervisord's environment. Only that pool is held
     # back (its last good sections are put back); the other pool is applied.
     monkeypatch.setenv("ACT_ONLY_HERE", "1")
-    bad = policy.model_copy(update={"command": policy.command + " --memory=%(ENV_ACT_ONLY_HERE)s"})
     act.policies = {"mail": bad, "orders": orders}
     report = act.apply({"mail": 3, "orders": 2})
     assert report.error is None, report.error
@@ -278,15 +290,12 @@ def test_a_reload_failure_rolls_back_and_reloads_the_last_good_file(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = FakeClock()
-    policy = worker_policy(redis_url=redis_server.url, queue="mail", log_dir=tmp_path / "logs")
-    include = supervisord.include_dir / "workers.conf"
-    act, client = make_actuator(supervisord.url, include, {"mail": policy}, clock=clock)
-    converge(act, {"mail": 2})
+    policy, bad, act, client = _two_mail_slots(supervisord, redis_server, tmp_path, clock)
+    include = act.file.path
     good = include.read_text()
     workers = pids(client, "mail-worker_")
     versions = len(act.file.backup_paths())
     monkeypatch.setenv("ACT_ONLY_HERE", "1")
-    bad = policy.model_copy(update={"command": policy.command + " --memory=%(ENV_ACT_ONLY_HERE)s"})
 
     # 2. another include file is broken: every reread fails, ours is rolled back anyway.
     (supervisord.include_dir / "broken.conf").write_text("[program:broken\ncommand=x\n")
