@@ -151,7 +151,7 @@ def test_a_head_that_is_no_job_makes_only_its_age_unknown(
     broken, fine = sample.queues["broken"], sample.queues["fine"]
     assert sample.available and not sample.queue_errors
     assert (broken.pending, broken.oldest_wait_s, broken.oldest_wait_source) == (2, None, "unknown")
-    assert broken.age_problem is not None and "not a JSON object" in broken.age_problem
+    assert broken.age_problem is not None and "payload is not JSON" in broken.age_problem
     assert fine.oldest_wait_source == "first_seen" and fine.oldest_wait_s == 2.0
     for bad in (b"\xff\xfe not utf-8", b"[1, 2]", b"42", b"[" * 100_000):
         redis_client.lset(key, 0, bad)
@@ -230,9 +230,9 @@ def test_status_names_the_age_source_and_why_an_age_is_unknown(
     assert (work["oldest_wait_source"], work["age_problem"]) == ("first_seen", None)
     assert work["oldest_wait_s"] >= 1.0
     assert (broken["oldest_wait_s"], broken["oldest_wait_source"]) == (None, "unknown")
-    assert "not a JSON object" in broken["age_problem"]
+    assert "payload is not JSON" in broken["age_problem"]
     assert row["oldest_wait_source"] == "first_seen"
-    assert "oldest wait of broken unknown: head job is not a JSON object" in captured.err
+    assert "oldest wait of broken unknown: payload is not JSON" in captured.err
 
 
 def test_a_restarted_daemon_keeps_the_ages_of_a_list_nobody_pushed_to(tmp_path: Path) -> None:

@@ -13,9 +13,13 @@ A retried job (attempts > 0: released after an exception, or an expired reservat
 its original createdAt/pushedAt, which would count its earlier runs and its backoff as
 waiting, so its age comes from FIFO accounting (it re-entered the list at the tail).
 
-A head that is not a JSON object is no job a Laravel worker can take: its queue's age is
-unknown for the tick, with the reason. A payload over MAX_PARSE_BYTES is not parsed (a
-timestamp is not worth decoding megabytes every tick); FIFO accounting gives its age.
+Any payload, however broken, costs that queue at most its age for the tick, never the tick,
+and `problem` says why (the daemon logs it when it appears):
+- a head that is no JSON object (not UTF-8, not JSON, nested too deep for the parser, a list)
+  is no job a Laravel worker can take: the queue's age is unknown for the tick (`unusable`);
+- a head larger than MAX_PAYLOAD_BYTES is not parsed (decoding megabytes every tick is not
+  worth a timestamp), and a createdAt/pushedAt that is no time (0, before 2001, nan, 1e400) is
+  ignored: FIFO accounting gives those ages.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from typing import Any
 
 from autoscaler.laravel.queue_sample import WaitSource
 
-MAX_PARSE_BYTES = 1 << 20  # heads larger than this are not decoded
+# Laravel payloads are a few KB; a larger head is not parsed every tick (32 MB took ~0.3 s).
+MAX_PAYLOAD_BYTES = 1_000_000
 _STAMPS: tuple[WaitSource, ...] = ("createdAt", "pushedAt")  # payload fields, best first
 # A stamp before 2001-09-09 (unix 1e9) is no job's: 0 or 1 would show a wait of 1.8e9 s.
 MIN_STAMP_S = 1_000_000_000.0
@@ -35,20 +40,23 @@ MIN_STAMP_S = 1_000_000_000.0
 
 @dataclass(frozen=True, slots=True)
 class PayloadAge:
-    """The head job's wait from its own timestamp; age None when the payload has none."""
+    """The head job's wait from its own timestamp; age None when the payload gives none."""
 
     age_s: float | None = None
     source: WaitSource | None = None
-    problem: str | None = None  # the head is not a job: the queue's age is unknown
+    problem: str | None = None  # why the payload could not give its age
+    unusable: bool = False  # the head is no job: the queue's age is unknown this tick
 
 
 def payload_age(head: bytes | str, now_s: float) -> PayloadAge:
     """The head job's wait in seconds (never negative) from `createdAt`/`pushedAt`."""
-    if len(head) > MAX_PARSE_BYTES:
-        return PayloadAge()
-    payload = _decode(head)
+    if len(head) > MAX_PAYLOAD_BYTES:
+        return PayloadAge(
+            problem=f"payload of {len(head)} bytes, more than {MAX_PAYLOAD_BYTES} (not parsed)"
+        )
+    payload, problem = _decode(head)
     if payload is None:
-        return PayloadAge(problem=f"head job is not a JSON object: {_preview(head)}")
+        return PayloadAge(problem=problem, unusable=True)
     attempts = _number(payload.get("attempts")) or 0.0
     if attempts > 0:
         return PayloadAge()
@@ -56,17 +64,27 @@ def payload_age(head: bytes | str, now_s: float) -> PayloadAge:
     delay = delay if 0.0 < delay < math.inf else 0.0
     for source in _STAMPS:
         stamp = _number(payload.get(source))
-        if stamp is not None and MIN_STAMP_S <= stamp < math.inf:
+        if stamp is None:
+            continue
+        if MIN_STAMP_S <= stamp < math.inf:
             return PayloadAge(max(0.0, now_s - stamp - delay), source)
-    return PayloadAge()  # none, or one that is no time (0, nan, 1e400): FIFO accounting
+        return PayloadAge(problem=f"{source}={str(payload.get(source))[:40]} is not a time")
+    return PayloadAge()
 
 
-def _decode(head: bytes | str) -> dict[str, Any] | None:
+def _decode(head: bytes | str) -> tuple[dict[str, Any] | None, str | None]:
+    """The payload's JSON object, or None and why not."""
     try:
         value = json.loads(head)
-    except (ValueError, RecursionError):  # not JSON (or bytes not UTF-8), or nested too deep
-        return None
-    return value if isinstance(value, dict) else None
+    except UnicodeDecodeError:
+        return None, "payload is not UTF-8"
+    except ValueError as exc:
+        return None, f"payload is not JSON ({exc})"
+    except RecursionError:
+        return None, "payload nested too deep to parse"
+    if not isinstance(value, dict):
+        return None, f"payload is a JSON {type(value).__name__}, not an object"
+    return value, None
 
 
 def _number(value: object) -> float | None:
@@ -81,8 +99,3 @@ def _number(value: object) -> float | None:
     except (ValueError, OverflowError):  # "abc", or an int of 400 digits
         return None
     return None
-
-
-def _preview(head: bytes | str) -> str:
-    text = head.decode("utf-8", "replace") if isinstance(head, bytes) else head
-    return repr(text[:40] + ("..." if len(text) > 40 else ""))

@@ -27,7 +27,7 @@ from redis.retry import Retry
 
 from autoscaler.constants import DELAYED_SUFFIX, QUEUE_KEY, RESERVED_SUFFIX
 from autoscaler.laravel.fifo import FifoAges
-from autoscaler.laravel.headjob import payload_age
+from autoscaler.laravel.headjob import PayloadAge, payload_age
 from autoscaler.laravel.queue_sample import QueueSample
 
 COMMANDS_PER_QUEUE = 6
@@ -66,6 +66,7 @@ class RedisSample:
     error: str | None = None  # the round trip failed: no queue was read
     queue_errors: dict[str, str] = field(default_factory=dict)  # e.g. a key of another type
     tails: dict[str, str | None] = field(default_factory=dict)  # digest of each list's last job
+    head_problems: dict[str, str] = field(default_factory=dict)  # a head payload not usable
 
     @property
     def available(self) -> bool:
@@ -114,9 +115,11 @@ class QueueSampler:
                 delayed_due=int(due),
                 oldest_wait_s=own.age_s if own else None,
                 oldest_wait_source=(own.source if own else None) or "unknown",
-                age_problem=own.problem if own else None,
+                age_problem=own.problem if own and own.unusable else None,
             )
             result.tails[keys.queue] = _digest(tail)
+            if own is not None and own.problem is not None:
+                result.head_problems[keys.queue] = _consequence(own)
         if settle:
             self.settle_ages(result)
         return result
@@ -156,6 +159,13 @@ def describe_redis_error(exc: BaseException) -> str:
     """A one-line reason for operators (no URL, so no password)."""
     text = str(exc).strip() or type(exc).__name__
     return f"Redis unavailable: {type(exc).__name__}: {text}"
+
+
+def _consequence(own: PayloadAge) -> str:
+    """The head's problem and what it costs, for the daemon's log."""
+    if own.unusable:
+        return f"head job: {own.problem}; its age is unknown while it is at the head"
+    return f"head job: {own.problem}; its age comes from FIFO accounting"
 
 
 def _digest(payload: bytes | str | None) -> str | None:
