@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from loguru import logger
 
@@ -35,6 +36,20 @@ class TickResult:
     duration_s: float = 0.0
 
 
+class Planner(Protocol):
+    """Plans in place of decide: the fleet seam (autoscaler/fleet/member.py). A fleet host's
+    plan is its share of the leader's fleet-wide decision, or its held counts."""
+
+    def plan(
+        self,
+        observation: Observation,
+        policies: Mapping[str, Policy],
+        state: ControllerState,
+        *,
+        budget: MemoryBudget,
+    ) -> tuple[Plan, ControllerState]: ...
+
+
 class Controller:
     def __init__(
         self,
@@ -48,8 +63,10 @@ class Controller:
         dry_run: bool = False,
         summary_interval_s: float = 300.0,
         clock: Callable[[], float] = time.time,
+        planner: Planner | None = None,
     ) -> None:
         self.policies = policies
+        self.planner = planner
         self.observer = observer
         self.actuator = actuator
         self.budget = budget
@@ -89,9 +106,14 @@ class Controller:
             held=[obs.pool for obs in pools if obs.workers is None],
         )
         previous = dict(self.state.last_desired)
-        plan, self.state = decide(
-            observation, self.policies, self.state, now_s=observation.at_s, budget=self.budget
-        )
+        if self.planner is not None:
+            plan, self.state = self.planner.plan(
+                observation, self.policies, self.state, budget=self.budget
+            )
+        else:
+            plan, self.state = decide(
+                observation, self.policies, self.state, now_s=observation.at_s, budget=self.budget
+            )
         changed = {
             pool: (previous.get(pool, d.current or 0), d.desired)
             for pool, d in plan.decisions.items()

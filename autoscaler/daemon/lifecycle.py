@@ -25,6 +25,7 @@ from autoscaler.daemon.lock import ControllerLock
 from autoscaler.daemon.metrics import Metrics
 from autoscaler.daemon.ticker import Ticker
 from autoscaler.decide.plan import MemoryBudget
+from autoscaler.fleet.member import FleetMember
 from autoscaler.observe.observer import Observer
 from autoscaler.policy.watch import PolicyWatcher
 from autoscaler.settings import Settings
@@ -86,6 +87,10 @@ class Daemon:
             observer = Observer.from_settings(self.settings, policies)
             actuator = Actuator.from_settings(self.settings, policies)
             closers.extend([observer.close, actuator.client.close])
+            member = FleetMember.from_settings(self.settings) if self.settings.fleet else None
+            if member is not None:  # the lease is released first, the client closed last
+                closers[:0] = [member.close]
+                closers.append(member.client.close)
             self.controller = Controller(
                 policies=policies,
                 observer=observer,
@@ -98,6 +103,7 @@ class Daemon:
                 metrics=self.metrics,
                 dry_run=self.settings.dry_run,
                 summary_interval_s=self.settings.summary_interval_s,
+                planner=member,
             )
             logger.info(
                 "active: {} pools, interval {:g}s, {}managing {}",
