@@ -3,7 +3,7 @@
 `keep()` runs one Lua script (atomic in Redis), every tick, on every host:
 - the lease holds our token: renew it (compare-and-set, then PEXPIRE);
 - the lease is free: take it (`SET NX PX`) with a new epoch: INCR of the epoch counter, and
-  never below an epoch this host has already seen (a Redis restarted without its data starts
+  above any epoch this host or a heartbeat has seen (a Redis restarted without its data starts
   the counter again);
 - someone else holds it: report who, and their epoch.
 The epoch is the fence: assignments carry it, and hosts ignore any older than the newest they
@@ -34,6 +34,13 @@ if current then
 end
 local epoch = redis.call('INCR', KEYS[2])
 local floor = tonumber(ARGV[4])
+for _, raw in ipairs(redis.call('HVALS', KEYS[3])) do
+  local ok, beat = pcall(cjson.decode, raw)
+  if ok and type(beat) == 'table' and type(beat.epoch_seen) == 'number'
+      and beat.epoch_seen > floor then
+    floor = beat.epoch_seen
+  end
+end
 if epoch <= floor then
   epoch = floor + 1
   redis.call('SET', KEYS[2], epoch)
@@ -80,7 +87,7 @@ class Lease:
         LeaseView.of. EVAL rather than EVALSHA: a restarted Redis has no scripts loaded, and
         the script is sent once per tick, not per pool."""
         pipe.eval(
-            KEEP_SCRIPT, 2, self.keys.lease, self.keys.epoch,
+            KEEP_SCRIPT, 3, self.keys.lease, self.keys.epoch, self.keys.hosts,
             self.token, self.host, self.ttl_ms, epoch_floor,
         )  # fmt: skip
 

@@ -146,13 +146,6 @@ class FleetMember:
     ) -> None:
         assert self.leading_epoch is not None
         hosts = self._live(beats)
-        newest = max((h.epoch_seen for h in hosts), default=0)
-        if newest > self.leading_epoch:  # Redis lost its data, and a host saw a later leader
-            logger.warning("fleet {}: a host has seen epoch {} > ours ({}): stepping down",
-                           self.fleet, newest, self.leading_epoch)  # fmt: skip
-            self.lease.release()
-            self.leading_epoch = None
-            return
         assignment = self._assign(observation, policies, hosts)
         pipe = self.client.pipeline(transaction=False)
         publish(pipe, self.keys, assignment)
@@ -169,6 +162,14 @@ class FleetMember:
                 self.leading_epoch = None
             self._follow(view)
         self._admit(results[-1])
+        newest = max((h.epoch_seen for h in hosts), default=0)
+        if self.leading_epoch is not None and newest > self.leading_epoch:
+            # Only after a Redis that lost its data: a host saw a later leader than the
+            # epoch this lease got. Its fence ignores us; a new lease gets a higher epoch.
+            logger.warning("fleet {}: a host has seen epoch {} > ours ({}): stepping down",
+                           self.fleet, newest, self.leading_epoch)  # fmt: skip
+            self.lease.release()
+            self.leading_epoch = None
 
     def _assign(
         self, observation: Observation, policies: Mapping[str, Policy], hosts: list[Heartbeat]
