@@ -49,6 +49,10 @@ class Planner(Protocol):
         budget: MemoryBudget,
     ) -> tuple[Plan, ControllerState]: ...
 
+    def host_policies(self, policies: Mapping[str, Policy]) -> Mapping[str, Policy]:
+        """The policies as the actuator applies them on this host."""
+        ...
+
 
 class Controller:
     def __init__(
@@ -67,6 +71,8 @@ class Controller:
     ) -> None:
         self.policies = policies
         self.planner = planner
+        if planner is not None:
+            actuator.policies = planner.host_policies(policies)
         self.observer = observer
         self.actuator = actuator
         self.budget = budget
@@ -87,7 +93,7 @@ class Controller:
         """New valid policies (a file edit or SIGHUP): every component follows them."""
         self.policies = policies
         self.observer.set_policies(policies)
-        self.actuator.policies = policies
+        self.actuator.policies = self.planner.host_policies(policies) if self.planner else policies
 
     def tick(self) -> TickResult:
         started = time.monotonic()

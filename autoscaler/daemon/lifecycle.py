@@ -40,7 +40,9 @@ class Daemon:
             state_dir=settings.state_dir or default_state_dir(settings.include_file)
         )
         self.watcher = PolicyWatcher(
-            directory=settings.policies_dir, usable_memory_mb=settings.usable_memory_mb
+            directory=settings.policies_dir,
+            # In a fleet the minimums are the fleet's: one host's budget need not hold them.
+            usable_memory_mb=None if settings.fleet else settings.usable_memory_mb,
         )
         webhook = settings.webhook_url.get_secret_value() if settings.webhook_url else None
         self.alerter = Alerter(

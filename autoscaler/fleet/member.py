@@ -95,6 +95,13 @@ class FleetMember:
             self._redis_error = str(exc) or type(exc).__name__
         return self._local_plan(observation, policies, state, budget)
 
+    def host_policies(self, policies: Mapping[str, Policy]) -> Mapping[str, Policy]:
+        """min and static describe the fleet: one host may run none of a pool."""
+        return {
+            pool: policy.model_copy(update={"min_processes": 0, "static_processes": 0})
+            for pool, policy in policies.items()
+        }
+
     def close(self) -> None:
         """Stopping: give the lease up so that another host leads at its next tick."""
         if self.leading_epoch is None:
