@@ -96,7 +96,7 @@ POLICIES: dict[str, Policy] = {
 }
 
 
-def observation(pending: int, workers: int) -> Observation:
+def observation(pending: int, workers: int | None) -> Observation:
     queue = QueueSample(queue="burst", pending=pending, reserved=0, delayed=0, delayed_due=0,
                         oldest_wait_s=60.0 if pending else None,
                         oldest_wait_source="createdAt" if pending else "empty")  # fmt: skip
@@ -110,7 +110,9 @@ def observation(pending: int, workers: int) -> Observation:
                 pool="burst",
                 queues=(queue,),
                 work=work,
-                workers=WorkerCounts(running=workers, starting=0, draining=0),
+                workers=None
+                if workers is None
+                else WorkerCounts(running=workers, starting=0, draining=0),
             )
         },
         memory_available_mb=100_000.0,
@@ -118,17 +120,24 @@ def observation(pending: int, workers: int) -> Observation:
 
 
 class Host:
-    def __init__(self, client: redis.Redis, name: str, budget_mb: float = 1000.0) -> None:
-        self.member = FleetMember(client=client, fleet="shop", host=name, interval_s=1.0)
+    def __init__(
+        self, client: redis.Redis, name: str, budget_mb: float = 1000.0, *, may_lead: bool = True
+    ) -> None:
+        self.member = FleetMember(
+            client=client, fleet="shop", host=name, interval_s=1.0, may_lead=may_lead
+        )
         self.budget = MemoryBudget(budget_mb=budget_mb)
         self.state = ControllerState()
         self.runs = 0  # what this host's supervisord would run after applying its plan
+        self.supervisor_down = False
 
     def tick(self, pending: int = 0, policies: Mapping[str, Policy] = POLICIES) -> int:
+        seen = None if self.supervisor_down else self.runs
         plan, self.state = self.member.plan(
-            observation(pending, self.runs), policies, self.state, budget=self.budget
+            observation(pending, seen), policies, self.state, budget=self.budget
         )
-        self.runs = plan.counts()["burst"]
+        if not self.supervisor_down:  # the controller applies nothing then
+            self.runs = plan.counts()["burst"]
         return self.runs
 
 
@@ -195,3 +204,31 @@ def test_a_stale_leader_is_fenced(redis_client: redis.Redis) -> None:
     h1.tick(pending=500)  # h1 follows h2 now, and gets a share again
     h2.tick(pending=500)
     assert h1.tick(pending=500) > 0 and h1.member.reader.current.epoch == 2  # type: ignore[union-attr]
+
+
+def test_a_dry_run_host_never_leads(redis_client: redis.Redis) -> None:
+    """A dry run changes nothing: leading would drive the other hosts."""
+    dry = Host(redis_client, "dry", may_lead=False)
+    dry.runs = 2
+    for _ in range(3):
+        assert dry.tick(pending=500) == 2
+    assert redis_client.get(KEYS.lease) is None and dry.member.leader is None
+    live = Host(redis_client, "live")
+    live.tick(pending=500)
+    dry.tick(pending=500)
+    assert live.member.leading_epoch == 1 and dry.member.leader == "live"
+
+
+def test_a_host_that_cannot_read_its_supervisord_holds_and_the_rest_scale(
+    redis_client: redis.Redis,
+) -> None:
+    hosts = [Host(redis_client, name, budget_mb=2000.0) for name in ("h1", "h2", "h3")]
+    for _ in range(3):
+        round_of(hosts)
+    h2 = hosts[1]
+    held = h2.runs
+    h2.supervisor_down = True
+    for _ in range(4):
+        counts = round_of(hosts, pending=500)
+    assert counts[1] == held, "the host without its supervisord holds"
+    assert counts[0] + counts[2] == 12, "the others serve the burst (none of h2's counted)"

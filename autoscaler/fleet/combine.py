@@ -2,8 +2,8 @@
 hosts' heartbeats (pure).
 
 - queues: the leader's own sample; every host reads the same Redis lists.
-- workers: summed over the live hosts; unknown if any live host could not read its
-  supervisord (decide then holds the pool, as it does on one host).
+- workers: summed over the hosts given (the leader leaves out those that cannot read their
+  supervisord: they hold); unknown if one of them lacks a pool (decide then holds it).
 - work: from the workers' logs, completions, failures and busy workers add up over hosts, and
   the leader's flow balance is corrected by the others' completions. A host that counted from
   Redis (its logs unreadable) saw the whole fleet's reserved jobs: its sample is used alone.

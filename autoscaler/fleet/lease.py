@@ -73,6 +73,14 @@ class LeaseView:
         name = leader.decode() if isinstance(leader, bytes) else str(leader)
         return cls(held=code in (1, 2), acquired=code == 2, epoch=int(epoch), leader=name)
 
+    @classmethod
+    def observed(cls, raw: bytes | None) -> LeaseView:
+        """The lease as read by a host that may not lead (GET): nobody, or its holder."""
+        if raw is None:
+            return cls(held=False, acquired=False, epoch=0, leader="")
+        data = json.loads(raw)
+        return cls(held=False, acquired=False, epoch=int(data["epoch"]), leader=str(data["host"]))
+
 
 class Lease:
     def __init__(self, *, client: redis.Redis, keys: FleetKeys, host: str, ttl_ms: int) -> None:

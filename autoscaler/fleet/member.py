@@ -44,6 +44,7 @@ class FleetMember:
         fleet: str,
         host: str,
         interval_s: float,
+        may_lead: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
@@ -51,6 +52,7 @@ class FleetMember:
         self.fleet = fleet
         self.host = host
         self.interval_s = interval_s
+        self.may_lead = may_lead  # False for a dry run: it would drive the other hosts
         self.ttl_ms = max(1, round(TTL_TICKS * interval_s * 1000))
         self.lease = Lease(client=client, keys=self.keys, host=host, ttl_ms=self.ttl_ms)
         self.fence = Fence()
@@ -71,6 +73,7 @@ class FleetMember:
             fleet=settings.fleet,
             host=settings.host_id,
             interval_s=settings.interval_s,
+            may_lead=not settings.dry_run,
         )
 
     # -- the seam: the controller calls this instead of decide ---------------------------
@@ -127,11 +130,14 @@ class FleetMember:
             _, _, beats = pipe.execute()
             self._lead(observation, policies, beats, renew=True)
             return
-        self.lease.queue_keep(pipe, epoch_floor=self.fence.epoch_seen)
+        if self.may_lead:
+            self.lease.queue_keep(pipe, epoch_floor=self.fence.epoch_seen)
+        else:
+            pipe.get(self.keys.lease)
         self.reader.queue_read(pipe)
         self.ops += 4
         _, _, reply, entries = pipe.execute()
-        view = LeaseView.of(reply)
+        view = LeaseView.of(reply) if self.may_lead else LeaseView.observed(reply)
         self._follow(view)
         self._admit(entries)
         if view.acquired:
@@ -183,6 +189,9 @@ class FleetMember:
     ) -> Assignment:
         """decide over the fleet's observation, then the split over the live hosts."""
         assert self.leading_epoch is not None
+        # A host that cannot read its supervisord can apply nothing: it holds what it runs,
+        # and the others are decided and split as the fleet (none of its workers counted).
+        hosts = [h for h in hosts if all(r.workers is not None for r in h.pools.values())]
         fleet_obs = fleet_observation(observation, hosts)
         previous = dict(self._fleet_state.last_desired)
         plan, self._fleet_state = decide(
@@ -245,9 +254,11 @@ class FleetMember:
 
     def _follow(self, view: LeaseView) -> None:
         self.fence.see(view.epoch)
-        if view.leader != self.leader:
-            logger.info("fleet {}: leader {} (epoch {})", self.fleet, view.leader, view.epoch)
-            self.leader = view.leader
+        leader = view.leader or None  # a host that may not lead reads no lease as ""
+        if leader != self.leader:
+            if leader is not None:
+                logger.info("fleet {}: leader {} (epoch {})", self.fleet, leader, view.epoch)
+            self.leader = leader
 
     def _admit(self, entries: list[Any]) -> None:
         previous = self.reader.current
@@ -303,7 +314,7 @@ class FleetMember:
             obs = observation.pools.get(pool)
             workers = obs.workers if obs is not None else None
             now = workers.current if workers is not None else None
-            if mine is not None and pool in mine and current is not None:
+            if workers is not None and mine is not None and pool in mine and current is not None:
                 count = mine[pool]
                 total = sum(h.get(pool, 0) for h in current.hosts.values())
                 reason = (f"fleet {self.fleet}: {current.leader} (epoch {current.epoch}) "
@@ -311,7 +322,8 @@ class FleetMember:
                 held = False
             else:
                 count = state.last_desired.get(pool, now or 0)
-                reason = f"fleet {self.fleet}: {self._why_no_assignment(mine)}: hold {count}"
+                why = "workers unknown" if workers is None else self._why_no_assignment(mine)
+                reason = f"fleet {self.fleet}: {why}: hold {count}"
                 held = True
             decisions[pool] = PoolDecision(
                 pool=pool, strategy="fleet", current=now, desired=count, reason=reason,
