@@ -8,6 +8,7 @@ the lease TTL + one tick" is counted in the new leader's own tick log lines.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import signal
@@ -111,6 +112,23 @@ class Host:
             return {}
         finally:
             client.close()
+
+    def kill(self) -> None:
+        """The machine dies: its daemon, its supervisord and every worker get SIGKILL."""
+        self.stop_daemon(signal.SIGKILL)
+        client = SupervisorClient(self.box.supervisord.url)
+        try:
+            pids = [p.pid for p in client.processes() if p.pid]
+        finally:
+            client.close()
+        process = self.box.supervisord.process
+        assert process is not None
+        process.kill()
+        process.wait(30)
+        self.box.supervisord.process = None
+        for pid in pids:  # supervisord puts each worker in a process group of its own
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def running(self, pool: str) -> int:
         return sum(1 for state in self.slots(pool).values() if state == "RUNNING")
@@ -250,7 +268,7 @@ def test_leader_killed_then_its_host_lost(fleet: Fleet) -> None:
     ticks = fleet.hosts[new_leader].ticks(text[:took_over_at]) - before[new_leader]
     assert ticks <= TTL_TICKS + 2, f"took {ticks} ticks to lead (lease {TTL_TICKS} ticks)"
 
-    fleet.hosts[old_leader].box.supervisord.stop()  # the host is gone: its workers too
+    fleet.hosts[old_leader].kill()  # the host is gone: its supervisord and workers too
     wait_for(lambda: fleet.at_rest(others), "its share moves to the other hosts")
     status = fleet.status()
     alive = {h["host"]: h["alive"] for h in status["hosts"]}
