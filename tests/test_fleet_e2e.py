@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from autoscaler.fleet.status import fleet_status
 from autoscaler.supervisord.rpc import SupervisorClient, SupervisorUnavailable
 from autoscaler.testing.sandbox import Sandbox, SandboxPool
 from tests.conftest import require_binary
+from tests.test_daemon_e2e import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -47,15 +48,6 @@ HEAVY = SandboxPool(
     name="heavy", queues=("heavy",), min_processes=1, max_processes=2, memory_mb=256
 )
 BUDGETS_MB = {"h1": 2048, "h2": 2048, "h3": 160}  # h3 holds two 64 MB workers at most
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for: {what}")
 
 
 class Host:
@@ -196,6 +188,15 @@ class Fleet:
         hosts = self.status()["hosts"]
         return len(hosts) == len(self.hosts) and all(h["alive"] for h in hosts)
 
+    def settle(self) -> tuple[str, int]:
+        """Every host beats, the fleet is at rest, and someone leads: (leader, epoch)."""
+        wait_for(self.all_alive, "every host beats")
+        wait_for(self.at_rest, "each pool's minimum, fleet-wide, spread")
+        wait_for(self.leader, "a leader")
+        leader = self.leader()
+        assert leader is not None
+        return leader
+
     def leader(self) -> tuple[str, int] | None:
         status = self.status()
         if status["leader"] is None:
@@ -220,8 +221,7 @@ def assert_fenced_order(fleet: Fleet) -> None:
 
 
 def test_rest_burst_and_a_small_host(fleet: Fleet) -> None:
-    wait_for(fleet.all_alive, "every host beats")
-    wait_for(fleet.at_rest, "each pool's minimum, fleet-wide, spread")
+    fleet.settle()
     status = fleet.status()
     assert set(status) == {"fleet", "leader", "epoch", "hosts"}
     assert [h["host"] for h in status["hosts"]] == ["h1", "h2", "h3"]
@@ -253,10 +253,7 @@ def test_rest_burst_and_a_small_host(fleet: Fleet) -> None:
 
 
 def test_leader_killed_then_its_host_lost(fleet: Fleet) -> None:
-    wait_for(fleet.all_alive, "every host beats")
-    wait_for(fleet.at_rest, "at rest")
-    wait_for(fleet.leader, "a leader")
-    old_leader, old_epoch = fleet.leader()  # type: ignore[misc]
+    old_leader, old_epoch = fleet.settle()
     others = [name for name in fleet.hosts if name != old_leader]
     before = {name: fleet.hosts[name].ticks() for name in others}
     fleet.hosts[old_leader].stop_daemon(signal.SIGKILL)  # no cleanup: the lease must expire
@@ -283,11 +280,9 @@ def test_leader_killed_then_its_host_lost(fleet: Fleet) -> None:
 
 
 def test_redis_restart_holds_then_resumes(fleet: Fleet) -> None:
-    wait_for(fleet.all_alive, "every host beats")
-    wait_for(fleet.at_rest, "at rest")
+    _, old_epoch = fleet.settle()
     ids = fleet.push("burst", 200, run_s=0.5)
     wait_for(lambda: fleet.total("burst") >= 6, "scaled up over the fleet")
-    _, old_epoch = fleet.leader() or ("", 0)
     fleet.redis.stop()
     held = {name: len(host.slots("burst")) for name, host in fleet.hosts.items()}
     wait_for(
@@ -311,10 +306,7 @@ def test_redis_restart_holds_then_resumes(fleet: Fleet) -> None:
 
 
 def test_split_brain_a_paused_leader_is_fenced(fleet: Fleet) -> None:
-    wait_for(fleet.all_alive, "every host beats")
-    wait_for(fleet.at_rest, "at rest")
-    wait_for(fleet.leader, "a leader")
-    paused, old_epoch = fleet.leader()  # type: ignore[misc]
+    paused, old_epoch = fleet.settle()
     pid = fleet.hosts[paused].process.pid  # type: ignore[union-attr]
     os.kill(pid, signal.SIGSTOP)
     try:
