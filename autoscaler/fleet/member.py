@@ -15,8 +15,7 @@ The controller hands the member its local observation instead of calling decide 
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, cast
 
 import redis
@@ -45,7 +44,6 @@ class FleetMember:
         host: str,
         interval_s: float,
         may_lead: bool = True,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.keys = FleetKeys(fleet)
@@ -57,7 +55,6 @@ class FleetMember:
         self.lease = Lease(client=client, keys=self.keys, host=host, ttl_ms=self.ttl_ms)
         self.fence = Fence()
         self.reader = AssignmentReader(client=client, keys=self.keys, fence=self.fence)
-        self._clock = clock
         self.leading_epoch: int | None = None  # the epoch of the lease held at the last renewal
         self.leader: str | None = None
         self._fleet_state = ControllerState()  # decide's memory, fleet-wide, while leading
