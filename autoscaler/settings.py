@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -160,9 +160,10 @@ class Settings(BaseSettings):
         description="Fleet name: several hosts share each pool, coordinated through the Redis "
         "of redis_url (docs/fleet.md). Unset: this host decides alone.",
     )
-    host_id: str = Field(
-        default_factory=socket.gethostname,
-        description="This host's name in its fleet (default: the hostname); unique per fleet.",
+    host_id: str | None = Field(
+        default=None,
+        description="This host's name in its fleet (unset: the hostname, in a fleet); unique "
+        "per fleet.",
     )
 
     @field_validator("fleet", "host_id")
@@ -174,6 +175,19 @@ class Settings(BaseSettings):
                 "digit"
             )
         return value
+
+    @model_validator(mode="after")
+    def _host_id_in_a_fleet(self) -> Settings:
+        """In a fleet, an unset host_id is the hostname, which must then be usable."""
+        if self.fleet is not None and self.host_id is None:
+            name = socket.gethostname()
+            if not FLEET_NAME.match(name):
+                raise ValueError(
+                    f"host_id: unset, and the hostname {name!r} cannot name a host in a fleet; "
+                    "set AUTOSCALER_HOST_ID"
+                )
+            self.host_id = name
+        return self
 
     @field_validator("supervisor_url")
     @classmethod

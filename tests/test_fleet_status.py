@@ -91,5 +91,19 @@ def test_host_id_defaults_to_the_hostname(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AUTOSCALER_HOST_ID", raising=False)
     monkeypatch.delenv("AUTOSCALER_FLEET", raising=False)
-    assert load_settings().host_id == socket.gethostname()
-    assert load_settings().fleet is None
+    assert load_settings().host_id is None, "unset outside a fleet (never checked there)"
+    assert load_settings(fleet="shop").host_id == socket.gethostname()
+    assert load_settings(fleet="shop", host_id="h7").host_id == "h7"
+
+
+def test_an_unusable_hostname_asks_for_host_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AUTOSCALER_HOST_ID", raising=False)
+    monkeypatch.setattr(socket, "gethostname", lambda: "box 7")
+    with pytest.raises(SettingsError, match=r"'box 7' cannot name a host.*AUTOSCALER_HOST_ID"):
+        load_settings(fleet="shop")
+    assert load_settings().host_id is None, "outside a fleet the hostname is never read"

@@ -64,7 +64,7 @@ class FleetMember:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FleetMember:
-        assert settings.fleet is not None
+        assert settings.fleet is not None and settings.host_id is not None  # see Settings
         return cls(
             client=connect_redis(settings.redis_url, timeout_s=settings.redis_timeout_s),
             fleet=settings.fleet,
