@@ -30,6 +30,10 @@ class Want:
     granted: int = 0
     cap: str = ""
 
+    @property
+    def memory_mb(self) -> float:
+        return self.const.memory_mb
+
 
 def want(
     pool: str, wanted: int, *, low: int = 1, mb: float = 100, priority: int = 100, **kw: object

@@ -22,7 +22,7 @@ from autoscaler.daemon.outage import Outage
 from autoscaler.daemon.ticker import Ticker
 from autoscaler.decide.plan import Plan, PoolDecision
 from autoscaler.laravel.queue_sample import QueueSample
-from autoscaler.observe.observation import Observation, PoolObservation
+from autoscaler.observe.observation import Observation, PoolMemory, PoolObservation
 from autoscaler.policy.watch import PolicyWatcher
 from autoscaler.supervisord.slots import WorkerCounts
 from autoscaler.testing.stack import free_port
@@ -184,6 +184,7 @@ def test_metrics_endpoint_on_localhost() -> None:
                 "mail": PoolObservation(
                     pool="mail", queues=queues, work=None,
                     workers=WorkerCounts(running=2, starting=1, draining=1),
+                    memory=PoolMemory(total_mb=180.5, max_mb=120.0, live_mb=250.0, measured=2),
                 )
             },
         )  # fmt: skip
@@ -213,8 +214,12 @@ def test_metrics_endpoint_on_localhost() -> None:
         'autoscaler_queue_pending_jobs{pool="mail",queue="mail"}',
         'autoscaler_queue_oldest_wait_seconds{pool="mail",queue="mail"}',
         'autoscaler_workers{pool="mail"}',
+        'autoscaler_workers_memory_mb{pool="mail"}',
+        'autoscaler_worker_memory_max_mb{pool="mail"}',
     ):
         assert f"{name} NaN" in outage.decode()
+    assert 'autoscaler_workers_memory_mb{pool="mail"} 180.5' in text
+    assert 'autoscaler_worker_memory_max_mb{pool="mail"} 120.0' in text
     assert 'autoscaler_queue_pending_jobs{pool="mail",queue="mail"} 7.0' in text
     assert 'autoscaler_queue_reserved_jobs{pool="mail",queue="mail"} 1.0' in text
     assert 'autoscaler_queue_oldest_wait_seconds{pool="mail",queue="mail"} 12.5' in text

@@ -41,6 +41,8 @@ from autoscaler.act.reconcile import (
     predicted_changes,
     slot_changes,
 )
+from autoscaler.act.retire import Replacer
+from autoscaler.act.retire_state import STATE_NAME
 from autoscaler.act.slot_calls import execute, is_unknown_name
 from autoscaler.act.slot_watch import SlotWatch
 from autoscaler.backoff import Backoff
@@ -106,8 +108,11 @@ class Actuator:
         fatal_retry_max_s: float = 900.0,
         stop_grace_s: float = 5.0,
         lock_timeout_s: float = 30.0,
+        replacer: Replacer | None = None,
     ) -> None:
         self.client = client
+        # Surge-first replacements (recycling, `autoscaler restart`): act/retire.py.
+        self.replacer = replacer or Replacer(path=file.state_dir / STATE_NAME)
         self.file = file
         self.policies = policies
         self.backoff = Backoff(initial_s=retry_initial_s, max_s=retry_max_s, clock=clock)
@@ -276,6 +281,7 @@ class Actuator:
             done += more
             failed += more_failed
             unloaded = [c for c, why in more_failed if is_unknown_name(why)]
+        self.replacer.settle(slots, done)
         replaced = {c.slot for c in done if c.action == "replace"}
         if report.reread and not (changed & target) - replaced and not unloaded:
             self.file.clear_pending()
@@ -308,7 +314,15 @@ class Actuator:
         check: bool = True,
     ) -> tuple[ApplyPlan, Layout, dict[str, Slot]]:
         slots = our_slots(self.policies, section_names(old_text or ""), processes)
-        layout = choose_layout(self.policies, slots, desired, busy)
+        surge = self.replacer.adjust(self.policies, slots, desired, busy)
+        layout = choose_layout(
+            self.policies,
+            slots,
+            surge.desired,
+            busy,
+            retire_first=surge.retire_first,
+            surge=surge.surge,
+        )
         text = render(self.policies, layout.indices)
         problem: str | None = None
         if check and text != old_text:

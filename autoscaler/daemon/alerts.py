@@ -1,7 +1,8 @@
 """Alerts the seed guide did by cron, done right: to the log and an optional webhook, rate-limited.
 
 Kinds: workers FATAL, a pool at max while missing its SLO, the memory budget exhausted,
-Supervisor or Redis unreachable, an invalid policy edit. Each (kind, subject) fires at most once
+Supervisor or Redis unreachable, an invalid policy edit, a pool recycling leaking workers too
+often. Each (kind, subject) fires at most once
 per `interval_s`; a webhook that is slow or down never delays a tick (a background thread posts,
 dropping alerts when its small queue is full).
 """
@@ -28,6 +29,7 @@ AlertKind = Literal[
     "supervisor_unreachable",
     "redis_unreachable",
     "policy_invalid",
+    "recycling",
 ]
 
 

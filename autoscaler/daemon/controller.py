@@ -20,6 +20,7 @@ from autoscaler.act.apply_report import ApplyReport
 from autoscaler.daemon.alerts import Alert, Alerter, AlertKind
 from autoscaler.daemon.metrics import Metrics
 from autoscaler.daemon.outage import Outage
+from autoscaler.daemon.recycler import Recycler
 from autoscaler.decide.core import decide
 from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan
 from autoscaler.observe.observation import Observation
@@ -86,6 +87,7 @@ class Controller:
         # A restarted daemon starts from what the file says it last wanted, so a pool it
         # cannot see yet keeps that count rather than jumping to the static one.
         self.state = ControllerState(last_desired=dict(actuator.file_counts()))
+        self.recycler = Recycler(replacer=actuator.replacer, alerter=alerter, metrics=metrics)
         self._last_summary_s = 0.0
         self._last_dry_diff = ""
 
@@ -129,7 +131,10 @@ class Controller:
             logger.bind(pool=pool, old=old, new=new).info(
                 "{} {} -> {}: {}", pool, old, new, plan.decisions[pool].reason
             )
+        if not self.dry_run:
+            self.recycler.tick(observation, plan, self.policies)
         report = self._act(observation, plan)
+        self.recycler.after_apply()
         self._alert(observation, plan, report)
         duration = time.monotonic() - started
         if self.metrics is not None:

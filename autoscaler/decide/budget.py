@@ -41,8 +41,6 @@ class ClaimConstants(Protocol):
     @property
     def min_processes(self) -> int: ...
     @property
-    def memory_mb(self) -> float: ...
-    @property
     def priority(self) -> int: ...
 
 
@@ -53,6 +51,9 @@ class Claim(Protocol):
     def pool(self) -> str: ...
     @property
     def const(self) -> ClaimConstants: ...
+    @property
+    def memory_mb(self) -> float:  # one worker's size this tick (declared or measured)
+        ...
     @property
     def wanted(self) -> int:  # within [min_processes, max_processes]
         ...
@@ -87,7 +88,7 @@ def allocate(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
     # Most ticks nothing competes: when every want fits, grant it without sorting.
     want_mb = peak_mb = 0.0
     for claim in claims:
-        memory_mb = claim.const.memory_mb
+        memory_mb = claim.memory_mb
         wanted = claim.wanted
         claim.granted = wanted
         claim.cap = ""
@@ -113,7 +114,7 @@ def _contended(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
     for claim in claims:
         floor = _floor(claim)
         claim.granted = floor
-        used += (floor + claim.draining) * claim.const.memory_mb
+        used += (floor + claim.draining) * claim.memory_mb
     growing = [c for c in claims if not c.fixed and c.wanted > c.granted]
     # keeping up with arrivals: by priority, then by how far past the SLO
     keep_order = sorted(growing, key=lambda c: (c.const.priority, -c.urgency, c.pool))
@@ -121,7 +122,7 @@ def _contended(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
     catch_order = sorted(growing, key=lambda c: (-c.urgency, c.const.priority, c.pool))
     for order, keeping_up in ((keep_order, True), (catch_order, False)):
         for claim in order:
-            memory_mb = claim.const.memory_mb
+            memory_mb = claim.memory_mb
             target = _keep_up(claim) if keeping_up else claim.wanted
             extra = target - claim.granted
             if extra <= 0:
@@ -136,12 +137,12 @@ def _contended(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
     peak = 0.0
     for claim in claims:
         held = max(claim.granted, claim.current) if claim.workers_known else claim.granted
-        peak += (held + claim.draining) * claim.const.memory_mb
+        peak += (held + claim.draining) * claim.memory_mb
     if peak > limit_mb + _EPS:
         for claim in reversed(keep_order):
             if not claim.workers_known:
                 continue
-            memory_mb = claim.const.memory_mb
+            memory_mb = claim.memory_mb
             keep = max(claim.current, _floor(claim))
             if claim.granted <= keep:
                 continue

@@ -9,7 +9,9 @@ function. Per tick:
 2. Each strategy's runner sets a wanted count and a reason per pool; decide bounds it to
    [min_processes, max_processes].
 3. The memory budget (budget.py) grants what fits: mins first, then by priority and by how
-   far each pool is past its SLO, counting draining workers until they exit.
+   far each pool is past its SLO, counting draining workers until they exit. A worker's
+   size is its policy's declared one, or the measured one the observation carries
+   (`worker_mb`); the simulator's observations carry none, so it plans with declared sizes.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from autoscaler.decide.budget import allocate
 from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan, PoolDecision
 from autoscaler.decide.strategies import RUNNERS, PoolTick
 from autoscaler.decide.strategies.base import PolicyConstants, roster
-from autoscaler.observe.observation import Observation, PoolObservation
+from autoscaler.observe.observation import Observation, PoolMemory, PoolObservation
 from autoscaler.policy.model import Policy
+from autoscaler.supervisord.slots import WorkerCounts
 
 # An observation older than this many intervals (and at least STALE_MIN_S) is not acted on.
 STALE_INTERVALS = 3.0
@@ -62,7 +65,7 @@ def decide(
                 tick.urgency = oldest / const.slo_wait_s
         tick.granted = wanted
         tick.cap = ""
-        memory_mb = const.memory_mb
+        memory_mb = tick.memory_mb
         want_mb += (wanted + tick.draining) * memory_mb
         current = tick.current
         held = current if tick.workers_known and current > wanted else wanted
@@ -113,8 +116,9 @@ def _gather(
         obs = observed.get(name)
         workers = obs.workers if obs is not None else None
         previous = last_desired.get(name)
+        memory = obs.memory if obs is not None else None
+        in_use_mb += _holding_mb(const, workers, memory)
         if workers is not None:
-            in_use_mb += (workers.running + workers.starting + workers.draining) * const.memory_mb
             if previous is None:
                 previous = workers.running + workers.starting
         elif previous is None:
@@ -125,7 +129,9 @@ def _gather(
                 # Never decided, nothing of ours runs (a first start): the hand-picked count.
                 previous = const.static_processes
             why = _missing(obs, observation, stale=stale, age_s=age_s)
-            ticks.append(_held(name, policy, const, obs=obs, previous=previous, why=why))
+            held = _held(name, policy, const, obs=obs, previous=previous, why=why)
+            held.memory_mb = worker_mb(const, memory)
+            ticks.append(held)
             continue
         oldest: float | None
         if len(queues) == 1:  # most pools consume one queue
@@ -158,6 +164,7 @@ def _gather(
             previous,
             old_memories.get(name),
         )
+        tick.memory_mb = worker_mb(const, memory)
         ticks.append(tick)
         group = by_strategy.get(const.strategy)
         if group is None:
@@ -165,6 +172,29 @@ def _gather(
         else:
             group.append(tick)
     return ticks, by_strategy, in_use_mb
+
+
+def _holding_mb(
+    const: PolicyConstants, workers: WorkerCounts | None, memory: PoolMemory | None
+) -> float:
+    """What a pool's workers hold now: measured where known, else by the declared size."""
+    if memory is not None:
+        return memory.live_mb
+    if workers is None:
+        return 0.0
+    return (workers.running + workers.starting + workers.draining) * const.memory_mb
+
+
+def worker_mb(const: PolicyConstants, memory: PoolMemory | None) -> float:
+    """One worker's size for the budget: declared, or with `[memory] size = "measured"` the
+    pool's recent high-water RSS per worker once min_samples ticks are measured, never above
+    the worker's --memory plus the margin (a worker past it exits by itself)."""
+    if memory is None or not const.measured_size:
+        return const.memory_mb
+    high = memory.high_water_mb
+    if high is None or memory.samples < const.measured_min_samples:
+        return const.memory_mb
+    return min(high, const.measured_cap_mb)
 
 
 def _decisions(ticks: list[PoolTick], limit_mb: float) -> dict[str, PoolDecision]:

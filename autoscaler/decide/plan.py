@@ -97,11 +97,12 @@ class MemoryBudget:
     reserve_mb: float = 0.0
 
     def limit_mb(self, *, available_mb: float | None, managed_in_use_mb: float) -> float:
-        """Usable memory: the budget, and no more than the host has free plus what the
-        managed workers already hold (when MemAvailable is known)."""
+        """Usable memory: the budget less the reserve, and never more than the host's
+        MemAvailable less the reserve plus what the managed workers already hold (when
+        MemAvailable is known)."""
         limit = max(0.0, self.budget_mb - self.reserve_mb)
         if available_mb is not None:
-            limit = min(limit, available_mb + managed_in_use_mb)
+            limit = min(limit, max(0.0, available_mb - self.reserve_mb + managed_in_use_mb))
         return limit
 
 

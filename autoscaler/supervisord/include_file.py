@@ -14,6 +14,7 @@ it is hidden and holds no `.conf` file), autoscaler keeps:
   loaded it and every slot runs its configuration, so a restarted autoscaler finishes the job;
 - `apply.lock`: serialises applies (the daemon's tick and a manual `autoscaler scale`).
 - `daemon.lock`: the active daemon's (autoscaler/daemon/lock.py), not this module's.
+- `replacing.json`: workers being replaced surge-first (autoscaler/act/retire_state.py).
 """
 
 from __future__ import annotations
