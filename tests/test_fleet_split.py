@@ -150,3 +150,12 @@ def test_split_properties(
                 < n.memory_mb
                 for host in rooms
             ), "a worker was left unplaced beside a host with room"
+
+
+def test_a_spread_that_frees_room_lets_a_big_worker_in() -> None:
+    """Found by the property test: spreading `b` off the big host makes room there for the
+    second `c`, which the growth step had found no room for."""
+    needs = [need("b", 3, 100.0, priority=1), need("c", 2, 300.0, priority=2)]
+    result = split(needs, [room("h0", 100.0), room("h1", 800.0, b=3)])
+    assert result.hosts == {"h0": {"b": 1, "c": 0}, "h1": {"b": 2, "c": 2}}
+    assert result.unplaced == {} and result.moved == 1

@@ -69,7 +69,26 @@ def split(needs: Sequence[PoolNeed], hosts: Sequence[HostRoom]) -> Split:
             while room[host] < -1e-9 and place[host][need.pool] > 0:
                 place[host][need.pool] -= 1
                 room[host] += need.memory_mb
-    # 3. Grow pools that run fewer than decided: on the hosts with the fewest of them.
+    # 3. Grow, then 4. spread; spreading can free room on a full host for a pool that found
+    # none, so grow again while a spread moved workers and something is still unplaced.
+    unplaced = _grow(order, names, place, room)
+    moved = _spread(order, names, place, room)
+    last = moved
+    while unplaced and last:
+        unplaced = _grow(order, names, place, room)
+        last = _spread(order, names, place, room)
+        moved += last
+    return Split(hosts=place, unplaced=unplaced, moved=moved)
+
+
+def _grow(
+    order: list[PoolNeed],
+    names: list[str],
+    place: dict[str, dict[str, int]],
+    room: dict[str, float],
+) -> dict[str, int]:
+    """Pools that run fewer than decided grow on the hosts with the fewest of them that have
+    room (ties: the most free memory); returns what fits nowhere."""
     unplaced: dict[str, int] = {}
     for need in order:
         missing = need.count - sum(place[h][need.pool] for h in names)
@@ -82,7 +101,17 @@ def split(needs: Sequence[PoolNeed], hosts: Sequence[HostRoom]) -> Split:
             place[host][need.pool] += 1
             room[host] -= need.memory_mb
             missing -= 1
-    # 4. Spread: move one worker at a time from the fullest host to the emptiest with room.
+    return unplaced
+
+
+def _spread(
+    order: list[PoolNeed],
+    names: list[str],
+    place: dict[str, dict[str, int]],
+    room: dict[str, float],
+) -> int:
+    """Move one worker at a time from the fullest host to the emptiest with room, while they
+    differ by two or more; returns how many moved."""
     moved = 0
     for need in order:
         while True:
@@ -98,4 +127,4 @@ def split(needs: Sequence[PoolNeed], hosts: Sequence[HostRoom]) -> Split:
             place[target][need.pool] += 1
             room[target] -= need.memory_mb
             moved += 1
-    return Split(hosts=place, unplaced=unplaced, moved=moved)
+    return moved
