@@ -26,6 +26,14 @@ from autoscaler.supervisord.slots import parse_slot, pool_of_programs
 Action = Literal["add", "start", "stop", "remove", "replace"]
 
 ABSENT = "ABSENT"  # no active process group in supervisord
+# supervisord's exit status for a process ended by a signal: a Laravel worker given SIGTERM
+# finishes its job and exits 0, so -1 is SIGKILL at stopwaitsecs (or a worker that does not
+# handle SIGTERM): the job in hand may have been cut short.
+KILLED_EXIT_STATUS = -1
+KILLED = (
+    "killed by a signal, not drained (SIGKILL at stopwaitsecs?): a job may have been "
+    "interrupted; make stopwaitsecs exceed the worker's --timeout"
+)
 SERVING = frozenset({"STARTING", "RUNNING", "BACKOFF"})
 STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL", "UNKNOWN"})
 
@@ -226,11 +234,10 @@ def slot_changes(
             reason = layout.stop_reasons.get(name, fallback)
             changes.append(SlotChange(slot=name, pool=slot.pool, action="stop", reason=reason))
         elif slot.state in STOPPED_STATES:
-            changes.append(
-                SlotChange(
-                    slot=name, pool=slot.pool, action="remove", reason=f"{slot.state}: drained"
-                )
-            )
+            reason = f"{slot.state}: drained"
+            if slot.process.exitstatus == KILLED_EXIT_STATUS:
+                reason = f"{slot.state}: {KILLED}"
+            changes.append(SlotChange(slot=name, pool=slot.pool, action="remove", reason=reason))
     return changes
 
 

@@ -21,9 +21,13 @@ The rule (README and docs/slo-strategy.md repeat it for operators):
 So a burst on a high-priority pool cannot starve another pool of the workers it needs just
 to keep pace, and late work is drained where it is latest.
 
-Invariants (property-tested): no pool below its min or above what it asked; when the mins
-and the draining workers fit, Σ (desired + draining) × memory <= limit; memory right after
-the decision exceeds the limit only where the workers already running did.
+6. A pool whose own stopped workers still drain is not cut below what it runs (up to its
+   want): cutting it again before they exit made the cap flap (6 -> 3 -> 2 -> 3 in 3 s).
+
+Invariants (property-tested): no pool below its min or above what it asked; when the floors
+(the mins; for a pool with draining workers, what it runs up to its want) and the draining
+workers fit, Σ (desired + draining) × memory <= limit; memory right after the decision
+exceeds the limit only where the workers already running did.
 """
 
 from __future__ import annotations
@@ -113,6 +117,10 @@ def _contended(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
     used = 0.0
     for claim in claims:
         floor = _floor(claim)
+        if claim.draining and claim.workers_known and not claim.fixed:
+            # Its own stopped workers still drain: cutting it again before they have exited
+            # would flap (6 -> 3 -> 2 -> 3 in 3 s). It keeps what it runs, up to its want.
+            floor = max(floor, min(claim.current, claim.wanted))
         claim.granted = floor
         used += (floor + claim.draining) * claim.memory_mb
     growing = [c for c in claims if not c.fixed and c.wanted > c.granted]

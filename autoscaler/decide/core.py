@@ -12,6 +12,10 @@ function. Per tick:
    far each pool is past its SLO, counting draining workers until they exit. A worker's
    size is its policy's declared one, or the measured one the observation carries
    (`worker_mb`); the simulator's observations carry none, so it plans with declared sizes.
+
+A pool whose slots crash at start (BACKOFF, FATAL) is not given more slots than it has
+processes, for CRASH_HOLD_S after the last crash seen: its new slots would crash too, and
+slots without a process must not take memory a healthy pool needs.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from autoscaler.supervisord.slots import WorkerCounts
 # An observation older than this many intervals (and at least STALE_MIN_S) is not acted on.
 STALE_INTERVALS = 3.0
 STALE_MIN_S = 15.0
+CRASH_HOLD_S = 300.0
 
 
 def decide(
@@ -51,6 +56,7 @@ def decide(
     # Bound every want to [min, max] and, in the same pass, see whether all wants fit the
     # budget (budget.allocate's own first step, done here to save a pass over the pools).
     want_mb = peak_mb = 0.0
+    crashed_at = state.crashed_at_s
     for tick in ticks:
         const = tick.const
         wanted = tick.wanted
@@ -59,6 +65,9 @@ def decide(
                 wanted = const.min_processes
             elif wanted > const.max_processes:
                 wanted = const.max_processes
+            if tick.crashing or crashed_at:
+                crashed_at = _crash_hold(tick, wanted, crashed_at, now_s)
+                wanted = tick.wanted
             tick.wanted = wanted
             oldest = tick.oldest_wait_s
             if oldest is not None:
@@ -92,10 +101,37 @@ def decide(
         memory_planned_mb=planned_mb,
         memory_peak_mb=peak_mb,
     )
-    return plan, ControllerState(last_desired=dict(desired), pools=memories, shared=shared)
+    return plan, ControllerState(
+        last_desired=dict(desired), pools=memories, shared=shared, crashed_at_s=crashed_at
+    )
 
 
-def _gather(
+def _crash_hold(
+    tick: PoolTick, wanted: int, crashed_at: dict[str, float], now_s: float
+) -> dict[str, float]:
+    """Hold a pool whose slots crash at start at the processes it has; sets tick.wanted and
+    returns the crash times to remember (a new dict when they change)."""
+    name = tick.pool
+    if tick.crashing:
+        crashed_at = {**crashed_at, name: now_s}
+    since = crashed_at.get(name)
+    tick.wanted = wanted
+    if since is None:
+        return crashed_at
+    if now_s - since >= CRASH_HOLD_S:
+        return {pool: at for pool, at in crashed_at.items() if pool != name}
+    floor = max(tick.current, tick.const.min_processes)
+    if wanted > floor:
+        tick.wanted = floor
+        crashed = f"{tick.crashing} slot(s) crash at start" if tick.crashing else "slots crashed"
+        tick.crash_note = (
+            f"; {crashed} (BACKOFF/FATAL): held at {floor} running, no slot added until "
+            f"{CRASH_HOLD_S:.0f}s after the last crash"
+        )
+    return crashed_at
+
+
+def _gather(  # noqa: PLR0915 - hot path: one loop, no helper calls per pool
     observation: Observation,
     policies: Mapping[str, Policy],
     state: ControllerState,
@@ -165,6 +201,7 @@ def _gather(
             old_memories.get(name),
         )
         tick.memory_mb = worker_mb(const, memory)
+        tick.crashing = workers.crashing
         ticks.append(tick)
         group = by_strategy.get(const.strategy)
         if group is None:
@@ -208,6 +245,7 @@ def _decisions(ticks: list[PoolTick], limit_mb: float) -> dict[str, PoolDecision
         if not isinstance(reason, str):
             function, args = reason
             reason = function(*args)
+        reason += tick.crash_note
         if tick.cap == "budget":
             reason = f"{reason}; memory budget ({limit_mb:.0f} MB) caps at {count}"
         elif tick.cap:
@@ -221,6 +259,7 @@ def _decisions(ticks: list[PoolTick], limit_mb: float) -> dict[str, PoolDecision
             held=tick.fixed,
             wanted=tick.wanted,
             capped=tick.cap != "",
+            crashing=tick.crashing,
         )
     return decisions
 

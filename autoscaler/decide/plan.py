@@ -22,6 +22,7 @@ class PoolDecision:
     held: bool = False  # data missing or stale: the count was held, not decided
     wanted: int | None = None  # the strategy's count within min/max, before the memory budget
     capped: bool = False  # the memory budget gave less than `wanted`
+    crashing: int = 0  # slots crashing at start (BACKOFF/FATAL): the pool is not scaled up
 
 
 @dataclass(kw_only=True)
@@ -118,3 +119,6 @@ class ControllerState:
     pools: dict[str, Any] = field(default_factory=dict)  # per-pool strategy memory
     # Memory shared by several pools, e.g. one Horizon supervisor's last balancing time.
     shared: dict[str, Any] = field(default_factory=dict)
+    # Pool -> when its slots were last seen crashing at start: no slots are added until
+    # CRASH_HOLD_S later (core.py), so a broken deploy is not scaled up in a loop.
+    crashed_at_s: dict[str, float] = field(default_factory=dict)

@@ -147,6 +147,7 @@ class Observer:
         self._memory_history = MemoryHistory()
         self.flows: dict[str, QueueFlow] = {}  # the last tick's, per queue
         self.log_problems: dict[str, str] = {}  # the last tick's, per pool
+        self.head_problems: dict[str, str] = {}  # the last tick's, per queue
 
     @classmethod
     def from_settings(cls, settings: Settings, policies: Mapping[str, Policy]) -> Observer:
@@ -190,6 +191,7 @@ class Observer:
     def observe(self) -> Observation:
         now = self._now_s = self._clock()
         sample = self._sample_redis(now)
+        self.head_problems = sample.head_problems
         processes, supervisor_error = self._processes()
         first = self._last_at is None
         interval = 0.0 if self._last_at is None else max(0.0, now - self._last_at)

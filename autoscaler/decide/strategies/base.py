@@ -132,6 +132,8 @@ class PoolTick:
     __slots__ = (
         "cap",
         "const",
+        "crash_note",
+        "crashing",
         "current",
         "delayed_due",
         "draining",
@@ -188,6 +190,8 @@ class PoolTick:
         self.starting = starting
         self.current = running + starting
         self.workers_known = True  # False: Supervisor could not say (current is then 0)
+        self.crashing = 0  # slots in BACKOFF/FATAL: crashed at start, hold no memory
+        self.crash_note = ""  # set by decide when crashes hold the pool back
         self.draining = draining
         self.work = work
         self.previous = previous  # the count decided last tick (or observed, on the first)
