@@ -61,6 +61,7 @@ def _workers(counts: Sequence[WorkerCounts | None]) -> WorkerCounts | None:
         total.starting += c.starting
         total.draining += c.draining
         total.failed += c.failed
+        total.crashing += c.crashing  # decide holds a pool whose new slots crash, fleet-wide too
     return total
 
 

@@ -123,6 +123,7 @@ def _counts_dict(counts: WorkerCounts | None) -> dict[str, int] | None:
         "starting": counts.starting,
         "draining": counts.draining,
         "failed": counts.failed,
+        "crashing": counts.crashing,
     }
 
 
