@@ -30,7 +30,7 @@ def converge(
     min_processes: int = 1,
     max_shift: int = 1,
     by_size: bool = False,
-    balancing: bool = True,
+    balance: str = "auto",
 ) -> list[list[int]]:
     """Counts after each of `calls` balancing passes (queues and metrics unchanged)."""
     counts = [current for current, _, _ in pools]
@@ -51,7 +51,7 @@ def converge(
             max_processes=max_processes,
             max_shift=max_shift,
             by_size=by_size,
-            balancing=balancing,
+            balance=balance,
         )
         history.append(counts)
     return history
@@ -104,8 +104,25 @@ def test_scaler_assigns_more_processes_to_queue_with_more_jobs_when_using_size()
 
 
 def test_scaler_works_with_a_single_process_pool_with_no_runtime() -> None:
-    history = converge(10, [(10, 1, 0)], 3, by_size=True, balancing=False)
+    history = converge(10, [(10, 1, 0)], 3, by_size=True, balance="false")
     assert history == [[9], [8], [7]]
+
+
+def test_balance_false_sizes_the_single_pool_to_its_jobs_even_with_a_runtime() -> None:
+    # laravel/horizon PR #1552: with balance false the queue size decides, checked before
+    # the time share; before it, any measured run time sent the pool towards maxProcesses.
+    history = converge(10, [(5, 2, 100)], 4, balance="false")
+    assert history == [[4], [3], [2], [2]]
+    history = converge(10, [(1, 50, 100)], 3, balance="false", max_shift=4)
+    assert history == [[5], [9], [10]]
+    assert horizon_targets(
+        sizes=[0], times=[0], min_processes=[2], max_processes=10, by_size=False, balance="false"
+    ) == [2.0]
+
+
+def test_balance_simple_splits_max_processes_evenly_whatever_the_load() -> None:
+    history = converge(10, [(1, 100, 50), (9, 0, 0)], 5, balance="simple")
+    assert history[-1] == [5, 5]
 
 
 def test_targets_share_max_processes_by_time_or_size() -> None:

@@ -24,8 +24,8 @@ from pydantic import (
 from autoscaler.constants import LARAVEL_DEFAULT_QUEUE, LARAVEL_DEFAULT_TIMEOUT_S
 from autoscaler.policy.inisafe import check_ini_value
 
-StrategyName = Literal["slo", "static", "horizon", "hpa", "step"]
-STRATEGY_NAMES: tuple[StrategyName, ...] = ("slo", "static", "horizon", "hpa", "step")
+StrategyName = Literal["slo", "static", "horizon", "hpa", "step", "celery"]
+STRATEGY_NAMES: tuple[StrategyName, ...] = ("slo", "static", "horizon", "hpa", "step", "celery")
 
 IniStr = Annotated[str, AfterValidator(check_ini_value)]
 # Laravel queue names go into Redis keys and into `--queue=a,b`, so no commas or spaces.
@@ -122,6 +122,12 @@ class SloKnobs(StrictModel):
 class HorizonKnobs(StrictModel):
     """Knobs of Laravel Horizon's auto balancing (laravel/horizon src/AutoScaler.php)."""
 
+    balance: Literal["auto", "simple", "false"] = Field(
+        default="auto",
+        description="Horizon's `balance`: auto (share maxProcesses by load), simple (an even "
+        "split, no scaling), false (one process pool per supervisor, sized to the jobs "
+        "waiting); with false every pool is a supervisor of its own.",
+    )
     auto_scaling_strategy: Literal["time", "size"] = Field(
         default="time",
         description="autoScalingStrategy: share workers by time to clear (jobs x run time) or "
@@ -166,6 +172,11 @@ class HpaKnobs(StrictModel):
 
     list_length: float = Field(
         default=5.0, gt=0, description="KEDA listLength: target waiting jobs per worker."
+    )
+    metric_type: Literal["AverageValue", "Value"] = Field(
+        default="AverageValue",
+        description="KEDA metricType: AverageValue (replicas = LLEN / listLength) or Value "
+        "(replicas = LLEN / listLength x ready workers).",
     )
     activation_list_length: float = Field(
         default=0.0,
@@ -234,6 +245,18 @@ class StepKnobs(StrictModel):
         return self
 
 
+class CeleryKnobs(StrictModel):
+    """Knobs of Celery's `--autoscale=max,min` (celery/worker/autoscale.py); max and min are
+    the pool's max_processes and min_processes."""
+
+    keepalive_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="AUTOSCALE_KEEPALIVE: no scale-down until this long after the last "
+        "scale-up, s.",
+    )
+
+
 class StrategySpec(StrictModel):
     """Which strategy the daemon uses for this pool, and every strategy's knobs.
 
@@ -246,6 +269,7 @@ class StrategySpec(StrictModel):
     horizon: HorizonKnobs = HorizonKnobs()
     hpa: HpaKnobs = HpaKnobs()
     step: StepKnobs = StepKnobs()
+    celery: CeleryKnobs = CeleryKnobs()
 
 
 class SupervisorOptions(StrictModel):
