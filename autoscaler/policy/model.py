@@ -97,6 +97,22 @@ class SloKnobs(StrictModel):
         "wait; the backlog rule enforces the SLO's own percentile on the jobs that actually "
         "wait. Raise it towards the SLO percentile for more headroom (more worker-seconds).",
     )
+    steady_load_slack: float = Field(
+        default=0.7,
+        ge=0,
+        le=10,
+        description="Busy workers' worth of load the steady-state model leaves to the backlog "
+        "rule: it sizes for λ·S minus this. 0 sizes for the whole load (more worker-seconds, "
+        "fewer waits).",
+    )
+    reaction_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of the interval until the next decision that the backlog rule sets "
+        "aside: 1 starts every waiting job within its SLO even if the next decision added "
+        "nobody; 0 leaves the younger jobs to the next decision (fewer worker-seconds).",
+    )
     startup_s: float = Field(
         default=1.0, ge=0, description="Time from adding a worker until it takes jobs, s."
     )
@@ -107,9 +123,16 @@ class SloKnobs(StrictModel):
         "changes sooner, longer is steadier on sparse arrivals.",
     )
     scale_down_window_s: float = Field(
-        default=30.0,
+        default=15.0,
         ge=0,
         description="Scale down only to the highest count needed during this window, s.",
+    )
+    scale_down_window_jobs: float = Field(
+        default=2.0,
+        ge=0,
+        le=100,
+        description="The scale-down window lasts at least this many mean run times: a pool "
+        "of long jobs otherwise steps down job by job, a scale event each.",
     )
     scale_down_step: int = Field(
         default=2, ge=1, description="Most workers removed in one decision."
