@@ -2,9 +2,12 @@
 every bundled trace with every strategy on the repository's policies.
 
     python simulations/update_results.py [--jobs N] [--check]
+    python simulations/update_results.py --startup-s 1.0   # print the targets, write nothing
 
 With --check, nothing is written: exit 1 if the README's results are not what the current
-code produces (e.g. after a change to decide or the policies).
+code produces (e.g. after a change to decide or the policies). With --startup-s the world's
+worker start-up delay is that instead of the default, and only the targets table is printed
+(does the ranking hold when workers boot slower?).
 """
 
 from __future__ import annotations
@@ -36,8 +39,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=default_processes())
     parser.add_argument("--check", action="store_true", help="compare, write nothing")
+    parser.add_argument(
+        "--startup-s", type=float, help="simulate this worker start-up; print targets only"
+    )
     args = parser.parse_args()
     settings = WorldSettings()  # the settings' defaults, whatever this shell's AUTOSCALER_*
+    if args.startup_s is not None:
+        settings = WorldSettings(startup_s=args.startup_s)
     policies = load_policies(REPO / "policies")
     sections = []
     reports = {}
@@ -114,6 +122,9 @@ def main() -> int:
             END,
         ]
     )
+    if args.startup_s is not None:
+        print(block.split("\n\nPer pool fed by the trace")[0].split(BEGIN, 1)[1].strip())
+        return 0
     text = README.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         print(f"{README}: the results markers are missing", file=sys.stderr)
