@@ -6,7 +6,7 @@ The rule (README and docs/slo-strategy.md repeat it for operators):
    until they exit; it is taken off the top.
 2. Every pool keeps its min_processes; a pool whose data is missing keeps the count it holds.
 3. Keeping up comes first: each pool may grow to the count that keeps up with its arrivals
-   (the `slo` strategy's steady-state count; for the other strategies, all they want), lower
+   (the `slo` strategy's ⌈λ·S⌉, the whole load; for the other strategies, all they want), lower
    `priority` first, and among equal priorities the pool furthest past its SLO (oldest wait
    ÷ SLO wait) first.
 4. Catching up comes next: the rest of each want (draining a backlog), to the pool furthest
