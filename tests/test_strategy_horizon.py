@@ -187,3 +187,28 @@ def test_decide_runs_horizon_per_supervisor_with_cooldown() -> None:
     assert (
         "horizon default" in plan.decisions["a"].reason or "cooling" in plan.decisions["a"].reason
     )
+
+
+def test_decide_with_balance_false_sizes_each_pool_alone_to_its_jobs() -> None:
+    knobs = {"name": "horizon", "horizon": {"balance": "false", "balance_cooldown_s": 0}}
+    policies = {
+        "a": make_policy("a", strategy=knobs, max_processes=6),
+        "b": make_policy("b", strategy=knobs, max_processes=6),
+    }
+    budget = MemoryBudget(budget_mb=1e6)
+    state = ControllerState()
+    counts = []
+    for tick in range(5):
+        now = 1000.0 + 5 * tick
+        running = counts[-1] if counts else (1, 1)
+        obs = observation(
+            pool_obs("a", pending=3, running=running[0], completions=2, run_time_mean_s=4.0),
+            pool_obs("b", pending=0, running=running[1]),
+            at_s=now,
+        )
+        plan, state = decide(obs, policies, state, now_s=now, budget=budget)
+        counts.append((plan.counts()["a"], plan.counts()["b"]))
+    # a: +1 per pass up to its 3 waiting jobs (not its time share of a shared maximum);
+    # b: alone with nothing waiting, it stays at its minimum
+    assert counts == [(2, 1), (3, 1), (3, 1), (3, 1), (3, 1)]
+    assert "balance false" in plan.decisions["a"].reason
