@@ -31,6 +31,10 @@ class Want:
     granted: int = 0
     cap: str = ""
 
+    @property
+    def memory_mb(self) -> float:
+        return self.const.memory_mb
+
 
 def want(
     pool: str, wanted: int, *, low: int = 1, mb: float = 100, priority: int = 100, **kw: object
@@ -147,3 +151,19 @@ def test_nothing_fits(limit: float) -> None:
     claims = [want("a", 3, low=0, current=0)]
     allocate(claims, limit)
     assert claims[0].granted == 0
+
+
+def test_a_pool_whose_cut_workers_still_drain_is_not_cut_again() -> None:
+    """Issue 19.8: the budget cap flapped 6 -> 3 -> 2 -> 3 in 3 s while workers drained: the
+    tick after a cut, the cut pool's own draining workers made it cut again."""
+    # b scaled down, 3 of its workers drain; a was cut 6 -> 3 last tick, 3 of its drain too
+    claims = [
+        want("a", 6, priority=300, current=3, draining=3),
+        want("b", 1, current=1, draining=3),
+    ]
+    allocate(claims, 900)
+    assert claims[0].granted == 3  # not 2: its own draining workers are no reason to cut
+    # once they have exited, a grows back as memory allows
+    claims = [want("a", 6, priority=300, current=3), want("b", 1, current=1)]
+    allocate(claims, 900)
+    assert claims[0].granted == 6

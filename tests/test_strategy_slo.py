@@ -108,8 +108,7 @@ class World:
         self.now = 1000.0
         self.plans: list[Plan] = []
 
-    def tick(self, rate: float, service_s: float, *, logs: bool = True) -> Plan:
-        dt = 5.0
+    def tick(self, rate: float, service_s: float, *, logs: bool = True, dt: float = 5.0) -> Plan:
         served = min(self.waiting + rate * dt, self.workers * dt / service_s)
         self.waiting = self.waiting + rate * dt - served
         in_flight = min(self.workers, round(rate * service_s + self.waiting))
@@ -161,6 +160,27 @@ def test_closed_loop_follows_load_up_in_one_jump_and_down_slowly() -> None:
     drops = [a - b for a, b in zip([busy, *after], after, strict=False) if b < a]
     assert drops and max(drops) <= policy.strategy.slo.scale_down_step
     assert after[-1] <= 2
+
+
+def test_catch_up_ticks_after_a_stall_step_down_once() -> None:
+    """Issue 19.8: after a 20 s supervisord stall three decisions ran within 92 ms and took a
+    pool 6 -> 1, bypassing scale_down_step. The step is a rate: back-to-back ticks hold."""
+    policy = make_policy("q", min_processes=1, max_processes=30, expected_run_time_s=2.0,
+                         slo={"wait_s": 10.0, "percentile": 95.0})  # fmt: skip
+    world = World(policy, workers=1)
+    for _ in range(8):
+        world.tick(5.0, 2.0)
+    busy = world.workers
+    assert busy >= 6
+    world.tick(0.0, 2.0, dt=20.0)  # the stall: one late tick, the load is gone
+    world.tick(0.0, 2.0, dt=20.0)
+    before = world.workers
+    # (dt: the time to the next tick) the first one 20 s late, then two 40 and 50 ms apart
+    counts = [world.tick(0.0, 2.0, dt=dt).counts()["q"] for dt in (0.04, 0.05, 5.0)]
+    step = policy.strategy.slo.scale_down_step
+    assert counts[0] == before - step  # the first catch-up tick steps down ...
+    assert counts[1:] == [counts[0], counts[0]]  # ... the next two, 90 ms later, hold
+    assert world.tick(0.0, 2.0, dt=5.0).counts()["q"] == counts[0] - step  # then on as usual
 
 
 def test_no_flapping_when_load_alternates() -> None:

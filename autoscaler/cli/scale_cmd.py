@@ -69,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     while report.unreachable and time.monotonic() < deadline:
         time.sleep(min(report.retry_in_s or POLL_S, max(0.0, deadline - time.monotonic())))
         report = actuator.apply(desired, busy_slots=busy_slots)
+    if report.error is None and pool in report.refused:
+        # Other pools may have been applied; for this command, its own pool failing is the error.
+        report.error = f"{pool} not applied: {report.refused[pool]}"
     first = report
     changes = list(report.changes)
     if report.ok and args.wait > 0:

@@ -21,7 +21,15 @@ from autoscaler.cli.common import (
     load_cli_policies,
     print_json,
 )
-from autoscaler.cli.status_view import TABLE_HEADERS, notes, pool_rows, table_rows
+from autoscaler.cli.status_view import (
+    SLOT_HEADERS,
+    TABLE_HEADERS,
+    notes,
+    pool_rows,
+    slot_rows,
+    slot_table_rows,
+    table_rows,
+)
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
 from autoscaler.decide.core import decide
 from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan
@@ -76,6 +84,12 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="find queues and key prefixes with SCAN; report queues without a policy and "
         "policies whose queue has no key",
     )
+    parser.add_argument(
+        "--slots",
+        action="store_true",
+        help="list every worker slot: PID, state, resident memory (with children), CPU, age "
+        "and whether it has a job in flight",
+    )
     add_format(parser)
     parser.set_defaults(func=run)
 
@@ -95,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         if args.window > 0:
             time.sleep(args.window)
             observation = observer.observe()
-        _show(observation, observer, settings, policies, args.format)
+        _show(observation, observer, settings, policies, args.format, slots=args.slots)
         return EXIT_FAILED if observation.redis_error else EXIT_OK
     finally:
         observer.close()
@@ -115,7 +129,15 @@ def _watch(
             observation = observer.observe()
             if tty and args.format == "table":
                 sys.stdout.write(CLEAR_SCREEN)
-            _show(observation, observer, settings, policies, args.format, compact=True)
+            _show(
+                observation,
+                observer,
+                settings,
+                policies,
+                args.format,
+                compact=True,
+                slots=args.slots,
+            )
             sys.stdout.flush()
             code = EXIT_FAILED if observation.redis_error else EXIT_OK
             shown += 1
@@ -132,7 +154,11 @@ def _show(
     output: str,
     *,
     compact: bool = False,
+    slots: bool = False,
 ) -> None:
+    if slots:
+        _show_slots(observation, output, compact=compact)
+        return
     plan = desired_plan(observation, policies, settings)
     if output == "json":
         rows = pool_rows(observation, policies, plan, observer.flows)
@@ -149,6 +175,20 @@ def _show(
     print(render_table(TABLE_HEADERS, table_rows(observation, policies, plan, observer.flows)))
     for line in notes(observation, observer.log_problems):
         print(f"  {line}")
+
+
+def _show_slots(observation: Observation, output: str, *, compact: bool) -> None:
+    if output == "json":
+        rows = slot_rows(observation)
+        print(json.dumps(rows, separators=(",", ":")) if compact else json.dumps(rows, indent=2))
+        return
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(observation.at_s))
+    print(f"autoscaler worker slots at {stamp}")
+    print(render_table(SLOT_HEADERS, slot_table_rows(observation)))
+    if observation.supervisor_error:
+        print(f"  workers unknown: {observation.supervisor_error}")
+    else:
+        print("  rss: the worker's resident memory plus its children's; cpu: since the last sample")
 
 
 def desired_plan(

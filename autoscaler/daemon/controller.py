@@ -19,6 +19,7 @@ from autoscaler.act.apply_report import ApplyReport
 from autoscaler.daemon.alerts import Alert, Alerter, AlertKind
 from autoscaler.daemon.metrics import Metrics
 from autoscaler.daemon.outage import Outage
+from autoscaler.daemon.recycler import Recycler
 from autoscaler.decide.core import decide
 from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan
 from autoscaler.observe.observation import Observation
@@ -60,11 +61,15 @@ class Controller:
         self._clock = clock
         self.redis = Outage(name="redis", clock=clock)
         self.supervisor = Outage(name="supervisor", clock=clock)
+        self.applying = Outage(name="apply", clock=clock)  # the file cannot be written/applied
         # A restarted daemon starts from what the file says it last wanted, so a pool it
         # cannot see yet keeps that count rather than jumping to the static one.
         self.state = ControllerState(last_desired=dict(actuator.file_counts()))
+        self.recycler = Recycler(replacer=actuator.replacer, alerter=alerter, metrics=metrics)
         self._last_summary_s = 0.0
         self._last_dry_diff = ""
+        self._refused: set[str] = set()
+        self._head_problems: dict[str, str] = {}
 
     def set_policies(self, policies: Mapping[str, Policy]) -> None:
         """New valid policies (a file edit or SIGHUP): every component follows them."""
@@ -76,11 +81,13 @@ class Controller:
         started = time.monotonic()
         observation = self.observer.observe()
         pools = observation.pools.values()
+        held = [obs.pool for obs in pools if obs.queues is None]
         self._track(
             self.redis,
             observation.redis_error,
-            "redis_unreachable",
-            held=[obs.pool for obs in pools if obs.queues is None],
+            # Redis answered, but a key of another type spoils the pools that read it.
+            "redis_unreachable" if len(held) == len(observation.pools) else "queue_unreadable",
+            held=held,
         )
         self._track(
             self.supervisor,
@@ -88,6 +95,7 @@ class Controller:
             "supervisor_unreachable",
             held=[obs.pool for obs in pools if obs.workers is None],
         )
+        self._log_head_problems(self.observer.head_problems)
         previous = dict(self.state.last_desired)
         plan, self.state = decide(
             observation, self.policies, self.state, now_s=observation.at_s, budget=self.budget
@@ -101,7 +109,10 @@ class Controller:
             logger.bind(pool=pool, old=old, new=new).info(
                 "{} {} -> {}: {}", pool, old, new, plan.decisions[pool].reason
             )
+        if not self.dry_run:
+            self.recycler.tick(observation, plan, self.policies)
         report = self._act(observation, plan)
+        self.recycler.after_apply()
         self._alert(observation, plan, report)
         duration = time.monotonic() - started
         if self.metrics is not None:
@@ -115,6 +126,14 @@ class Controller:
             changed=changed,
             duration_s=duration,
         )
+
+    def _log_head_problems(self, problems: Mapping[str, str]) -> None:
+        """A head job whose payload cannot be used costs its queue the precise age, nothing
+        else: say so when it appears (not every tick)."""
+        for queue, problem in problems.items():
+            if self._head_problems.get(queue) != problem:
+                logger.warning("queue {}: {}", queue, problem)
+        self._head_problems = dict(problems)
 
     def _act(self, observation: Observation, plan: Plan) -> ApplyReport | None:
         if observation.supervisor_error is not None:
@@ -136,7 +155,35 @@ class Controller:
         report = self.actuator.apply(counts, busy_slots=self.observer.busy_slots())
         if report.error is not None and self.metrics is not None:
             self.metrics.errors.labels("apply").inc()
+        self._track_apply(report)
         return report
+
+    def _track_apply(self, report: ApplyReport) -> None:
+        """An apply that fails (a full disk, a read-only include directory, a refused reread)
+        alerts once when it starts and when its cause changes, never every tick; a pool
+        refused on its own alerts by name."""
+        now = self._clock()
+        if report.error is None or report.unreachable:
+            length = self.applying.recovered()
+            if length is not None:
+                logger.info("applying works again after {:.0f}s", length)
+                self.alerter.clear("apply_failed", "include_file")
+        elif report.error != self.applying.reason:
+            self.applying.failed(report.error)
+            self.alerter.clear("apply_failed", "include_file")
+            self.alerter.raise_(
+                Alert(
+                    kind="apply_failed",
+                    subject="include_file",
+                    message=f"nothing can be applied: {report.error}",
+                    at_s=now,
+                )
+            )
+        for pool in self._refused - set(report.refused):
+            self.alerter.clear("pool_refused", pool)
+        for pool, reason in report.refused.items():
+            self.alerter.raise_(Alert(kind="pool_refused", subject=pool, message=reason, at_s=now))
+        self._refused = set(report.refused)
 
     def _track(
         self, outage: Outage, error: str | None, kind: AlertKind, *, held: list[str]
@@ -147,6 +194,8 @@ class Controller:
             if length is not None:
                 logger.info("{} is back after {:.0f}s", outage.name, length)
                 self.alerter.clear(kind, outage.name)
+                if kind == "redis_unreachable":
+                    self.alerter.clear("queue_unreadable", outage.name)
             return
         if self.metrics is not None:
             self.metrics.errors.labels(outage.name).inc()
@@ -155,6 +204,12 @@ class Controller:
                 logger.error("{} unavailable, holding every count: {}", outage.name, error)
             else:  # e.g. one queue key of another type: only its pool is held
                 logger.error("{}: holding {}: {}", outage.name, ", ".join(held), error)
+        if kind == "queue_unreadable":
+            self.alerter.raise_(
+                Alert(kind=kind, subject=outage.name, message=f"holding {', '.join(held)}: "
+                      f"{error}", at_s=self._clock())
+            )  # fmt: skip
+            return
         self.alerter.raise_(
             Alert(
                 kind=kind,
@@ -166,6 +221,9 @@ class Controller:
 
     def _alert(self, observation: Observation, plan: Plan, report: ApplyReport | None) -> None:
         now = observation.at_s
+        # While nothing can be applied, "more workers needed" points the operator at capacity
+        # instead of the cause (apply_failed / pool_refused say it).
+        stuck = self._refused | (set(plan.decisions) if self.applying.down else set())
         for pool, obs in observation.pools.items():
             policy = self.policies.get(pool)
             decision = plan.decisions.get(pool)
@@ -180,9 +238,20 @@ class Controller:
                         at_s=now,
                     )
                 )
+            if decision.crashing:
+                self.alerter.raise_(
+                    Alert(
+                        kind="workers_crashing",
+                        subject=pool,
+                        message=f"{decision.crashing} slot(s) crash at start (BACKOFF/FATAL): "
+                        "not scaled up, and their memory is not charged; see the slots' logs",
+                        at_s=now,
+                    )
+                )
             oldest = obs.oldest_wait_s
             if (
                 oldest is not None
+                and pool not in stuck
                 and oldest > policy.slo.wait_s
                 and decision.desired >= policy.max_processes
             ):
@@ -196,7 +265,7 @@ class Controller:
                     )
                 )
         capped = [pool for pool, d in plan.decisions.items() if d.capped]
-        if capped:
+        if capped and not self.applying.down:
             self.alerter.raise_(
                 Alert(
                     kind="budget_exhausted",
@@ -207,6 +276,15 @@ class Controller:
                 )
             )
         if report is not None:
+            for change in report.killed():
+                self.alerter.raise_(
+                    Alert(
+                        kind="workers_killed",
+                        subject=change.pool or change.slot,
+                        message=f"{change.slot} {change.reason}",
+                        at_s=now,
+                    )
+                )
             for problem in report.problems:
                 if problem.state in ("FATAL", "BACKOFF") and problem.pool is not None:
                     self.alerter.raise_(

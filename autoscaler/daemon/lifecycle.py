@@ -52,6 +52,7 @@ class Daemon:
         self._wake = threading.Event()
         self._stopping = False
         self._reload = False
+        self._missing_reported: set[str] = set()
         self.last: TickResult | None = None
 
     # -- signals -------------------------------------------------------------------------
@@ -121,7 +122,21 @@ class Daemon:
         if self.settings.metrics_port is None:
             return
         self.metrics = Metrics()
-        self.metrics.serve(host=self.settings.metrics_host, port=self.settings.metrics_port)
+        where = f"{self.settings.metrics_host}:{self.settings.metrics_port}"
+        try:
+            self.metrics.serve(host=self.settings.metrics_host, port=self.settings.metrics_port)
+        except OSError as exc:
+            # Autoscaling matters more than its metrics: run without them, and say so.
+            self.metrics = None
+            message = (
+                f"cannot serve metrics on {where} ({exc.strerror or exc}): running without "
+                "metrics; free the port or set AUTOSCALER_METRICS_PORT, then restart"
+            )
+            logger.error(message)
+            self.alerter.raise_(
+                Alert(kind="metrics_unavailable", subject=where, message=message, at_s=time.time())
+            )
+            return
         logger.info(
             "metrics on http://{}:{}/metrics",
             self.settings.metrics_host,
@@ -198,6 +213,27 @@ class Daemon:
                     at_s=time.time(),
                 )
             )
+        for pool, path in result.missing.items():
+            if pool not in self._missing_reported:
+                message = (
+                    f"{path} is gone: pool {pool} keeps its last policy and workers for "
+                    f"{self.watcher.grace_s:g}s, and is removed if the file is still gone then"
+                )
+                logger.warning(message)
+                self.alerter.raise_(
+                    Alert(kind="policy_missing", subject=pool, message=message, at_s=time.time())
+                )
+        for pool in self._missing_reported - set(result.missing) - set(result.removed):
+            logger.info("the policy file of pool {} is back", pool)
+            self.alerter.clear("policy_missing", pool)
+        for pool in result.removed:
+            logger.warning(
+                "pool {} removed: its policy file is gone (for {:g}s, or another file now "
+                "claims its queues or program); its workers are stopped gracefully",
+                pool,
+                self.watcher.grace_s,
+            )
+        self._missing_reported = set(result.missing)
         if result.changed and self.watcher.policies is not None and self.controller is not None:
             logger.info("policies reloaded: {}", ", ".join(self.watcher.policies))
             self.controller.set_policies(self.watcher.policies)

@@ -24,9 +24,13 @@ The rule (README and docs/slo-strategy.md repeat it for operators):
 So a burst on a high-priority pool cannot starve another pool of the workers it needs just
 to keep pace, and late work is drained where it is latest.
 
-Invariants (property-tested): no pool below its min or above what it asked; when the mins
-and the draining workers fit, Σ (desired + draining) × memory <= limit; memory right after
-the decision exceeds the limit only where the workers already running did.
+6. A pool whose own stopped workers still drain is not cut below what it runs (up to its
+   want): cutting it again before they exit made the cap flap (6 -> 3 -> 2 -> 3 in 3 s).
+
+Invariants (property-tested): no pool below its min or above what it asked; when the floors
+(the mins; for a pool with draining workers, what it runs up to its want) and the draining
+workers fit, Σ (desired + draining) × memory <= limit; memory right after the decision
+exceeds the limit only where the workers already running did.
 """
 
 from __future__ import annotations
@@ -44,8 +48,6 @@ class ClaimConstants(Protocol):
     @property
     def min_processes(self) -> int: ...
     @property
-    def memory_mb(self) -> float: ...
-    @property
     def priority(self) -> int: ...
 
 
@@ -56,6 +58,9 @@ class Claim(Protocol):
     def pool(self) -> str: ...
     @property
     def const(self) -> ClaimConstants: ...
+    @property
+    def memory_mb(self) -> float:  # one worker's size this tick (declared or measured)
+        ...
     @property
     def wanted(self) -> int:  # within [min_processes, max_processes]
         ...
@@ -93,7 +98,7 @@ def allocate(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
     # Most ticks nothing competes: when every want fits, grant it without sorting.
     want_mb = peak_mb = 0.0
     for claim in claims:
-        memory_mb = claim.const.memory_mb
+        memory_mb = claim.memory_mb
         wanted = claim.wanted
         claim.granted = wanted
         claim.cap = ""
@@ -125,8 +130,12 @@ def _contended(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
     used = 0.0
     for claim in claims:
         floor = _floor(claim)
+        if claim.draining and claim.workers_known and not claim.fixed:
+            # Its own stopped workers still drain: cutting it again before they have exited
+            # would flap (6 -> 3 -> 2 -> 3 in 3 s). It keeps what it runs, up to its want.
+            floor = max(floor, min(claim.current, claim.wanted))
         claim.granted = floor
-        used += (floor + claim.draining) * claim.const.memory_mb
+        used += (floor + claim.draining) * claim.memory_mb
     growing = [c for c in claims if not c.fixed and c.wanted > c.granted]
     # keeping up with arrivals: by priority, then by how far past the SLO
     keep_order = sorted(growing, key=lambda c: (c.const.priority, -c.urgency, c.pool))
@@ -134,7 +143,7 @@ def _contended(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
     catch_order = sorted(growing, key=lambda c: (-c.urgency, c.const.priority, c.pool))
     for order, keeping_up in ((keep_order, True), (catch_order, False)):
         for claim in order:
-            memory_mb = claim.const.memory_mb
+            memory_mb = claim.memory_mb
             target = _keep_up(claim) if keeping_up else claim.wanted
             extra = target - claim.granted
             if extra <= 0:
@@ -149,12 +158,12 @@ def _contended(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
     peak = 0.0
     for claim in claims:
         held = _held(claim, claim.granted)
-        peak += (held + claim.draining) * claim.const.memory_mb
+        peak += (held + claim.draining) * claim.memory_mb
     if peak > limit_mb + _EPS:
         for claim in reversed(keep_order):
             if not claim.workers_known:
                 continue
-            memory_mb = claim.const.memory_mb
+            memory_mb = claim.memory_mb
             keep = max(claim.current, _floor(claim))
             if claim.granted <= keep:
                 continue

@@ -14,15 +14,19 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     model_validator,
 )
 
-from autoscaler.constants import LARAVEL_DEFAULT_QUEUE, LARAVEL_DEFAULT_TIMEOUT_S
+from autoscaler.constants import (
+    LARAVEL_DEFAULT_MEMORY_MB,
+    LARAVEL_DEFAULT_QUEUE,
+    LARAVEL_DEFAULT_TIMEOUT_S,
+)
 from autoscaler.policy.inisafe import check_ini_value
+from autoscaler.policy.lifecycle import Lifecycle, MemorySizing
+from autoscaler.policy.strict import FieldProblem, StrictModel
 
 StrategyName = Literal["slo", "static", "horizon", "hpa", "step", "celery"]
 STRATEGY_NAMES: tuple[StrategyName, ...] = ("slo", "static", "horizon", "hpa", "step", "celery")
@@ -51,22 +55,6 @@ def _check_env_value(value: str) -> str:
 
 
 EnvValue = Annotated[str, AfterValidator(_check_env_value)]
-
-
-class FieldProblem(ValueError):
-    """A cross-field check failed; `field` names the field an operator should change."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(problem)
-        self.field = field
-
-
-class StrictModel(BaseModel):
-    # Strict types: TOML has native ones, so `true` or "1" where a number belongs is a
-    # mistake to report, not to convert (an int for a float field is still fine). Tuple
-    # fields relax this for the container only (TOML arrays arrive as lists).
-    # No inf/nan: TOML allows them, and every bound or rate computed from them breaks.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class SloTarget(StrictModel):
@@ -350,6 +338,12 @@ def worker_timeout_s(command: str) -> int:
     return int(raw) if raw is not None and raw.isdigit() else LARAVEL_DEFAULT_TIMEOUT_S
 
 
+def worker_memory_limit_mb(command: str) -> int:
+    """A `queue:work` command's `--memory` (Laravel's default 128 when absent), MB."""
+    raw = command_option(command, "memory")
+    return int(raw) if raw is not None and raw.isdigit() else LARAVEL_DEFAULT_MEMORY_MB
+
+
 class Policy(StrictModel):
     """One worker pool: the queues it consumes, its bounds, its SLO and its Supervisor options."""
 
@@ -382,6 +376,8 @@ class Policy(StrictModel):
     slo: SloTarget
     strategy: StrategySpec = StrategySpec()
     supervisor: SupervisorOptions = SupervisorOptions()
+    memory: MemorySizing = MemorySizing()
+    lifecycle: Lifecycle = Lifecycle()
 
     @model_validator(mode="after")
     def _bounds_and_command(self) -> Policy:
@@ -424,6 +420,11 @@ class Policy(StrictModel):
     def timeout_s(self) -> int:
         """The worker's `--timeout` (Laravel's default 60 when absent)."""
         return worker_timeout_s(self.command)
+
+    @property
+    def worker_memory_limit_mb(self) -> int:
+        """The worker's `--memory` (Laravel's default 128 when absent), MB."""
+        return worker_memory_limit_mb(self.command)
 
     @property
     def stopwaitsecs(self) -> int:

@@ -18,7 +18,10 @@ from autoscaler.supervisord.rpc import ProcessInfo
 _SLOT = re.compile(r"^(?P<program>.+)_(?P<index>\d{2,})$")
 
 RUNNING_STATES = frozenset({"RUNNING"})
-STARTING_STATES = frozenset({"STARTING", "BACKOFF"})
+STARTING_STATES = frozenset({"STARTING"})
+# Slots whose process died before `startsecs` (BACKOFF) or gave up (FATAL): no process, so no
+# memory, and new slots of that pool would crash the same way.
+CRASHING_STATES = frozenset({"BACKOFF", "FATAL"})
 DRAINING_STATES = frozenset({"STOPPING"})
 FAILED_STATES = frozenset({"FATAL", "EXITED", "UNKNOWN"})
 
@@ -31,6 +34,7 @@ class WorkerCounts:
     starting: int  # STARTING or BACKOFF: added, not serving yet
     draining: int  # STOPPING: finishing their job after SIGTERM, still holding memory
     failed: int = 0  # FATAL or EXITED slots that should run
+    crashing: int = 0  # BACKOFF or FATAL: crashed at start (FATAL counts in `failed` too)
 
     @property
     def current(self) -> int:
@@ -94,4 +98,6 @@ def worker_counts(
             tally.draining += 1
         elif state in FAILED_STATES:
             tally.failed += 1
+        if state in CRASHING_STATES:
+            tally.crashing += 1
     return counts

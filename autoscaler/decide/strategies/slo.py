@@ -16,7 +16,9 @@ docs/slo-strategy.md derives every formula; in short, each tick and pool:
      workers' start-up delay (queueing.backlog_servers).
 3. Scale up in one jump to that count (optionally at most max_step_up at once). Scale down
    only to the highest count needed during the last scale_down_window_s, and by at most
-   scale_down_step per decision, so a lull between two bursts does not flap.
+   scale_down_step per decision, so a lull between two bursts does not flap. Decisions
+   closer than MIN_DOWN_GAP_S to the last scale-down (catch-up ticks after a stall) hold:
+   the step is a rate, not something a burst of ticks can repeat.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ SERVICE_HALF_LIFE_JOBS = 30.0
 # A flow-balance sample spanning more than this many intervals (a tick was skipped or held)
 # is not trusted: the completions in between were not seen.
 MAX_GAP_INTERVALS = 2.5
+# A scale-down this soon after the last one waits (ticks run back to back after a stall).
+MIN_DOWN_GAP_S = 0.5
 # distinct sample spans whose EWMA weight is kept per policy (arrival_weight)
 WEIGHT_CACHE_LIMIT = 256
 
@@ -50,6 +54,7 @@ class SloMemory(NamedTuple):
     service_s: float  # estimate of the mean run time
     window: Window  # (time, needed) pairs, needed decreasing: a sliding maximum
     cell: Cell | None  # the steady-state grid cell last used
+    down_at_s: float  # time of the last scale-down (-inf: none yet)
 
 
 class SloNeed(NamedTuple):
@@ -243,8 +248,9 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
         at_s, queued_before, rate, service_s = now_s, 0, None, const.expected_run_time_s
         window: Window = ((now_s, tick.previous),)
         cell = None
+        down_at_s = -math.inf
     else:
-        at_s, queued_before, rate, service_s, window, cell = memory
+        at_s, queued_before, rate, service_s, window, cell, down_at_s = memory
     reserved = tick.reserved
     waiting = tick.pending + tick.delayed_due
     queued = waiting + reserved
@@ -321,12 +327,17 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
         count = base
     else:
         count = scale(base, needed, window_max, const.scale_down_step, const.max_step_up)
+        if count < base:
+            if now_s - down_at_s < MIN_DOWN_GAP_S:
+                count = base  # a catch-up tick right after another: not a new step down
+            else:
+                down_at_s = now_s
     tick.wanted = count
     # the budget's first tier: keeping pace with the whole load (the slack is for the
     # backlog rule, which the second tier serves by lateness)
     pace = math.ceil(rate * service_s) if rate is not None and rate > 0.0 else 0
     tick.keep_up = max(steady, pace, 1)
-    tick.memory = _make_memory(SloMemory, (now_s, queued, rate, service_s, window, cell))
+    tick.memory = _make_memory(SloMemory, (now_s, queued, rate, service_s, window, cell, down_at_s))
     tick.reason = (
         _reason,
         (const, base, oldest, waiting, rate, service_s, steady, backlog, needed, count, window_max),
