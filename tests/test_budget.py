@@ -23,6 +23,7 @@ class Want:
     wanted: int
     current: int = 0
     draining: int = 0
+    idle: int = 0  # of `current`
     urgency: float = 0.0
     fixed: bool = False
     workers_known: bool = True
@@ -108,6 +109,21 @@ def test_scale_up_waits_for_the_memory_a_scale_down_frees() -> None:
     ]
     allocate(claims, 600)
     assert claims[1].granted == 1
+    # once they exited, b gets its five
+    claims = [want("a", 1, priority=300, current=1), want("b", 5, priority=100, current=1)]
+    allocate(claims, 600)
+    assert claims[1].granted == 5
+
+
+def test_idle_workers_stopped_free_their_memory_at_once() -> None:
+    # a stops 4 workers, 3 of them idle (they exit at once): b may take 3 more now
+    claims = [
+        want("a", 1, priority=300, current=5, idle=3),
+        want("b", 5, priority=100, current=1),
+    ]
+    _, peak = allocate(claims, 600)
+    assert {c.pool: c.granted for c in claims} == {"a": 1, "b": 4}
+    assert peak == 600
     # once they exited, b gets its five
     claims = [want("a", 1, priority=300, current=1), want("b", 5, priority=100, current=1)]
     allocate(claims, 600)

@@ -150,7 +150,9 @@ def test_closed_loop_follows_load_up_in_one_jump_and_down_slowly() -> None:
     assert max(counts[:4]) >= 10
     assert max(counts) <= 13
     rises = [b - a for a, b in zip([quiet, *counts], counts, strict=False) if b > a]
-    assert len(rises) <= 5  # the estimate of λ converges; each rise is one jump
+    # one jump, then single workers as the estimate of λ converges (the steady-state count
+    # trails the load by steady_load_slack, the backlog rule covers the difference)
+    assert len(rises) <= 6 and max(rises[1:]) <= 1
     busy = world.workers
     after = [world.tick(0.2, 2.0).counts()["q"] for _ in range(60)]
     window_ticks = int(policy.strategy.slo.scale_down_window_s / 5)
@@ -191,9 +193,12 @@ def test_no_flapping_when_load_alternates() -> None:
     window_ticks = policy.strategy.slo.scale_down_window_s / 5
     ups = [i for i, (a, b) in enumerate(itertools.pairwise(counts), 1) if b > a]
     downs = [i for i, (a, b) in enumerate(itertools.pairwise(counts), 1) if b < a]
-    # never down within the window after an up, and no change on most ticks
+    # never down within the window after an up, so at most one down per window, and an up
+    # between two downs; the count stays put on most ticks (the base trails the load by
+    # steady_load_slack, so the backlog rule moves it about every 30 s here)
     assert all(not 0 < d - u < window_ticks for u in ups for d in downs)
-    assert len(ups) + len(downs) <= len(counts) // 6
+    assert len(downs) <= len(counts) / window_ticks
+    assert len(ups) + len(downs) <= len(counts) // 3
 
 
 def test_redis_only_signals_still_scale() -> None:
@@ -320,6 +325,8 @@ def test_the_hot_path_sizes_as_needed_workers(
         startup_s=policy.strategy.slo.startup_s,
         reaction_s=5.0,
         model=model,
+        steady_load_slack=policy.strategy.slo.steady_load_slack,
+        reaction_share=policy.strategy.slo.reaction_share,
     ).needed
     needs = int(plan.decisions["q"].reason.split(" needs ")[1].split(";")[0])
     assert needs == min(max(reference, policy.min_processes), policy.max_processes)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import redis
 
+from autoscaler.cli import fleet_status
 from autoscaler.cli.common import (
     UsageError,
     add_format,
@@ -85,6 +86,15 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "policies whose queue has no key",
     )
     parser.add_argument(
+        "--fleet",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="NAME",
+        help="show the fleet instead (default NAME: AUTOSCALER_FLEET): leader, epoch, and per "
+        "host whether it beats, its budget, and each pool's workers/assigned (docs/fleet.md)",
+    )
+    parser.add_argument(
         "--slots",
         action="store_true",
         help="list every worker slot: PID, state, resident memory (with children), CPU, age "
@@ -96,6 +106,8 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     settings = build_settings(args)
+    if args.fleet is not None:
+        return fleet_status.show(settings, args.fleet, args.format)
     policies = load_cli_policies(args.policies, settings)
     if args.window < 0 or (args.interval is not None and args.interval <= 0):
         raise UsageError("--window must be >= 0 and --interval > 0")

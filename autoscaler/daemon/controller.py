@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from loguru import logger
 
@@ -36,6 +37,24 @@ class TickResult:
     duration_s: float = 0.0
 
 
+class Planner(Protocol):
+    """Plans in place of decide: the fleet seam (autoscaler/fleet/member.py). A fleet host's
+    plan is its share of the leader's fleet-wide decision, or its held counts."""
+
+    def plan(
+        self,
+        observation: Observation,
+        policies: Mapping[str, Policy],
+        state: ControllerState,
+        *,
+        budget: MemoryBudget,
+    ) -> tuple[Plan, ControllerState]: ...
+
+    def host_policies(self, policies: Mapping[str, Policy]) -> Mapping[str, Policy]:
+        """The policies as the actuator applies them on this host."""
+        ...
+
+
 class Controller:
     def __init__(
         self,
@@ -49,8 +68,12 @@ class Controller:
         dry_run: bool = False,
         summary_interval_s: float = 300.0,
         clock: Callable[[], float] = time.time,
+        planner: Planner | None = None,
     ) -> None:
         self.policies = policies
+        self.planner = planner
+        if planner is not None:
+            actuator.policies = planner.host_policies(policies)
         self.observer = observer
         self.actuator = actuator
         self.budget = budget
@@ -75,7 +98,7 @@ class Controller:
         """New valid policies (a file edit or SIGHUP): every component follows them."""
         self.policies = policies
         self.observer.set_policies(policies)
-        self.actuator.policies = policies
+        self.actuator.policies = self.planner.host_policies(policies) if self.planner else policies
 
     def tick(self) -> TickResult:
         started = time.monotonic()
@@ -97,9 +120,14 @@ class Controller:
         )
         self._log_head_problems(self.observer.head_problems)
         previous = dict(self.state.last_desired)
-        plan, self.state = decide(
-            observation, self.policies, self.state, now_s=observation.at_s, budget=self.budget
-        )
+        if self.planner is not None:
+            plan, self.state = self.planner.plan(
+                observation, self.policies, self.state, budget=self.budget
+            )
+        else:
+            plan, self.state = decide(
+                observation, self.policies, self.state, now_s=observation.at_s, budget=self.budget
+            )
         changed = {
             pool: (previous.get(pool, d.current or 0), d.desired)
             for pool, d in plan.decisions.items()

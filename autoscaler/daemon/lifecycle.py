@@ -26,6 +26,7 @@ from autoscaler.daemon.lock import ControllerLock
 from autoscaler.daemon.metrics import Metrics
 from autoscaler.daemon.ticker import Ticker
 from autoscaler.decide.plan import MemoryBudget
+from autoscaler.fleet.member import FleetMember
 from autoscaler.observe.observer import Observer
 from autoscaler.policy.watch import PolicyWatcher
 from autoscaler.settings import Settings
@@ -39,7 +40,9 @@ class Daemon:
         self.state_dir = settings.state_dir or default_state_dir(settings.include_file)
         self.lock = ControllerLock(state_dir=self.state_dir)
         self.watcher = PolicyWatcher(
-            directory=settings.policies_dir, usable_memory_mb=settings.usable_memory_mb
+            directory=settings.policies_dir,
+            # In a fleet the minimums are the fleet's: one host's budget need not hold them.
+            usable_memory_mb=None if settings.fleet else settings.usable_memory_mb,
         )
         webhook = settings.webhook_url.get_secret_value() if settings.webhook_url else None
         self.alerter = Alerter(
@@ -92,6 +95,10 @@ class Daemon:
                 observer.close,
                 actuator.client.close,
             ])  # fmt: skip
+            member = FleetMember.from_settings(self.settings) if self.settings.fleet else None
+            if member is not None:  # the lease is released first, the client closed last
+                closers[:0] = [member.close]
+                closers.append(member.client.close)
             self.controller = Controller(
                 policies=policies,
                 observer=observer,
@@ -104,6 +111,7 @@ class Daemon:
                 metrics=self.metrics,
                 dry_run=self.settings.dry_run,
                 summary_interval_s=self.settings.summary_interval_s,
+                planner=member,
             )
             logger.info(
                 "active: {} pools, interval {:g}s, {}managing {}",

@@ -6,15 +6,18 @@ The rule (README and docs/slo-strategy.md repeat it for operators):
    until they exit; it is taken off the top.
 2. Every pool keeps its min_processes; a pool whose data is missing keeps the count it holds.
 3. Keeping up comes first: each pool may grow to the count that keeps up with its arrivals
-   (the `slo` strategy's steady-state count; for the other strategies, all they want), lower
+   (the `slo` strategy's ⌈λ·S⌉, the whole load; for the other strategies, all they want), lower
    `priority` first, and among equal priorities the pool furthest past its SLO (oldest wait
    ÷ SLO wait) first.
 4. Catching up comes next: the rest of each want (draining a backlog), to the pool furthest
    past its SLO first, then by priority. A pool whose workers are larger than the room left
    gets none while a later, smaller one may still fit.
-5. A pool being scaled down still holds its stopped workers' memory until they exit. So
-   scale-ups are granted only as far as memory is free right after this decision:
-   Σ (max(desired, current) + draining) × memory per worker must stay within the limit.
+5. A pool being scaled down still holds its stopped busy workers' memory until they exit
+   (the actuator stops idle workers first, and those exit at once). So scale-ups are
+   granted only as far as memory is free right after this decision:
+   Σ (held + draining) × memory per worker must stay within the limit, where held is the
+   desired count, or for a pool being scaled down the current count less the idle workers
+   it stops.
    Where it would not, scale-ups are held back, lowest priority first; they go ahead on a
    later tick, once the stopped workers have exited.
 
@@ -73,6 +76,9 @@ class Claim(Protocol):
     @property
     def draining(self) -> int: ...
     @property
+    def idle(self) -> int:  # running or starting workers without a job: stopped, they exit now
+        ...
+    @property
     def keep_up(self) -> int:  # of `wanted`, what keeps up with arrivals (the rest catches up)
         ...
     @property
@@ -86,8 +92,8 @@ class Claim(Protocol):
 def allocate(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
     """Grant every claim a count (in place); return (planned MB, MB right after applying).
 
-    planned = Σ (granted + draining) × memory; right after = Σ (max(granted, current) +
-    draining) × memory.
+    planned = Σ (granted + draining) × memory; right after = Σ (held + draining) × memory,
+    held = granted, or for a pool scaled down its current count less the idle workers stopped.
     """
     # Most ticks nothing competes: when every want fits, grant it without sorting.
     want_mb = peak_mb = 0.0
@@ -97,11 +103,18 @@ def allocate(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
         claim.granted = wanted
         claim.cap = ""
         want_mb += (wanted + claim.draining) * memory_mb
-        held = wanted if not claim.workers_known or claim.current < wanted else claim.current
+        held = _held(claim, wanted)
         peak_mb += (held + claim.draining) * memory_mb
     if want_mb <= limit_mb + _EPS and peak_mb <= limit_mb + _EPS:
         return want_mb, peak_mb
     return _contended(claims, limit_mb)
+
+
+def _held(claim: Claim, granted: int) -> int:
+    """Workers holding memory right after scaling to `granted`: the stopped busy ones drain."""
+    if not claim.workers_known or claim.current <= granted:
+        return granted
+    return max(granted, claim.current - claim.idle)
 
 
 def _floor(claim: Claim) -> int:
@@ -144,7 +157,7 @@ def _contended(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
 
     peak = 0.0
     for claim in claims:
-        held = max(claim.granted, claim.current) if claim.workers_known else claim.granted
+        held = _held(claim, claim.granted)
         peak += (held + claim.draining) * claim.memory_mb
     if peak > limit_mb + _EPS:
         for claim in reversed(keep_order):

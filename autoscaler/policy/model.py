@@ -28,8 +28,8 @@ from autoscaler.policy.inisafe import check_ini_value
 from autoscaler.policy.lifecycle import Lifecycle, MemorySizing
 from autoscaler.policy.strict import FieldProblem, StrictModel
 
-StrategyName = Literal["slo", "static", "horizon", "hpa", "step"]
-STRATEGY_NAMES: tuple[StrategyName, ...] = ("slo", "static", "horizon", "hpa", "step")
+StrategyName = Literal["slo", "static", "horizon", "hpa", "step", "celery"]
+STRATEGY_NAMES: tuple[StrategyName, ...] = ("slo", "static", "horizon", "hpa", "step", "celery")
 
 IniStr = Annotated[str, AfterValidator(check_ini_value)]
 # Laravel queue names go into Redis keys and into `--queue=a,b`, so no commas or spaces.
@@ -85,6 +85,22 @@ class SloKnobs(StrictModel):
         "wait; the backlog rule enforces the SLO's own percentile on the jobs that actually "
         "wait. Raise it towards the SLO percentile for more headroom (more worker-seconds).",
     )
+    steady_load_slack: float = Field(
+        default=0.7,
+        ge=0,
+        le=10,
+        description="Busy workers' worth of load the steady-state model leaves to the backlog "
+        "rule: it sizes for λ·S minus this. 0 sizes for the whole load (more worker-seconds, "
+        "fewer waits).",
+    )
+    reaction_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of the interval until the next decision that the backlog rule sets "
+        "aside: 1 starts every waiting job within its SLO even if the next decision added "
+        "nobody; 0 leaves the younger jobs to the next decision (fewer worker-seconds).",
+    )
     startup_s: float = Field(
         default=1.0, ge=0, description="Time from adding a worker until it takes jobs, s."
     )
@@ -95,9 +111,16 @@ class SloKnobs(StrictModel):
         "changes sooner, longer is steadier on sparse arrivals.",
     )
     scale_down_window_s: float = Field(
-        default=30.0,
+        default=15.0,
         ge=0,
         description="Scale down only to the highest count needed during this window, s.",
+    )
+    scale_down_window_jobs: float = Field(
+        default=2.0,
+        ge=0,
+        le=100,
+        description="The scale-down window lasts at least this many mean run times: a pool "
+        "of long jobs otherwise steps down job by job, a scale event each.",
     )
     scale_down_step: int = Field(
         default=2, ge=1, description="Most workers removed in one decision."
@@ -110,6 +133,12 @@ class SloKnobs(StrictModel):
 class HorizonKnobs(StrictModel):
     """Knobs of Laravel Horizon's auto balancing (laravel/horizon src/AutoScaler.php)."""
 
+    balance: Literal["auto", "simple", "false"] = Field(
+        default="auto",
+        description="Horizon's `balance`: auto (share maxProcesses by load), simple (an even "
+        "split, no scaling), false (one process pool per supervisor, sized to the jobs "
+        "waiting); with false every pool is a supervisor of its own.",
+    )
     auto_scaling_strategy: Literal["time", "size"] = Field(
         default="time",
         description="autoScalingStrategy: share workers by time to clear (jobs x run time) or "
@@ -154,6 +183,11 @@ class HpaKnobs(StrictModel):
 
     list_length: float = Field(
         default=5.0, gt=0, description="KEDA listLength: target waiting jobs per worker."
+    )
+    metric_type: Literal["AverageValue", "Value"] = Field(
+        default="AverageValue",
+        description="KEDA metricType: AverageValue (replicas = LLEN / listLength) or Value "
+        "(replicas = LLEN / listLength x ready workers).",
     )
     activation_list_length: float = Field(
         default=0.0,
@@ -222,6 +256,18 @@ class StepKnobs(StrictModel):
         return self
 
 
+class CeleryKnobs(StrictModel):
+    """Knobs of Celery's `--autoscale=max,min` (celery/worker/autoscale.py); max and min are
+    the pool's max_processes and min_processes."""
+
+    keepalive_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="AUTOSCALE_KEEPALIVE: no scale-down until this long after the last "
+        "scale-up, s.",
+    )
+
+
 class StrategySpec(StrictModel):
     """Which strategy the daemon uses for this pool, and every strategy's knobs.
 
@@ -234,6 +280,7 @@ class StrategySpec(StrictModel):
     horizon: HorizonKnobs = HorizonKnobs()
     hpa: HpaKnobs = HpaKnobs()
     step: StepKnobs = StepKnobs()
+    celery: CeleryKnobs = CeleryKnobs()
 
 
 class SupervisorOptions(StrictModel):

@@ -31,7 +31,7 @@ class WorkerCounts:
     """A pool's worker slots as Supervisor reports them."""
 
     running: int  # RUNNING
-    starting: int  # STARTING or BACKOFF: added, not serving yet
+    starting: int  # STARTING: added, not serving yet
     draining: int  # STOPPING: finishing their job after SIGTERM, still holding memory
     failed: int = 0  # FATAL, or EXITED where Supervisor will not start it again
     crashing: int = 0  # BACKOFF or FATAL: crashed at start (FATAL counts in `failed` too)

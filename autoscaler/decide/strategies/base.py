@@ -43,13 +43,16 @@ class PolicyConstants:
         "min_processes",
         "percentile",
         "priority",
+        "reaction_share",
         "scale_down_step",
+        "scale_down_window_jobs",
         "scale_down_window_s",
         "sizing",
         "slo_wait_s",
         "sqrt_model",
         "startup_s",
         "static_processes",
+        "steady_load_slack",
         "steady_percentile",
         "strategy",
         "weights",
@@ -72,9 +75,12 @@ class PolicyConstants:
         self.percentile = policy.slo.percentile
         self.sqrt_model = knobs.model == "sqrt"
         self.steady_percentile = knobs.steady_percentile
+        self.steady_load_slack = knobs.steady_load_slack
+        self.reaction_share = knobs.reaction_share
         self.startup_s = knobs.startup_s
         self.arrival_half_life_s = knobs.arrival_half_life_s
         self.scale_down_window_s = knobs.scale_down_window_s
+        self.scale_down_window_jobs = knobs.scale_down_window_jobs
         self.scale_down_step = knobs.scale_down_step
         self.max_step_up = knobs.max_step_up
         # the slo strategy's steady-state model, as f(load, T/S) -> workers
@@ -203,6 +209,11 @@ class PoolTick:
         self.fixed = False
         self.urgency = 0.0
         self.keep_up = 0  # set by a strategy that tells keeping up from catching up
+
+    @property
+    def idle(self) -> int:
+        """Workers without a job (starting ones included): stopped, they exit at once."""
+        return max(0, self.current - self.reserved)
 
     @property
     def waiting(self) -> int:

@@ -86,6 +86,8 @@ def needed_workers(
     startup_s: float,
     reaction_s: float,
     model: str = "erlang_c",
+    steady_load_slack: float = 0.0,
+    reaction_share: float = 1.0,
 ) -> SloNeed:
     """The workers that keep the SLO: max(steady state, backlog), rounded up (pure).
 
@@ -93,7 +95,7 @@ def needed_workers(
     backlog: queueing.backlog_servers for the jobs waiting now. (The strategy's hot path,
     _decide_pool, computes the same; a test holds them equal.)"""
     steady = steady_count(
-        arrival_rate_per_s * service_s,
+        arrival_rate_per_s * service_s - steady_load_slack,
         slo_wait_s / service_s,
         staffing_rule(model, steady_percentile),
     )
@@ -105,6 +107,7 @@ def needed_workers(
         slo_wait_s,
         startup_s,
         reaction_s,
+        reaction_share,
     )
     needed = steady if backlog <= steady else math.ceil(backlog - 1e-9)
     return SloNeed(
@@ -282,7 +285,7 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
     slo_wait_s = const.slo_wait_s
     steady = 0
     if rate is not None and rate > 0.0:
-        load = rate * service_s
+        load = rate * service_s - const.steady_load_slack
         decay = slo_wait_s / service_s
         # reuse the last cell while inside it, or outside only where fewer workers would do
         if (
@@ -304,6 +307,7 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
             slo_wait_s,
             const.startup_s,
             dt,
+            const.reaction_share,
         )
         if backlog > steady:
             needed = math.ceil(backlog - 1e-9)
@@ -315,7 +319,9 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
     if window[0][1] <= needed:  # the common case: nothing in the window exceeds the need
         window = ((now_s, needed),)
     else:
-        window = slide(window, now_s, needed, const.scale_down_window_s)
+        # at least a few run times: a pool of long jobs would step down job by job
+        span_s = max(const.scale_down_window_s, const.scale_down_window_jobs * service_s)
+        window = slide(window, now_s, needed, span_s)
     window_max = window[0][1]
     if needed == base:  # hold (window_max >= needed): the common case again
         count = base
@@ -327,7 +333,10 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
             else:
                 down_at_s = now_s
     tick.wanted = count
-    tick.keep_up = steady if steady > 0 else 1
+    # the budget's first tier: keeping pace with the whole load (the slack is for the
+    # backlog rule, which the second tier serves by lateness)
+    pace = math.ceil(rate * service_s) if rate is not None and rate > 0.0 else 0
+    tick.keep_up = max(steady, pace, 1)
     tick.memory = _make_memory(SloMemory, (now_s, queued, rate, service_s, window, cell, down_at_s))
     tick.reason = (
         _reason,
