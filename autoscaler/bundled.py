@@ -24,3 +24,8 @@ def seed_policies_dir() -> Path:
 
 def default_trace_path() -> Path:
     return _data_dir() / "traces" / DEFAULT_TRACE_NAME
+
+
+def laravel_app_dir() -> Path:
+    """A minimal real Laravel 8 application (tests and `autoscaler demo`; needs PHP)."""
+    return _data_dir() / "laravel_app"

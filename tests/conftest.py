@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from autoscaler.testing.laravel_app import missing_php
 from autoscaler.testing.stack import RedisServer, Supervisord, find_binary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,6 +28,15 @@ def require_binary(name: str) -> None:
         if IN_CI:
             pytest.fail(f"{message}; CI=true forbids skipping integration tests")
         pytest.skip(message)
+
+
+def require_php() -> None:
+    """PHP with phpredis, pcntl and Debian's Laravel 8, for the real Laravel app's tests."""
+    problem = missing_php()
+    if problem is not None:
+        if IN_CI:
+            pytest.fail(f"{problem}; CI=true forbids skipping integration tests")
+        pytest.skip(problem)
 
 
 @pytest.fixture(scope="session")

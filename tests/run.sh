@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need
-# (redis-server from Debian when missing, the package with its test extra, supervisor
-# from PyPI), then lints, type-checks, checks the import layers (import-linter) and runs
+# (redis-server and PHP with Debian's Laravel 8 when missing, the package with its test extra,
+# supervisor from PyPI), then lints, type-checks, checks the import layers (import-linter) and runs
 # pytest. Fails on the first failure.
 # Extra arguments go to pytest, e.g. tests/run.sh -k policy
 set -euo pipefail
@@ -15,6 +15,27 @@ if ! command -v redis-server >/dev/null 2>&1; then
   else
     echo "redis-server is missing: install it (apt-get install redis-server) and re-run" >&2
     exit 1
+  fi
+fi
+
+# The real Laravel worker tests (autoscaler/data/laravel_app) run `php artisan queue:work` on
+# Debian's packages: PHP 8.2 with phpredis and Laravel 8.83, no composer, no network.
+php_ready() {
+  local modules  # read whole first: `php -m | grep -q` can die of SIGPIPE under pipefail
+  command -v php >/dev/null 2>&1 && [ -f /usr/share/php/Illuminate/autoload.php ] &&
+    modules=$(php -m 2>/dev/null) && grep -qx redis <<<"$modules" && grep -qx pcntl <<<"$modules"
+}
+if ! php_ready; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing php-cli php-laravel-framework php-redis (Debian)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      php-cli php-laravel-framework php-redis >/dev/null
+  elif [ "${CI:-}" = true ]; then
+    echo "PHP with Laravel is missing: apt-get install php-cli php-laravel-framework php-redis" >&2
+    exit 1
+  else
+    echo "note: PHP with Laravel is missing; the real Laravel worker tests will be skipped" >&2
   fi
 fi
 

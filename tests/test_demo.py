@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import require_binary
+import pytest
+
+from tests.conftest import require_binary, require_php
 
 
 def processes_mentioning(text: str) -> list[str]:
@@ -22,21 +24,34 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_demo_scales_a_burst_and_cleans_up() -> None:
+@pytest.mark.parametrize(
+    ("worker", "says"),
+    [
+        ("laravel", "workers: real Laravel 8 (`php artisan queue:work`"),
+        ("standin", "workers: the Python stand-in"),
+    ],
+)
+def test_demo_scales_a_burst_and_cleans_up(worker: str, says: str) -> None:
     require_binary("redis-server")
     require_binary("supervisord")
+    if worker == "laravel":
+        require_php()
     result = subprocess.run(
-        [sys.executable, "-m", "autoscaler", "demo", "--jobs", "40", "--max-seconds", "60"],
+        [sys.executable, "-m", "autoscaler", "demo", "--jobs", "40", "--max-seconds", "90",
+         "--worker", worker],
         capture_output=True,
         text=True,
-        timeout=240,
-    )
+        timeout=300,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
+    assert says in out
     root = re.search(r"in (/\S+autoscaler-demo-\S+) \.\.\.", out)
     assert root is not None
     assert "45 jobs finished, each exactly once: True" in out
     assert re.search(r"gift_card_exchange 1 -> [2-8]:", result.stderr), "no scale-up logged"
     assert "stopped everything the demo started" in out
+    # the daemon's own age of the waiting jobs: FIFO accounting on Laravel 8, createdAt else
+    assert re.search(r"gift_card_exchange +\d+ +\d+s +\d+  (fifo|createdAt)", out), out
     assert not Path(root.group(1)).exists()
     assert processes_mentioning(root.group(1)) == []

@@ -189,7 +189,7 @@ def test_sigterm_ends_early_with_the_trace_written(
     )  # fmt: skip
     redis_client.config_resetstat()
     deadline = time.monotonic() + 30
-    while redis_client.info("commandstats").get("cmdstat_lindex", {}).get("calls", 0) < 3:
+    while redis_client.info("commandstats").get("cmdstat_llen", {}).get("calls", 0) < 3:
         assert time.monotonic() < deadline and process.poll() is None, process.stderr
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)

@@ -7,7 +7,6 @@ import json
 import pytest
 import redis
 
-from autoscaler.laravel.headjob import HeadJobAges
 from autoscaler.laravel.sampler import COMMANDS_PER_QUEUE, QueueSampler, connect_redis
 from autoscaler.observe.observation import PoolObservation
 from autoscaler.testing.laravel import later, make_payload, pop, push
@@ -52,7 +51,7 @@ def test_pushed_at_and_delay(redis_client: redis.Redis) -> None:
     assert sample.queues["later"].oldest_wait_s == 10.0
 
 
-def test_first_seen_without_timestamps_and_for_retries(redis_client: redis.Redis) -> None:
+def test_fifo_ages_without_timestamps_and_for_retries(redis_client: redis.Redis) -> None:
     push(redis_client, "p_", "old", make_payload(job_id="x"))
     retried = json.loads(make_payload(job_id="r", created_at=NOW - 500))
     retried["attempts"] = 1  # back from :delayed after an exception: createdAt is stale
@@ -60,23 +59,16 @@ def test_first_seen_without_timestamps_and_for_retries(redis_client: redis.Redis
     sampler = QueueSampler(redis_client, prefix="p_", queues=["old", "retry"])
     first = sampler.sample(NOW)
     assert first.queues["old"].oldest_wait_s == 0.0
-    assert first.queues["old"].oldest_wait_source == "first_seen"
+    assert first.queues["old"].oldest_wait_source == "first_seen"  # queued before we looked
     assert first.queues["retry"].oldest_wait_source == "first_seen"
     later_sample = sampler.sample(NOW + 7)
     assert later_sample.queues["old"].oldest_wait_s == 7.0
     assert later_sample.queues["retry"].oldest_wait_s == 7.0
-    push(redis_client, "p_", "old", make_payload(job_id="y"))
+    push(redis_client, "p_", "old", make_payload(job_id="y"))  # arrives in (NOW+7, NOW+9]
     pop(redis_client, "p_", "old", now=NOW + 8)  # x leaves; y is the new head
-    assert sampler.sample(NOW + 9).queues["old"].oldest_wait_s == 0.0
-
-
-def test_first_seen_memory_is_bounded() -> None:
-    ages = HeadJobAges(remembered_per_queue=8)
-    for index in range(100):
-        ages.age("q", make_payload(job_id=str(index)).encode(), NOW + index)
-    assert ages.remembered() == 8
-    ages.age("q", None, NOW)  # an empty queue forgets
-    assert ages.remembered() == 0
+    after = sampler.sample(NOW + 9).queues["old"]
+    assert after.oldest_wait_source == "fifo"
+    assert after.oldest_wait_s == pytest.approx(1.0)  # the middle of its two-second interval
 
 
 def test_a_multi_queue_pool_in_total(redis_client: redis.Redis) -> None:
@@ -109,11 +101,11 @@ def test_one_tick_is_one_round_trip(redis_server: RedisServer, redis_client: red
     assert len(sample.queues) == 7
     assert counter.round_trips == 1 and counter.sends == 1
     assert counter.reads == 7 * COMMANDS_PER_QUEUE
-    # The server's own count: exactly the five reads per queue, nothing else.
+    # The server's own count: exactly the six reads per queue, nothing else.
     stats = redis_client.info("commandstats")
     calls = {name: stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in
              ("llen", "zcard", "zcount", "lindex", "multi", "exec")}  # fmt: skip
-    assert calls == {"llen": 7, "zcard": 14, "zcount": 7, "lindex": 7, "multi": 0, "exec": 0}
+    assert calls == {"llen": 7, "zcard": 14, "zcount": 7, "lindex": 14, "multi": 0, "exec": 0}
     client.close()
 
 

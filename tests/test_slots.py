@@ -63,3 +63,17 @@ def test_worker_counts_by_state() -> None:
     assert mail.crashing == 2  # BACKOFF and FATAL: neither has a process nor counts as current
     assert mail.current == 2
     assert counts["default"].current == 0
+
+
+def test_an_exited_slot_supervisor_restarts_is_starting_not_failed() -> None:
+    policies = load_policies(REPO / "policies")
+    mail = policies["mail"]
+    exited = [info("laravel-mail-worker_00", 100)]  # e.g. `queue:work --memory` ended it
+    assert mail.supervisor.autorestart == "true"
+    counts = worker_counts(exited, policies)["mail"]
+    assert (counts.starting, counts.failed) == (1, 0)
+    manual = mail.model_copy(
+        update={"supervisor": mail.supervisor.model_copy(update={"autorestart": "unexpected"})}
+    )
+    counts = worker_counts(exited, {**policies, "mail": manual})["mail"]
+    assert (counts.starting, counts.failed) == (0, 1)  # nobody restarts it: an operator looks

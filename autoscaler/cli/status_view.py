@@ -199,6 +199,10 @@ def notes(observation: Observation, log_problems: Mapping[str, str]) -> list[str
             estimated.setdefault(log_problems.get(pool, "logs unreadable"), []).append(pool)
     for why, pools in estimated.items():
         lines.append(f"done/min estimated from Redis for {', '.join(pools)}: {why}")
+    for obs in observation.pools.values():
+        for queue in obs.queues or ():
+            if queue.age_problem is not None:
+                lines.append(f"oldest wait of {queue.queue} unknown: {queue.age_problem}")
     return lines
 
 
@@ -235,6 +239,7 @@ def _queue_object(sample: QueueSample, flow: QueueFlow | None) -> dict[str, Any]
         "delayed_due": sample.delayed_due,
         "oldest_wait_s": _round(sample.oldest_wait_s),
         "oldest_wait_source": sample.oldest_wait_source,
+        "age_problem": sample.age_problem,
         "completions": _round(flow.completions) if flow is not None else None,
         "failures": _round(flow.failures) if flow is not None else None,
         "throughput_per_min": _round(rate),

@@ -19,6 +19,7 @@ from types import FrameType
 from loguru import logger
 
 from autoscaler.act.actuator import Actuator
+from autoscaler.daemon.agefile import restore_ages, save_ages
 from autoscaler.daemon.alerts import Alert, Alerter
 from autoscaler.daemon.controller import Controller, TickResult
 from autoscaler.daemon.lock import ControllerLock
@@ -36,9 +37,8 @@ class Daemon:
     def __init__(self, *, settings: Settings, once: bool = False) -> None:
         self.settings = settings
         self.once = once
-        self.lock = ControllerLock(
-            state_dir=settings.state_dir or default_state_dir(settings.include_file)
-        )
+        self.state_dir = settings.state_dir or default_state_dir(settings.include_file)
+        self.lock = ControllerLock(state_dir=self.state_dir)
         self.watcher = PolicyWatcher(
             directory=settings.policies_dir,
             # In a fleet the minimums are the fleet's: one host's budget need not hold them.
@@ -88,8 +88,13 @@ class Daemon:
             # the port taken, and has nothing to report.
             self._serve_metrics()
             observer = Observer.from_settings(self.settings, policies)
+            restore_ages(observer.sampler.ages, self.state_dir)
             actuator = Actuator.from_settings(self.settings, policies)
-            closers.extend([observer.close, actuator.client.close])
+            closers.extend([
+                lambda: save_ages(observer.sampler.ages, self.state_dir),
+                observer.close,
+                actuator.client.close,
+            ])  # fmt: skip
             member = FleetMember.from_settings(self.settings) if self.settings.fleet else None
             if member is not None:  # the lease is released first, the client closed last
                 closers[:0] = [member.close]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 # Where a queue's oldest wait came from (docs/observing.md explains the precision of each).
-WaitSource = Literal["createdAt", "pushedAt", "first_seen", "empty", "unknown"]
+WaitSource = Literal["createdAt", "pushedAt", "fifo", "first_seen", "empty", "unknown"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -21,5 +21,6 @@ class QueueSample:
     reserved: int  # ZCARD queues:X:reserved (jobs in flight)
     delayed: int  # ZCARD queues:X:delayed
     delayed_due: int  # delayed jobs already due: the next pop moves them to the list
-    oldest_wait_s: float | None  # age of the head job; None when empty or unknown
+    oldest_wait_s: float | None  # age of the oldest waiting job; None when empty or unknown
     oldest_wait_source: WaitSource
+    age_problem: str | None = None  # why the age is unknown (e.g. a head that is no job)

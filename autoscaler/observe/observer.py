@@ -1,10 +1,11 @@
 """One Observation per tick for every pool: Redis, the workers' logs, Supervisor, memory.
 
 The Observer is what the daemon calls every tick (and `status`, `record`). It holds the state
-that only makes sense between ticks (log offsets, first-seen head ids, the previous queued
-totals for the flow balance) and decides nothing. Every source can fail on its own: Redis
-down gives pools without queues and `redis_error`; Supervisor down gives pools without
-workers and `supervisor_error`; unreadable logs make a pool's work come from Redis alone.
+that only makes sense between ticks (log offsets, the lists' FIFO accounting of job ages, the
+previous queued totals for the flow balance) and decides nothing. Every source can fail on
+its own: Redis down gives pools without queues and `redis_error`; Supervisor down gives pools
+without workers and `supervisor_error`; unreadable logs make a pool's work come from Redis
+alone.
 The first tick has no interval yet, so it carries no work samples.
 
 An unreachable Redis or supervisord is tried again on a backoff (1 s doubling to 30 s), not
@@ -199,6 +200,7 @@ class Observer:
         flows: dict[str, QueueFlow] = {}
         pools: dict[str, PoolObservation] = {}
         self.log_problems = {}
+        completions: dict[str, float] = {}  # per queue, this tick's (logs or Little's law)
         for pool, policy in self.policies.items():
             queues = _pool_queues(policy, sample)
             logs = self._read_logs(pool, policy, processes)
@@ -213,12 +215,16 @@ class Observer:
             )
             if work is not None:
                 work.arrivals = arrivals
+            for name, tally in (tallies or {}).items():
+                completions[name] = tally.completions
             pools[pool] = PoolObservation(
                 pool=pool,
                 queues=queues,
                 work=work,
                 workers=counts[pool] if counts is not None else None,
             )
+        if sample.available:
+            self.sampler.settle_ages(sample, self._pops(sample, completions))
         slots: tuple[SlotUsage, ...] = ()
         if processes is not None:
             slots = self._measure(processes, pools, now)
@@ -262,13 +268,23 @@ class Observer:
         wait_s = self._redis_retry.remaining_s()
         if wait_s > 0:
             return RedisSample(at_s=now_s, error=_waiting(self._redis_failure, wait_s))
-        sample = self.sampler.sample(now_s)
+        sample = self.sampler.sample(now_s, settle=False)  # ages: once the work is known
         if sample.error is None:
             self._redis_retry.succeeded()
         else:  # queue_errors (a key of another type) are no outage: no backoff for them
             self._redis_failure = sample.error
             self._redis_retry.failed()
         return sample
+
+    def _pops(self, sample: RedisSample, completions: Mapping[str, float]) -> dict[str, float]:
+        """Jobs the workers took from each list since the last tick, for the FIFO ages: the
+        ones that finished plus the change in those in hand (where both are known)."""
+        pops = {}
+        for name, queue in sample.queues.items():
+            done, before = completions.get(name), self._reserved.get(name)
+            if done is not None and before is not None:
+                pops[name] = max(0.0, done + queue.reserved - before)
+        return pops
 
     def _processes(self) -> tuple[list[ProcessInfo] | None, str | None]:
         """supervisord's processes, or why not (the last failure while backing off)."""

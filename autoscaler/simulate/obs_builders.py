@@ -28,6 +28,7 @@ _KNOWN = {
         "delayed_due",
         "oldest_wait_s",
         "oldest_wait_source",
+        "age_problem",
     },
     WorkSample: {
         "completions",
@@ -84,6 +85,7 @@ def queue_sample(
     sample.delayed_due = 0
     sample.oldest_wait_s = wait
     sample.oldest_wait_source = source
+    sample.age_problem = None
     return sample
 
 

@@ -33,7 +33,7 @@ class WorkerCounts:
     running: int  # RUNNING
     starting: int  # STARTING: added, not serving yet
     draining: int  # STOPPING: finishing their job after SIGTERM, still holding memory
-    failed: int = 0  # FATAL or EXITED slots that should run
+    failed: int = 0  # FATAL, or EXITED where Supervisor will not start it again
     crashing: int = 0  # BACKOFF or FATAL: crashed at start (FATAL counts in `failed` too)
 
     @property
@@ -96,6 +96,10 @@ def worker_counts(
             tally.starting += 1
         elif state in DRAINING_STATES:
             tally.draining += 1
+        elif state == "EXITED" and policies[owner[slot.program]].supervisor.autorestart == "true":
+            # e.g. `queue:work --memory` or `--max-jobs` ended it: Supervisor starts it again
+            # on its next pass, no operator needed (exit codes do not matter for `true`).
+            tally.starting += 1
         elif state in FAILED_STATES:
             tally.failed += 1
         if state in CRASHING_STATES:

@@ -1,5 +1,6 @@
 """A whole throwaway stack in one directory: real redis-server, real supervisord, policies whose
-workers are fake Laravel workers, and the settings a daemon needs to manage them.
+workers are the stand-in worker or real Laravel workers (`php artisan queue:work` of the app in
+autoscaler/data/laravel_app), and the settings a daemon needs to manage them.
 
 Used by the end-to-end tests and by `autoscaler demo`; everything it starts stops on close.
 """
@@ -19,9 +20,11 @@ from redis import Redis
 from autoscaler.policy.tomlfmt import toml_value
 from autoscaler.settings import Settings, load_settings
 from autoscaler.testing.laravel import make_payload, push
+from autoscaler.testing.laravel_app import LaravelApp
 from autoscaler.testing.stack import RedisServer, Supervisord
 
 PREFIX = "laravel_database_"
+WORKERS = ("standin", "laravel")  # the Python stand-in, or real `php artisan queue:work`
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,7 +39,7 @@ class SandboxPool:
     memory_mb: float = 64
     priority: int = 100
     slo_knobs: dict[str, Any] = field(default_factory=dict)
-    worker_args: str = ""  # more flags for the stand-in worker, e.g. "--grow-mb-per-job 5"
+    worker_args: str = ""  # more flags for the worker, e.g. `--memory=48` for `queue:work`
     lifecycle: dict[str, Any] = field(default_factory=dict)  # the policy's [lifecycle] table
 
 
@@ -44,12 +47,24 @@ class SandboxPool:
 class Sandbox:
     root: Path
     pools: tuple[SandboxPool, ...]
+    worker: str = "standin"
+    app_dir: Path | None = None  # the Laravel app to run (default: the bundled one)
     redis: RedisServer = field(init=False)
     supervisord: Supervisord = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.worker not in WORKERS:
+            raise ValueError(f"worker must be one of {WORKERS}, not {self.worker!r}")
         self.redis = RedisServer(self.root / "redis")
         self.supervisord = Supervisord(self.root / "sv")
+
+    @property
+    def app(self) -> LaravelApp:
+        """The real Laravel app against this sandbox's Redis (worker="laravel")."""
+        app = LaravelApp(self.redis.url, PREFIX, runtime_dir=self.root / "laravel")
+        if self.app_dir is not None:
+            app.directory = self.app_dir
+        return app
 
     @property
     def policies_dir(self) -> Path:
@@ -86,11 +101,17 @@ class Sandbox:
             (self.policies_dir / f"{pool.name}.toml").write_text(self.policy_text(pool))
 
     def policy_text(self, pool: SandboxPool) -> str:
-        command = (
-            f"{sys.executable} -m autoscaler.testing.worker --redis-url {self.redis.url} "
-            f"--prefix {PREFIX} --queue={','.join(pool.queues)} --sleep=0.1 --timeout=20 "
-            f"--record {self.record}" + (f" {pool.worker_args}" if pool.worker_args else "")
-        )
+        queues, extra_args = ",".join(pool.queues), pool.worker_args
+        environment: dict[str, str] = {}
+        if self.worker == "laravel":
+            command = self.app.worker_command(queues, extra=extra_args)
+            environment = self.app.env()
+        else:
+            command = (
+                f"{sys.executable} -m autoscaler.testing.worker --redis-url {self.redis.url} "
+                f"--prefix {PREFIX} --queue={queues} --sleep=0.1 --timeout=20 "
+                f"--record {self.record} {extra_args}"
+            ).strip()
         lines = [
             f"queues = {toml_value(list(pool.queues))}",
             f"program = {toml_value(f'sandbox-{pool.name}')}",
@@ -116,6 +137,9 @@ class Sandbox:
             "[lifecycle]",
             *(f"{key} = {toml_value(value)}" for key, value in pool.lifecycle.items()),
         ]
+        if environment:
+            lines += ["", "[supervisor.environment]"]
+            lines += [f"{key} = {toml_value(value)}" for key, value in environment.items()]
         return "\n".join(lines) + "\n"
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -152,7 +176,10 @@ class Sandbox:
         return self.redis.client()
 
     def push(self, queue: str, count: int, *, run_s: float, prefix: str = PREFIX) -> list[str]:
-        """Push `count` jobs as Laravel does (createdAt set); returns their ids."""
+        """Push `count` jobs; returns their ids. The real app pushes Laravel 8's payloads (no
+        createdAt); the stand-in's payloads carry createdAt, as Laravel 12.11+ does."""
+        if self.worker == "laravel":
+            return [job.id for job in self.app.push(queue, count, seconds=run_s)]
         client = self.client()
         ids = []
         now = time.time()
@@ -164,6 +191,13 @@ class Sandbox:
         return ids
 
     def finished_jobs(self) -> list[str]:
+        """The id of every job run so far, once per run."""
+        if self.worker == "laravel":
+            client = self.client()
+            try:
+                return [str(run["id"]) for run in self.app.runs(client)]
+            finally:
+                client.close()
         if not self.record.exists():
             return []
         return [line.split()[0] for line in self.record.read_text().splitlines() if line]

@@ -39,13 +39,14 @@ def fill(client: redis.Redis, queues: list[str]) -> None:
 
 
 def one_at_a_time(client: redis.Redis, keys: list[QueueKeys], now_s: float) -> None:
-    """The same five reads per queue without a pipeline: one round trip each."""
+    """The same six reads per queue without a pipeline: one round trip each."""
     for key in keys:
         client.llen(key.pending)
         client.zcard(key.reserved)
         client.zcard(key.delayed)
         client.zcount(key.delayed, "-inf", now_s)
         client.lindex(key.pending, 0)
+        client.lindex(key.pending, -1)
 
 
 def server_calls(client: redis.Redis) -> int:
