@@ -52,6 +52,7 @@ from autoscaler.supervisord.include_file import (
     section_names,
     sections_of,
 )
+from autoscaler.supervisord.paused import PausedFileError, read_paused
 from autoscaler.supervisord.render import render
 from autoscaler.supervisord.rpc import (
     ProcessInfo,
@@ -308,7 +309,11 @@ class Actuator:
         check: bool = True,
     ) -> tuple[ApplyPlan, Layout, dict[str, Slot]]:
         slots = our_slots(self.policies, section_names(old_text or ""), processes)
-        layout = choose_layout(self.policies, slots, desired, busy)
+        try:
+            paused = read_paused(self.file.state_dir)
+        except PausedFileError as exc:  # never guess: restarting a paused pool is worse
+            raise SupervisorFileError(f"not applied: {exc}") from None
+        layout = choose_layout(self.policies, slots, desired, busy, paused=set(paused))
         text = render(self.policies, layout.indices)
         problem: str | None = None
         if check and text != old_text:

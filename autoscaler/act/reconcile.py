@@ -111,10 +111,12 @@ def choose_layout(
     slots: Mapping[str, Slot],
     desired: Mapping[str, int] | None,
     busy_slots: Collection[str] | None,
+    paused: Collection[str] = (),
 ) -> Layout:
     """Which indices each pool keeps. A pool missing from `desired` keeps what the file
     holds (or, when the file has none of it, what runs; when nothing runs, its static count).
-    `busy_slots`: slots with a job in flight (None: unknown, the highest index goes first)."""
+    `busy_slots`: slots with a job in flight (None: unknown, the highest index goes first).
+    `paused` pools (`autoscaler pause`) keep no slot, whatever `desired` or their min says."""
     wanted = dict(desired or {})
     unknown = sorted(set(wanted) - set(policies))
     if unknown:
@@ -131,7 +133,11 @@ def choose_layout(
                     f"{slot.name} is {slot.state} but missing from the file: adopting it"
                 )
         count = wanted.get(pool)
-        if count is None:
+        if pool in paused:
+            if count:
+                layout.notes.append(f"pool {pool} is paused: 0 slots, not {count}")
+            count = 0
+        elif count is None:
             count = len(in_file) if in_file else len(members) or policy.static_processes
             # A policy edited since the file was written: its bounds rule, as decide's would.
             bounded = min(max(count, policy.min_processes), policy.max_processes)
@@ -141,7 +147,7 @@ def choose_layout(
                     f"{policy.min_processes} and max_processes {policy.max_processes}: {bounded}"
                 )
                 count = bounded
-        if not policy.min_processes <= count <= policy.max_processes:
+        if pool not in paused and not policy.min_processes <= count <= policy.max_processes:
             raise ValueError(
                 f"pool {pool}: {count} slots is outside min_processes {policy.min_processes} "
                 f"and max_processes {policy.max_processes}"

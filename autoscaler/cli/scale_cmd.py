@@ -8,6 +8,7 @@ import argparse
 import sys
 import time
 
+from autoscaler.act.actuator import Actuator
 from autoscaler.act.apply_report import ApplyReport, change_json
 from autoscaler.act.reconcile import SlotChange
 from autoscaler.cli.actuation import (
@@ -17,6 +18,7 @@ from autoscaler.cli.actuation import (
     changes_table,
     check_pool,
     clamp,
+    read_paused_cli,
 )
 from autoscaler.cli.common import UsageError, add_format, print_json
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
@@ -60,25 +62,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--wait must be >= 0")
     _settings, policies, actuator = build_actuator(args)
     pool = check_pool(args.pool, policies)
+    if pool in read_paused_cli(actuator):
+        raise UsageError(f"pool {pool} is paused: `autoscaler resume {pool}` first")
     count, clamp_note = clamp(pool, policies[pool], args.count)
     desired = {pool: count}
-    deadline = time.monotonic() + RETRY_FOR_S
-    report = actuator.apply(desired, busy_slots=busy_slots)
-    # Only an unreachable supervisord is worth waiting for: a refused file or reread would be
-    # refused again, and each try would make the refused text briefly live.
-    while report.unreachable and time.monotonic() < deadline:
-        time.sleep(min(report.retry_in_s or POLL_S, max(0.0, deadline - time.monotonic())))
-        report = actuator.apply(desired, busy_slots=busy_slots)
-    first = report
-    changes = list(report.changes)
-    if report.ok and args.wait > 0:
-        until = time.monotonic() + args.wait
-        while not report.converged and time.monotonic() < until:
-            time.sleep(POLL_S)
-            report = actuator.apply(desired, busy_slots=busy_slots)
-            changes += report.changes
-            if report.error is not None and report.retry_in_s:
-                time.sleep(min(report.retry_in_s, max(0.0, until - time.monotonic())))
+    first, report, changes = apply_until(actuator, desired, wait_s=args.wait)
     settled = report.ok and (args.wait == 0 or report.converged)
     if args.format == "json":
         print_json(
@@ -105,6 +93,31 @@ def run(args: argparse.Namespace) -> int:
             wait_s=args.wait,
         )
     return EXIT_OK if settled else EXIT_FAILED
+
+
+def apply_until(
+    actuator: Actuator, desired: dict[str, int] | None, *, wait_s: float
+) -> tuple[ApplyReport, ApplyReport, list[SlotChange]]:
+    """Apply `desired` (retrying an unreachable supervisord for RETRY_FOR_S), then with
+    `wait_s` keep applying until it has converged. (first report, last report, changes)."""
+    deadline = time.monotonic() + RETRY_FOR_S
+    report = actuator.apply(desired, busy_slots=busy_slots)
+    # Only an unreachable supervisord is worth waiting for: a refused file or reread would be
+    # refused again, and each try would make the refused text briefly live.
+    while report.unreachable and time.monotonic() < deadline:
+        time.sleep(min(report.retry_in_s or POLL_S, max(0.0, deadline - time.monotonic())))
+        report = actuator.apply(desired, busy_slots=busy_slots)
+    first = report
+    changes = list(report.changes)
+    if report.ok and wait_s > 0:
+        until = time.monotonic() + wait_s
+        while not report.converged and time.monotonic() < until:
+            time.sleep(POLL_S)
+            report = actuator.apply(desired, busy_slots=busy_slots)
+            changes += report.changes
+            if report.error is not None and report.retry_in_s:
+                time.sleep(min(report.retry_in_s, max(0.0, until - time.monotonic())))
+    return first, report, changes
 
 
 def _print(

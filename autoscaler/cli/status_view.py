@@ -74,6 +74,7 @@ def pool_rows(
                 "desired": decision.desired if decision is not None else None,
                 "desired_held": decision.held if decision is not None else None,
                 "desired_reason": decision.reason if decision is not None else None,
+                "paused": pool in observation.paused,
                 "window_s": _round(observation.interval_s),
                 "completions": work.completions if work is not None else None,
                 "failures": work.failures if work is not None else None,
@@ -109,8 +110,9 @@ def table_rows(
             _one_decimal(throughput_per_min(obs, observation.interval_s)),
             _three_digits(obs.work.run_time_mean_s) if obs.work is not None else None,
             obs.workers.running if obs.workers is not None else UNKNOWN,
-            decision.desired if decision is not None else None,
-        ]
+            _desired_cell(decision.desired if decision is not None else None,
+                          paused=pool in observation.paused),
+        ]  # fmt: skip
         samples: list[QueueSample | None] = (
             list(obs.queues) if obs.queues is not None else [None] * len(policy.queues)
         )
@@ -148,6 +150,12 @@ def notes(observation: Observation, log_problems: Mapping[str, str]) -> list[str
         lines.append("done/min and run times need a window: use --window S (or --watch)")
     else:
         lines.append(f"done/min and run times over the last {observation.interval_s:.1f} s")
+    if observation.paused:
+        names = sorted(observation.paused)
+        lines.append(
+            f"paused (workers stopped, queues kept): {', '.join(names)}; "
+            f"`autoscaler resume {names[0]}` to resume"
+        )
     estimated: dict[str, list[str]] = {}
     for pool, obs in observation.pools.items():
         if obs.work is not None and obs.work.source == "redis":
@@ -155,6 +163,10 @@ def notes(observation: Observation, log_problems: Mapping[str, str]) -> list[str
     for why, pools in estimated.items():
         lines.append(f"done/min estimated from Redis for {', '.join(pools)}: {why}")
     return lines
+
+
+def _desired_cell(desired: int | None, *, paused: bool) -> object:
+    return f"{desired or 0} paused" if paused else desired
 
 
 def _queue_cells(sample: QueueSample | None) -> list[object]:

@@ -109,12 +109,16 @@ def _gather(
     ticks: list[PoolTick] = []
     by_strategy: dict[str, list[PoolTick]] = {}
     in_use_mb = 0.0
+    paused = observation.paused
     for name, policy, const in roster(policies):
         obs = observed.get(name)
         workers = obs.workers if obs is not None else None
         previous = last_desired.get(name)
         if workers is not None:
             in_use_mb += (workers.running + workers.starting + workers.draining) * const.memory_mb
+        if paused and name in paused:
+            ticks.append(_paused(name, policy, const, obs=obs))
+            continue
             if previous is None:
                 previous = workers.running + workers.starting
         elif previous is None:
@@ -227,6 +231,16 @@ def _held(
     tick.fixed = True
     tick.wanted = count
     tick.reason = f"{why}: hold {count}"
+    return tick
+
+
+def _paused(
+    name: str, policy: Policy, const: PolicyConstants, *, obs: PoolObservation | None
+) -> PoolTick:
+    """A paused pool: zero workers, whatever its min (its slots drain: SIGTERM)."""
+    tick = _held(name, policy, const, obs=obs, previous=0, why="")
+    tick.wanted = tick.granted = 0
+    tick.reason = "paused (`autoscaler resume` to resume): 0 workers"
     return tick
 
 

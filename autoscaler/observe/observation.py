@@ -90,3 +90,5 @@ class Observation:
     redis_error: str | None = None  # why Redis could not be read, if it could not
     supervisor_error: str | None = None
     memory_available_mb: float | None = None  # MemAvailable; None when not measured
+    # Pools an operator paused (`autoscaler pause`): decide keeps them at zero workers.
+    paused: frozenset[str] = frozenset()

@@ -42,6 +42,8 @@ from autoscaler.observe.throughput import (
 )
 from autoscaler.policy.model import Policy
 from autoscaler.settings import Settings
+from autoscaler.supervisord.include_file import default_state_dir
+from autoscaler.supervisord.paused import PausedFileError, read_paused
 from autoscaler.supervisord.rpc import ProcessInfo, SupervisorClient, SupervisorUnavailable
 from autoscaler.supervisord.slots import parse_slot, slot_logfile, slot_name, worker_counts
 
@@ -106,8 +108,12 @@ class Observer:
         clock: Callable[[], float] = time.time,
         meminfo: Path = MEMINFO,
         log_max_bytes: int = DEFAULT_MAX_BYTES,
+        state_dir: Path | None = None,
     ) -> None:
         self.policies = policies
+        self.state_dir = state_dir  # where `autoscaler pause` keeps the paused pools
+        self.paused: frozenset[str] = frozenset()
+        self.paused_problem: str | None = None
         self.client = client
         self.supervisor = supervisor
         self.sampler = QueueSampler(
@@ -141,6 +147,7 @@ class Observer:
             prefix=settings.redis_prefix,
             supervisor=SupervisorClient.from_settings(settings),
             log_max_bytes=settings.log_max_bytes_per_tick,
+            state_dir=settings.state_dir or default_state_dir(settings.include_file),
         )
 
     def set_policies(self, policies: Mapping[str, Policy]) -> None:
@@ -205,6 +212,7 @@ class Observer:
             self._reserved[name] = queue_sample.reserved
         self._last_at = now
         self.flows = flows
+        self._read_paused()
         return Observation(
             at_s=now,
             interval_s=interval,
@@ -212,7 +220,18 @@ class Observer:
             redis_error=_redis_error(sample),
             supervisor_error=supervisor_error,
             memory_available_mb=memory_available_mb(self._meminfo),
+            paused=self.paused,
         )
+
+    def _read_paused(self) -> None:
+        """The paused pools; an unreadable file keeps the last set read (and says why)."""
+        if self.state_dir is None:
+            return
+        try:
+            self.paused = frozenset(read_paused(self.state_dir))
+            self.paused_problem = None
+        except PausedFileError as exc:
+            self.paused_problem = f"{exc}; keeping the paused pools read before"
 
     def _sample_redis(self, now_s: float) -> RedisSample:
         """Redis's queues, or the last failure while its retry is not due yet."""
