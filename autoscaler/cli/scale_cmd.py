@@ -20,7 +20,7 @@ from autoscaler.cli.actuation import (
     clamp,
     read_paused_cli,
 )
-from autoscaler.cli.common import UsageError, add_format, print_json
+from autoscaler.cli.common import UsageError, add_format, print_json, unreachable_hint
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
 
 RETRY_FOR_S = 10.0  # keep retrying an unreachable supervisord this long (with backoff)
@@ -60,7 +60,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     if args.wait < 0:
         raise UsageError("--wait must be >= 0")
-    _settings, policies, actuator = build_actuator(args)
+    settings, policies, actuator = build_actuator(args)
     pool = check_pool(args.pool, policies)
     if pool in read_paused_cli(actuator):
         raise UsageError(f"pool {pool} is paused: `autoscaler resume {pool}` first")
@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     desired = {pool: count}
     first, report, changes = apply_until(actuator, desired, wait_s=args.wait)
     settled = report.ok and (args.wait == 0 or report.converged)
+    if first.unreachable and first.error is not None:
+        first.error += unreachable_hint(settings, "supervisor_url")
     if args.format == "json":
         print_json(
             {

@@ -20,6 +20,7 @@ from autoscaler.cli.common import (
     build_settings,
     load_cli_policies,
     print_json,
+    unreachable_hint,
 )
 from autoscaler.cli.status_view import TABLE_HEADERS, notes, pool_rows, table_rows
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
@@ -140,15 +141,28 @@ def _show(
             print(json.dumps(rows, separators=(",", ":")))
         else:
             print_json(rows)
-        for line in notes(observation, observer.log_problems):
+        for line in _notes(observation, observer, settings):
             if "unknown" in line:
                 print(f"autoscaler: {line}", file=sys.stderr)
         return
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(observation.at_s))
     print(f"autoscaler status at {stamp} (prefix {settings.redis_prefix})")
     print(render_table(TABLE_HEADERS, table_rows(observation, policies, plan, observer.flows)))
-    for line in notes(observation, observer.log_problems):
+    for line in _notes(observation, observer, settings):
         print(f"  {line}")
+
+
+def _notes(observation: Observation, observer: Observer, settings: Settings) -> list[str]:
+    """status_view's notes, with the likely cause when a service is unreachable at its
+    default address and no settings file was found."""
+    lines = notes(observation, observer.log_problems)
+    if observation.redis_error:
+        lines[0] += unreachable_hint(settings, "redis_url")
+    if observation.supervisor_error:
+        lines[1 if observation.redis_error else 0] += unreachable_hint(settings, "supervisor_url")
+    if observer.paused_problem:
+        lines.append(observer.paused_problem)
+    return lines
 
 
 def desired_plan(
