@@ -24,8 +24,9 @@ from autoscaler.cli.common import (
 )
 from autoscaler.cli.status_view import TABLE_HEADERS, notes, pool_rows, table_rows
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
+from autoscaler.daemon.published import active_daemon_pid, read_published
 from autoscaler.decide.core import decide
-from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan
+from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan, PoolDecision
 from autoscaler.laravel.discovery import Discovery, discover
 from autoscaler.laravel.sampler import connect_redis, describe_redis_error
 from autoscaler.observe.observation import Observation
@@ -33,6 +34,7 @@ from autoscaler.observe.observer import Observer
 from autoscaler.policy.loader import PolicySet
 from autoscaler.policy.model import Policy
 from autoscaler.settings import Settings
+from autoscaler.supervisord.include_file import default_state_dir
 from autoscaler.table import render_table
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
@@ -134,9 +136,11 @@ def _show(
     *,
     compact: bool = False,
 ) -> None:
-    plan = desired_plan(observation, policies, settings)
+    plan, source_note = shown_plan(observation, policies, settings)
     if output == "json":
         rows = pool_rows(observation, policies, plan, observer.flows)
+        for row in rows:
+            row["desired_source"] = "daemon" if source_note.startswith("desired:") else "status"
         if compact:
             print(json.dumps(rows, separators=(",", ":")))
         else:
@@ -148,7 +152,7 @@ def _show(
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(observation.at_s))
     print(f"autoscaler status at {stamp} (prefix {settings.redis_prefix})")
     print(render_table(TABLE_HEADERS, table_rows(observation, policies, plan, observer.flows)))
-    for line in _notes(observation, observer, settings):
+    for line in [*_notes(observation, observer, settings), source_note]:
         print(f"  {line}")
 
 
@@ -163,6 +167,43 @@ def _notes(observation: Observation, observer: Observer, settings: Settings) -> 
     if observer.paused_problem:
         lines.append(observer.paused_problem)
     return lines
+
+
+def shown_plan(
+    observation: Observation, policies: Mapping[str, Policy], settings: Settings
+) -> tuple[Plan, str]:
+    """The active daemon's last decision when it is fresh, else decide's answer from this
+    one sample; and a note saying which it is."""
+    state_dir = settings.state_dir or default_state_dir(settings.include_file)
+    pid = active_daemon_pid(state_dir)
+    published = read_published(state_dir) if pid is not None else None
+    if published is not None and published.fresh(observation.at_s):
+        stamp = time.strftime("%H:%M:%S", time.localtime(published.at_s))
+        decisions = {
+            pool: PoolDecision(
+                pool=pool, strategy=d.strategy, current=d.current, desired=d.desired,
+                reason=d.reason, held=d.held,
+            )
+            for pool, d in published.pools.items()
+            if pool in policies
+        }  # fmt: skip
+        plan = Plan(
+            at_s=published.at_s, decisions=decisions, memory_limit_mb=0.0, memory_planned_mb=0.0
+        )
+        dry = " (dry run: not applied)" if published.dry_run else ""
+        return plan, f"desired: the daemon's decision at {stamp} (pid {pid}){dry}"
+    if pid is None:
+        why = "no daemon is active"
+    elif published is None:
+        why = f"the daemon (pid {pid}) has published no decision yet"
+    else:
+        age_s = observation.at_s - published.at_s
+        why = f"the daemon's (pid {pid}) last decision is {age_s:.0f}s old"
+    note = (
+        f"desired recomputed by status from this sample ({why}); the daemon's own count may "
+        "differ: it remembers earlier ticks"
+    )
+    return desired_plan(observation, policies, settings), note
 
 
 def desired_plan(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from loguru import logger
 
@@ -19,6 +20,7 @@ from autoscaler.act.apply_report import ApplyReport
 from autoscaler.daemon.alerts import Alert, Alerter, AlertKind
 from autoscaler.daemon.metrics import Metrics
 from autoscaler.daemon.outage import Outage
+from autoscaler.daemon.published import publish
 from autoscaler.decide.core import decide
 from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan
 from autoscaler.observe.observation import Observation
@@ -48,7 +50,11 @@ class Controller:
         dry_run: bool = False,
         summary_interval_s: float = 300.0,
         clock: Callable[[], float] = time.time,
+        publish_dir: Path | None = None,
+        interval_s: float = 5.0,
     ) -> None:
+        self.publish_dir = publish_dir  # where `status` finds the last decision (None: off)
+        self.interval_s = interval_s
         self.policies = policies
         self.observer = observer
         self.actuator = actuator
@@ -102,6 +108,7 @@ class Controller:
                 "{} {} -> {}: {}", pool, old, new, plan.decisions[pool].reason
             )
         report = self._act(observation, plan)
+        self._publish(plan)
         self._alert(observation, plan, report)
         duration = time.monotonic() - started
         if self.metrics is not None:
@@ -115,6 +122,14 @@ class Controller:
             changed=changed,
             duration_s=duration,
         )
+
+    def _publish(self, plan: Plan) -> None:
+        if self.publish_dir is None:
+            return
+        try:
+            publish(self.publish_dir, plan, interval_s=self.interval_s, dry_run=self.dry_run)
+        except OSError as exc:  # status recomputes instead; the loop goes on
+            logger.warning("cannot publish the decision for status: {}", exc)
 
     def _act(self, observation: Observation, plan: Plan) -> ApplyReport | None:
         if observation.supervisor_error is not None:

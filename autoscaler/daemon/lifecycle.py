@@ -98,6 +98,8 @@ class Daemon:
                 metrics=self.metrics,
                 dry_run=self.settings.dry_run,
                 summary_interval_s=self.settings.summary_interval_s,
+                publish_dir=self.lock.path.parent,
+                interval_s=self.settings.interval_s,
             )
             logger.info(
                 "active: {} pools, interval {:g}s, {}managing {}",
