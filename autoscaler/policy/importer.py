@@ -122,9 +122,13 @@ def _pool_from_program(path: Path, program: str, options: dict[str, str]) -> Imp
     for key in ("startsecs", "startretries", "stdout_logfile_backups"):
         if key in options:
             supervisor[key] = int(options[key])
-    for key in ("autorestart", "stdout_logfile", "stdout_logfile_maxbytes", "stderr_logfile"):
+    for key in ("stdout_logfile", "stdout_logfile_maxbytes", "stderr_logfile"):
         if key in options:
             supervisor[key] = options[key]
+    if "autorestart" in options:  # a TOML boolean where Supervisor's word is one
+        word = options["autorestart"].strip().lower()
+        booleans = {"true": True, "false": False}
+        supervisor["autorestart"] = booleans.get(word, word)
     if "redirect_stderr" in options:
         supervisor["redirect_stderr"] = options["redirect_stderr"].lower() in ("true", "1", "yes")
     data: dict[str, Any] = {

@@ -46,6 +46,7 @@ _KNOWN = {
         "redis_error",
         "supervisor_error",
         "memory_available_mb",
+        "paused",
     },
 }
 
@@ -59,6 +60,7 @@ def _builders_match() -> bool:
 
 FAST = _builders_match()
 _new: Any = object.__new__
+_NOTHING_PAUSED: frozenset[str] = frozenset()  # no operator pauses a simulated pool
 
 
 def queue_sample(
@@ -142,4 +144,5 @@ def observation(at_s: float, interval_s: float, pools: dict[str, PoolObservation
     seen.redis_error = None
     seen.supervisor_error = None
     seen.memory_available_mb = None
+    seen.paused = _NOTHING_PAUSED
     return seen
