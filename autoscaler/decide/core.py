@@ -116,13 +116,16 @@ def _gather(
         previous = last_desired.get(name)
         if workers is not None:
             in_use_mb += (workers.running + workers.starting + workers.draining) * const.memory_mb
+            if previous is None:
+                # Never decided: what runs, or (nothing of ours runs: a first start) the
+                # policy's starting point; the strategy moves from there as the data says
+                # (up at once, down after its scale-down window).
+                previous = workers.running + workers.starting or const.static_processes
+        elif previous is None:
+            previous = const.static_processes
         if paused and name in paused:
             ticks.append(_paused(name, policy, const, obs=obs))
             continue
-            if previous is None:
-                previous = workers.running + workers.starting
-        elif previous is None:
-            previous = const.static_processes
         queues = obs.queues if obs is not None else None
         if obs is None or queues is None or workers is None or stale:
             if not previous and name not in last_desired:
