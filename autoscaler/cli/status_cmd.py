@@ -166,6 +166,15 @@ def _notes(observation: Observation, observer: Observer, settings: Settings) -> 
         lines[1 if observation.redis_error else 0] += unreachable_hint(settings, "supervisor_url")
     if observer.paused_problem:
         lines.append(observer.paused_problem)
+    if observer.unmanaged:
+        found = "; ".join(
+            f"{pool}: {len(others)} ({', '.join(sorted({f'{p.group}:*' for p in others}))})"
+            for pool, others in sorted(observer.unmanaged.items())
+        )
+        lines.append(
+            f"unmanaged workers (other Supervisor programs consuming the queues; decide counts "
+            f"them as capacity): {found}"
+        )
     return lines
 
 

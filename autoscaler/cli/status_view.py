@@ -71,6 +71,7 @@ def pool_rows(
                 "workers_starting": workers.starting if workers is not None else None,
                 "workers_draining": workers.draining if workers is not None else None,
                 "workers_failed": workers.failed if workers is not None else None,
+                "workers_unmanaged": workers.unmanaged if workers is not None else None,
                 "desired": decision.desired if decision is not None else None,
                 "desired_held": decision.held if decision is not None else None,
                 "desired_reason": decision.reason if decision is not None else None,
@@ -109,7 +110,7 @@ def table_rows(
         pool_cells: list[object] = [
             _one_decimal(throughput_per_min(obs, observation.interval_s)),
             _three_digits(obs.work.run_time_mean_s) if obs.work is not None else None,
-            obs.workers.running if obs.workers is not None else UNKNOWN,
+            _workers_cell(obs),
             _desired_cell(decision.desired if decision is not None else None,
                           paused=pool in observation.paused),
         ]  # fmt: skip
@@ -163,6 +164,15 @@ def notes(observation: Observation, log_problems: Mapping[str, str]) -> list[str
     for why, pools in estimated.items():
         lines.append(f"done/min estimated from Redis for {', '.join(pools)}: {why}")
     return lines
+
+
+def _workers_cell(obs: PoolObservation) -> object:
+    workers = obs.workers
+    if workers is None:
+        return UNKNOWN
+    if workers.unmanaged:
+        return f"{workers.running} +{workers.unmanaged} unmanaged"
+    return workers.running
 
 
 def _desired_cell(desired: int | None, *, paused: bool) -> object:

@@ -22,6 +22,7 @@ from autoscaler.decide.budget import allocate
 from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan, PoolDecision
 from autoscaler.decide.strategies import RUNNERS, PoolTick
 from autoscaler.decide.strategies.base import PolicyConstants, roster
+from autoscaler.laravel.queue_sample import QueueSample
 from autoscaler.observe.observation import Observation, PoolObservation
 from autoscaler.policy.model import Policy
 
@@ -38,10 +39,15 @@ def decide(
     now_s: float,
     budget: MemoryBudget,
 ) -> tuple[Plan, ControllerState]:
-    ticks, by_strategy, in_use_mb = _gather(observation, policies, state, now_s=now_s)
+    ticks, by_strategy, in_use_mb, unmanaged = _gather(observation, policies, state, now_s=now_s)
     shared: dict[str, Any] = {}
     for strategy, group in by_strategy.items():
         shared.update(RUNNERS[strategy](group, now_s, observation.interval_s, state.shared))
+    if unmanaged:  # other programs' workers on a pool's queues: capacity not to add again
+        for tick in ticks:
+            extra = unmanaged.get(tick.pool)
+            if extra and not tick.fixed:
+                tick.wanted -= extra
     limit_mb = budget.limit_mb(
         available_mb=observation.memory_available_mb, managed_in_use_mb=in_use_mb
     )
@@ -84,7 +90,7 @@ def decide(
     plan = Plan.lazy(
         at_s=now_s,
         counts=desired,
-        build=partial(_decisions, ticks, limit_mb),
+        build=partial(_decisions, ticks, limit_mb, unmanaged),
         memory_limit_mb=limit_mb,
         memory_planned_mb=planned_mb,
         memory_peak_mb=peak_mb,
@@ -98,9 +104,9 @@ def _gather(
     state: ControllerState,
     *,
     now_s: float,
-) -> tuple[list[PoolTick], dict[str, list[PoolTick]], float]:
-    """A tick per pool (fixed where data is missing), grouped by strategy, and the memory
-    the managed workers hold now."""
+) -> tuple[list[PoolTick], dict[str, list[PoolTick]], float, dict[str, int]]:
+    """A tick per pool (fixed where data is missing), grouped by strategy, the memory the
+    managed workers hold now, and the pools with unmanaged workers (other programs')."""
     age_s = now_s - observation.at_s
     stale = age_s > max(STALE_INTERVALS * observation.interval_s, STALE_MIN_S)
     observed = observation.pools
@@ -109,6 +115,7 @@ def _gather(
     ticks: list[PoolTick] = []
     by_strategy: dict[str, list[PoolTick]] = {}
     in_use_mb = 0.0
+    unmanaged: dict[str, int] = {}
     paused = observation.paused
     for name, policy, const in roster(policies):
         obs = observed.get(name)
@@ -116,6 +123,8 @@ def _gather(
         previous = last_desired.get(name)
         if workers is not None:
             in_use_mb += (workers.running + workers.starting + workers.draining) * const.memory_mb
+            if workers.unmanaged:
+                unmanaged[name] = workers.unmanaged
             if previous is None:
                 # Never decided: what runs, or (nothing of ours runs: a first start) the
                 # policy's starting point; the strategy moves from there as the data says
@@ -140,15 +149,7 @@ def _gather(
             pending, reserved = queue.pending, queue.reserved
             delayed_due, oldest = queue.delayed_due, queue.oldest_wait_s
         else:
-            pending = reserved = delayed_due = 0
-            oldest = None
-            for queue in queues:
-                pending += queue.pending
-                reserved += queue.reserved
-                delayed_due += queue.delayed_due
-                age = queue.oldest_wait_s
-                if age is not None and (oldest is None or age > oldest):
-                    oldest = age
+            pending, reserved, delayed_due, oldest = _summed(queues)
         tick = PoolTick(
             name,
             policy,
@@ -171,10 +172,26 @@ def _gather(
             by_strategy[const.strategy] = [tick]
         else:
             group.append(tick)
-    return ticks, by_strategy, in_use_mb
+    return ticks, by_strategy, in_use_mb, unmanaged
 
 
-def _decisions(ticks: list[PoolTick], limit_mb: float) -> dict[str, PoolDecision]:
+def _summed(queues: tuple[QueueSample, ...]) -> tuple[int, int, int, float | None]:
+    """A pool of several queues: pending, reserved and due delayed summed, the oldest age."""
+    pending = reserved = delayed_due = 0
+    oldest: float | None = None
+    for queue in queues:
+        pending += queue.pending
+        reserved += queue.reserved
+        delayed_due += queue.delayed_due
+        age = queue.oldest_wait_s
+        if age is not None and (oldest is None or age > oldest):
+            oldest = age
+    return pending, reserved, delayed_due, oldest
+
+
+def _decisions(
+    ticks: list[PoolTick], limit_mb: float, unmanaged: dict[str, int]
+) -> dict[str, PoolDecision]:
     """The plan's decisions, made when first read (the ticks are decide's own, never
     changed after it returns)."""
     decisions: dict[str, PoolDecision] = {}
@@ -185,6 +202,12 @@ def _decisions(ticks: list[PoolTick], limit_mb: float) -> dict[str, PoolDecision
         if not isinstance(reason, str):
             function, args = reason
             reason = function(*args)
+        extra = unmanaged.get(name)
+        if extra and not tick.fixed:
+            reason = (
+                f"{reason}; {extra} unmanaged worker(s) (other Supervisor programs) on its "
+                f"queues count as capacity"
+            )
         if tick.cap == "budget":
             reason = f"{reason}; memory budget ({limit_mb:.0f} MB) caps at {count}"
         elif tick.cap:

@@ -45,7 +45,13 @@ from autoscaler.settings import Settings
 from autoscaler.supervisord.include_file import default_state_dir
 from autoscaler.supervisord.paused import PausedFileError, read_paused
 from autoscaler.supervisord.rpc import ProcessInfo, SupervisorClient, SupervisorUnavailable
-from autoscaler.supervisord.slots import parse_slot, slot_logfile, slot_name, worker_counts
+from autoscaler.supervisord.slots import (
+    parse_slot,
+    slot_logfile,
+    slot_name,
+    unmanaged_workers,
+    worker_counts,
+)
 
 # Slots that hold (or are about to hold) jobs: their logs must be readable for log counts.
 LIVE_STATES = frozenset({"RUNNING", "STARTING", "STOPPING"})
@@ -137,6 +143,9 @@ class Observer:
         self._redis_failure = ""
         self._supervisor_failure = ""
         self.flows: dict[str, QueueFlow] = {}  # the last tick's, per queue
+        self._commands: dict[tuple[str, str], str] = {}  # (group, name) -> command
+        # Per pool, the live processes of other programs consuming its queues (last tick).
+        self.unmanaged: dict[str, list[ProcessInfo]] = {}
         self.log_problems: dict[str, str] = {}  # the last tick's, per pool
 
     @classmethod
@@ -185,6 +194,10 @@ class Observer:
         first = self._last_at is None
         interval = 0.0 if self._last_at is None else max(0.0, now - self._last_at)
         counts = worker_counts(processes, self.policies) if processes is not None else None
+        if processes is not None and counts is not None:
+            self.unmanaged = unmanaged_workers(processes, self._commands, self.policies)
+            for pool, others in self.unmanaged.items():
+                counts[pool].unmanaged = len(others)
         flows: dict[str, QueueFlow] = {}
         pools: dict[str, PoolObservation] = {}
         self.log_problems = {}
@@ -254,14 +267,25 @@ class Observer:
         if wait_s > 0:
             return None, _waiting(self._supervisor_failure, wait_s)
         try:
-            processes = self.supervisor.processes()
+            # One round trip: the processes, and every program's command (to find other
+            # programs' workers on our queues).
+            raw, configs = self.supervisor.multicall(
+                [("getAllProcessInfo", ()), ("getAllConfigInfo", ())]
+            )
+            if isinstance(raw, xmlrpc.client.Fault):
+                raise raw
         except SupervisorUnavailable as exc:
             failure = str(exc)
         except xmlrpc.client.Fault as exc:
             failure = f"supervisord at {self.supervisor.url}: {exc.faultString}"
         else:
             self._supervisor_retry.succeeded()
-            return processes, None
+            if not isinstance(configs, xmlrpc.client.Fault):
+                self._commands = {
+                    (str(c.get("group")), str(c.get("name"))): str(c.get("command", ""))
+                    for c in configs
+                }
+            return [ProcessInfo.from_rpc(entry) for entry in raw], None
         self._supervisor_failure = failure
         self._supervisor_retry.failed()
         return None, failure
@@ -278,13 +302,20 @@ class Observer:
         paths = dict(self._slot_paths[pool])  # path -> slot name
         logs = _PoolLogs(supervisor_known=processes is not None)
         live_without_log: list[str] = []
+        # Other programs' workers on this pool's queues (a migration's hand-written ones):
+        # their logs count too, or `record` and the run time would see only ours.
+        others = {id(p) for p in self.unmanaged.get(pool, ())} if processes is not None else set()
         for process in processes or []:
             slot = parse_slot(process.name)
-            if slot is None or slot.program != policy.program or process.group != process.name:
+            unmanaged = id(process) in others
+            if not unmanaged and (
+                slot is None or slot.program != policy.program or process.group != process.name
+            ):
                 continue
             path = process.stdout_logfile if _is_log_path(process.stdout_logfile) else None
             if path is not None:
-                paths[path] = process.name
+                # `group:name`: an old group's process may be named like one of our slots.
+                paths[path] = f"{process.group}:{process.name}" if unmanaged else process.name
             if process.statename in LIVE_STATES:
                 if path is None:
                     live_without_log.append(process.name)
