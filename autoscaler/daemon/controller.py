@@ -18,6 +18,7 @@ from loguru import logger
 from autoscaler.act.actuator import Actuator
 from autoscaler.act.apply_report import ApplyReport
 from autoscaler.daemon.alerts import Alert, Alerter, AlertKind
+from autoscaler.daemon.crashloop import CrashWatch
 from autoscaler.daemon.metrics import Metrics
 from autoscaler.daemon.outage import Outage
 from autoscaler.daemon.published import publish
@@ -54,6 +55,7 @@ class Controller:
         interval_s: float = 5.0,
     ) -> None:
         self.publish_dir = publish_dir  # where `status` finds the last decision (None: off)
+        self.crash_watch = CrashWatch()
         self.interval_s = interval_s
         self.policies = policies
         self.observer = observer
@@ -110,6 +112,7 @@ class Controller:
         report = self._act(observation, plan)
         self._publish(plan)
         self._alert(observation, plan, report)
+        self._crashes(observation.at_s)
         duration = time.monotonic() - started
         if self.metrics is not None:
             self.metrics.record(observation, plan, previous)
@@ -122,6 +125,33 @@ class Controller:
             changed=changed,
             duration_s=duration,
         )
+
+    def _crashes(self, now_s: float) -> None:
+        """Unexpected worker exits: counted (metric), logged, alerted above a rate."""
+        for pool in set(self.crash_watch.pools()) | set(self.observer.crashes):
+            exits = self.observer.crashes.get(pool, [])
+            if exits and self.metrics is not None:
+                self.metrics.worker_exits.labels(pool).inc(len(exits))
+            recent = self.crash_watch.add(pool, len(exits), now_s)
+            crossed = self.crash_watch.crossed(pool, recent)
+            last = f"{exits[-1].name} ({exits[-1].how})" if exits else ""
+            if crossed is False:
+                logger.info("{}: workers stopped exiting unexpectedly", pool)
+                self.alerter.clear("workers_crashing", pool)
+            elif crossed is True or recent >= self.crash_watch.threshold:
+                message = (
+                    f"{recent} worker exit(s) not expected in the last "
+                    f"{self.crash_watch.window_s:.0f}s, last {last or '-'}: a crash loop "
+                    "(--memory exits 12; see the slot's log: autoscaler logs POOL)"
+                )
+                if crossed:
+                    logger.warning("{}: {}", pool, message)
+                self.alerter.raise_(
+                    Alert(kind="workers_crashing", subject=pool, message=message, at_s=now_s)
+                )
+            else:
+                for event in exits:
+                    logger.info("{}: {} exited unexpectedly ({})", pool, event.name, event.how)
 
     def _publish(self, plan: Plan) -> None:
         if self.publish_dir is None:

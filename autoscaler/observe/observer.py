@@ -42,6 +42,8 @@ from autoscaler.observe.throughput import (
 )
 from autoscaler.policy.model import Policy
 from autoscaler.settings import Settings
+from autoscaler.supervisord.exits import TAIL_BYTES as EXIT_TAIL_BYTES
+from autoscaler.supervisord.exits import ExitReader, WorkerExit, crashes_by_pool
 from autoscaler.supervisord.include_file import default_state_dir
 from autoscaler.supervisord.paused import PausedFileError, read_paused
 from autoscaler.supervisord.rpc import ProcessInfo, SupervisorClient, SupervisorUnavailable
@@ -144,6 +146,10 @@ class Observer:
         self._supervisor_failure = ""
         self.flows: dict[str, QueueFlow] = {}  # the last tick's, per queue
         self._commands: dict[tuple[str, str], str] = {}  # (group, name) -> command
+        self._exit_reader = ExitReader()
+        self._logged_exits: list[WorkerExit] = []
+        # Per pool, its slots' exits that supervisord did not expect, since the last tick.
+        self.crashes: dict[str, list[WorkerExit]] = {}
         # Per pool, the live processes of other programs consuming its queues (last tick).
         self.unmanaged: dict[str, list[ProcessInfo]] = {}
         self.log_problems: dict[str, str] = {}  # the last tick's, per pool
@@ -194,7 +200,10 @@ class Observer:
         first = self._last_at is None
         interval = 0.0 if self._last_at is None else max(0.0, now - self._last_at)
         counts = worker_counts(processes, self.policies) if processes is not None else None
+        self.crashes = {}
         if processes is not None and counts is not None:
+            self.crashes = crashes_by_pool(self._logged_exits, self.policies)
+            self._logged_exits = []
             self.unmanaged = unmanaged_workers(processes, self._commands, self.policies)
             for pool, others in self.unmanaged.items():
                 counts[pool].unmanaged = len(others)
@@ -269,8 +278,12 @@ class Observer:
         try:
             # One round trip: the processes, and every program's command (to find other
             # programs' workers on our queues).
-            raw, configs = self.supervisor.multicall(
-                [("getAllProcessInfo", ()), ("getAllConfigInfo", ())]
+            raw, configs, log_tail = self.supervisor.multicall(
+                [
+                    ("getAllProcessInfo", ()),
+                    ("getAllConfigInfo", ()),
+                    ("readLog", (-EXIT_TAIL_BYTES, 0)),  # its exits (supervisord/exits.py)
+                ]
             )
             if isinstance(raw, xmlrpc.client.Fault):
                 raise raw
@@ -280,6 +293,9 @@ class Observer:
             failure = f"supervisord at {self.supervisor.url}: {exc.faultString}"
         else:
             self._supervisor_retry.succeeded()
+            self._logged_exits = (
+                self._exit_reader.new_exits(log_tail) if isinstance(log_tail, str) else []
+            )
             if not isinstance(configs, xmlrpc.client.Fault):
                 self._commands = {
                     (str(c.get("group")), str(c.get("name"))): str(c.get("command", ""))
