@@ -17,7 +17,8 @@ from autoscaler.daemon.lifecycle import reload_summary
 from autoscaler.policy.loader import load_policies
 from autoscaler.supervisord.render import render
 from autoscaler.testing.sandbox import Sandbox, SandboxPool
-from tests.act_helpers import wait_for
+from autoscaler.testing.stack import RedisServer, Supervisord
+from tests.act_helpers import converge, make_actuator, pids, wait_for, worker_policy
 from tests.conftest import require_binary
 from tests.policy_helpers import write_policy
 from tests.test_daemon_e2e import DaemonProcess, running
@@ -149,3 +150,28 @@ def test_the_daemon_says_what_happened_to_the_workers_when_it_stops(
     assert daemon.stop(signal.SIGTERM) == 0
     assert "stopped; no worker slot of ours is running" in daemon.text()
     assert "keep running" not in daemon.text()
+
+
+@pytest.mark.integration
+def test_a_removed_pool_leaves_no_program_in_supervisord(
+    supervisord: Supervisord, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Deleting a policy stops its slots gracefully and then removes their programs, so a
+    later `supervisorctl start all` cannot start them unmanaged."""
+    mail = worker_policy(redis_url=redis_server.url, queue="mail", log_dir=tmp_path / "logs")
+    sms = worker_policy(redis_url=redis_server.url, queue="sms", log_dir=tmp_path / "logs")
+    include = supervisord.include_dir / "workers.conf"
+    actuator, client = make_actuator(supervisord.url, include, {"mail": mail, "sms": sms})
+    converge(actuator, {"mail": 1, "sms": 2})
+    assert sorted(pids(client)) == ["mail-worker_00", "sms-worker_00", "sms-worker_01"]
+
+    actuator.policies = {"mail": mail}  # the sms policy file was deleted (a reload)
+    reports = converge(actuator, None)
+    actions = sorted((c.action, c.slot) for r in reports for c in r.changes)
+    assert actions == sorted(
+        [(a, f"sms-worker_0{i}") for a in ("stop", "remove") for i in (0, 1)]
+    ), actions
+    assert [p.name for p in client.processes()] == ["mail-worker_00"]
+    assert actuator.file.retiring() == []
+    supervisord.proxy().supervisor.startAllProcesses()
+    assert [p.name for p in client.processes()] == ["mail-worker_00"]

@@ -266,6 +266,7 @@ class Actuator:
             hold=self._watch.held(),
         )
         done, failed = self._execute(changes)
+        self._track_retiring(slots, done)
         unloaded = [c for c, why in failed if c.action == "add" and is_unknown_name(why)]
         if unloaded and not report.reread:
             # The slots' configuration is not loaded (supervisord restarted with an older
@@ -308,7 +309,8 @@ class Actuator:
         *,
         check: bool = True,
     ) -> tuple[ApplyPlan, Layout, dict[str, Slot]]:
-        slots = our_slots(self.policies, section_names(old_text or ""), processes)
+        retiring = self.file.retiring()
+        slots = our_slots(self.policies, section_names(old_text or ""), processes, retiring)
         try:
             paused = read_paused(self.file.state_dir)
         except PausedFileError as exc:  # never guess: restarting a paused pool is worse
@@ -332,6 +334,15 @@ class Actuator:
             problem=problem,
         )
         return plan, layout, slots
+
+    def _track_retiring(self, slots: Mapping[str, Slot], done: list[SlotChange]) -> None:
+        """Slots of removed pools, from their stop until supervisord no longer has them (a
+        stopped group left behind would be started by `supervisorctl start all`)."""
+        retiring = set(self.file.retiring())
+        retiring |= {c.slot for c in done if c.action == "stop" and c.pool is None}
+        retiring -= {c.slot for c in done if c.action == "remove"}
+        retiring &= {name for name, slot in slots.items() if slot.process is not None}
+        self.file.set_retiring(retiring)
 
     def _target(self, layout: Layout) -> set[str]:
         return {

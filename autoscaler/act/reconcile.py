@@ -72,16 +72,19 @@ def our_slots(
     policies: Mapping[str, Policy],
     file_slots: Collection[str],
     processes: Iterable[ProcessInfo],
+    retiring: Collection[str] = (),
 ) -> dict[str, Slot]:
-    """Every slot autoscaler manages: each program of its file, and each single-process group
-    named `<program>_NN` of a policy's program. Nothing else is ever touched."""
+    """Every slot autoscaler manages: each program of its file, each single-process group
+    named `<program>_NN` of a policy's program, and the `retiring` slots (of pools whose
+    policy was removed: stopped, and removed from Supervisor once stopped). Nothing else is
+    ever touched."""
     owner = pool_of_programs(policies)
     active = {p.name: p for p in processes if p.group == p.name}
     slots: dict[str, Slot] = {}
     for name in sorted(set(file_slots) | set(active)):
         parsed = parse_slot(name)
         pool = owner.get(parsed.program) if parsed is not None else None
-        if name not in file_slots and pool is None:
+        if name not in file_slots and pool is None and name not in retiring:
             continue  # another file's program
         slots[name] = Slot(
             name=name,
