@@ -31,7 +31,8 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "POOL`. Its queues keep their jobs. The pause is kept in the include file's state "
         "directory and shown by `status`.",
     )
-    pause.add_argument("pool", help="pool name (a policy file's stem)")
+    pause.add_argument("pools", nargs="*", metavar="POOL", help="pool names (policy files' stems)")
+    pause.add_argument("--all", action="store_true", help="every pool (a rollback's last step)")
     pause.add_argument("--reason", default="", help="a note shown by status")
     add_wait_and_policies(pause)
     pause.set_defaults(func=run_pause)
@@ -52,20 +53,25 @@ def add_wait_and_policies(parser: argparse.ArgumentParser) -> None:
 def run_pause(args: argparse.Namespace) -> int:
     if args.wait < 0:
         raise UsageError("--wait must be >= 0")
+    if bool(args.pools) == args.all:
+        raise UsageError("name the pools to pause, or --all")
     _settings, policies, actuator = build_actuator(args)
-    pool = check_pool(args.pool, policies)
+    names = list(policies) if args.all else [check_pool(p, policies) for p in args.pools]
     paused = read_paused_cli(actuator)
-    if pool not in paused:
-        before = actuator.file_counts().get(pool, policies[pool].static_processes)
+    counts = actuator.file_counts()
+    for pool in names:
+        if pool in paused:
+            print(f"{pool}: already paused")
+            continue
+        before = counts.get(pool, 0)
         paused[pool] = Pause(
             pool=pool, since_s=time.time(), count_before=before, reason=args.reason
         )
-        write_paused(actuator.file.state_dir, paused)
         print(f"{pool}: paused (it had {before} slot(s); `autoscaler resume {pool}` to undo)")
-    else:
-        print(f"{pool}: already paused")
+    write_paused(actuator.file.state_dir, paused)
     first, last, changes = apply_until(actuator, None, wait_s=args.wait)
-    return report_result(pool, first.error or last.error, changes, last.converged, args.wait)
+    return report_result(", ".join(names), first.error or last.error, changes, last.converged,
+                         args.wait)  # fmt: skip
 
 
 def report_result(

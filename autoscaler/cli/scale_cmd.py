@@ -43,7 +43,9 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "and finish their job (idle ones are chosen first). " + DAEMON_NOTE,
     )
     parser.add_argument("pool", help="pool name (a policy file's stem)")
-    parser.add_argument("count", type=int, metavar="N", help="worker slots wanted")
+    parser.add_argument(
+        "count", metavar="N", help="worker slots wanted, or `static`: the policy's static_processes"
+    )
     parser.add_argument(
         "--wait",
         type=float,
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     pool = check_pool(args.pool, policies)
     if pool in read_paused_cli(actuator):
         raise UsageError(f"pool {pool} is paused: `autoscaler resume {pool}` first")
-    count, clamp_note = clamp(pool, policies[pool], args.count)
+    requested = _count(args.count, policies[pool].static_processes)
+    count, clamp_note = clamp(pool, policies[pool], requested)
     desired = {pool: count}
     first, report, changes = apply_until(actuator, desired, wait_s=args.wait)
     settled = report.ok and (args.wait == 0 or report.converged)
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             {
                 **report.to_json(),  # the last apply: counts, draining, problems, error
                 "pool": pool,
-                "requested": args.count,
+                "requested": requested,
                 "count": count,
                 "clamped": clamp_note,
                 "before": first.before.get(pool),  # this pool's slots before the first apply
@@ -95,6 +98,15 @@ def run(args: argparse.Namespace) -> int:
             wait_s=args.wait,
         )
     return EXIT_OK if settled else EXIT_FAILED
+
+
+def _count(text: str, static: int) -> int:
+    if text == "static":
+        return static
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"N: expected a number or `static`, not {text!r}") from None
 
 
 def apply_until(
