@@ -175,3 +175,41 @@ def test_a_removed_pool_leaves_no_program_in_supervisord(
     assert actuator.file.retiring() == []
     supervisord.proxy().supervisor.startAllProcesses()
     assert [p.name for p in client.processes()] == ["mail-worker_00"]
+
+
+def test_init_measures_run_times_from_the_hand_written_programs_logs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A crawler whose jobs take about 15 s must not start with init's 1.0 guess; its old
+    logs (here with a %(process_num)02d path, as hand-written files often have) say 15."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    done = "  2026-01-01 10:00:{:02d} App\\Jobs\\Crawl ........ {} DONE\n"
+    (logs / "crawler-00.log").write_text("".join(done.format(i, "15s") for i in range(12)))
+    (logs / "crawler-01.log").write_text(
+        "".join(  # Laravel up to 9.20: no run time, the stamps give it (14 s)
+            f"[2026-01-01 10:{i:02d}:00][{i}] Processing: App\\Jobs\\Crawl\n"
+            f"[2026-01-01 10:{i:02d}:14][{i}] Processed:  App\\Jobs\\Crawl\n"
+            for i in range(8)
+        )
+    )
+    conf = tmp_path / "old.conf"
+    conf.write_text(
+        "[program:crawler]\n"
+        "command=php /srv/artisan queue:work redis --queue=crawl --timeout=180\n"
+        "process_name=%(program_name)s_%(process_num)02d\nnumprocs=2\nstopwaitsecs=200\n"
+        f"stdout_logfile={logs}/crawler-%(process_num)02d.log\n"
+        "[program:quiet]\n"
+        "command=php /srv/artisan queue:work redis --queue=quiet\n"
+        f"stdout_logfile={logs}/quiet.log\n"
+    )
+    out = tmp_path / "policies"
+    assert main(["init", "--from-supervisor", str(conf), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    policies = load_policies(out)
+    expected = (12 * 15.5 + 8 * 14.0) / 20  # "15s" is 15 to 16 s: its midpoint
+    assert policies["crawl"].expected_run_time_s == pytest.approx(expected, abs=0.001)
+    text = (out / "crawl.toml").read_text()
+    assert "# Measured by `autoscaler init`: mean of 20 jobs logged in" in text
+    assert "expected_run_time_s = 14.9: mean of 20 jobs" in printed
+    assert policies["quiet"].expected_run_time_s == 1.0  # no log: the default guess
