@@ -13,15 +13,19 @@ from hypothesis import strategies as st
 from autoscaler.decide.core import decide
 from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan
 from autoscaler.decide.queueing import erlang_c_servers, staffing_rule
+from autoscaler.decide.strategies.base import PolicyConstants
 from autoscaler.decide.strategies.slo import (
     SERVICE_HALF_LIFE_JOBS,
     TABLE_MAX,
+    WEIGHT_CACHE_LIMIT,
+    arrival_weight,
     estimate_service_s,
     needed_workers,
     scale,
     slide,
     steady_cell,
 )
+from autoscaler.observe.estimators import ewma_weight
 from autoscaler.policy.model import Policy
 from tests.decide_helpers import make_policy, observation, pool_obs
 
@@ -334,3 +338,14 @@ def test_steady_cell_bounds_a_constant_count(
     assert rule(high, decay_low) <= count  # the whole cell is carried by `count`
     if 1 < count <= TABLE_MAX:
         assert rule(low, decay_low) <= count - 1  # ...and below it one fewer suffices
+
+
+def test_the_arrival_weight_cache_stays_bounded_on_wall_clock_spans() -> None:
+    """The daemon's spans are wall-clock differences that rarely repeat: the cache must not
+    grow by one entry per tick for as long as the policy lives."""
+    const = PolicyConstants(make_policy("q"))
+    for tick in range(20_000):
+        span_s = 5.0 + (tick % 9973) * 1e-6
+        weight = arrival_weight(const, span_s)
+        assert weight == ewma_weight(span_s, const.arrival_half_life_s)
+        assert len(const.weights) <= WEIGHT_CACHE_LIMIT

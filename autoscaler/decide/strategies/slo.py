@@ -37,6 +37,8 @@ SERVICE_HALF_LIFE_JOBS = 30.0
 # A flow-balance sample spanning more than this many intervals (a tick was skipped or held)
 # is not trusted: the completions in between were not seen.
 MAX_GAP_INTERVALS = 2.5
+# distinct sample spans whose EWMA weight is kept per policy (arrival_weight)
+WEIGHT_CACHE_LIMIT = 256
 
 Window = tuple[tuple[float, int], ...]
 # A steady-state grid cell: (load low, load high, T/S low, T/S high, workers)
@@ -221,6 +223,21 @@ def run(
 _make_memory = tuple.__new__  # builds an SloMemory without its Python-level __new__
 
 
+def arrival_weight(const: PolicyConstants, span_s: float) -> float:
+    """The EWMA weight of an arrival sample over `span_s`, cached per policy.
+
+    The simulator's spans repeat (one per tick length), so the cache saves the exp(); the
+    daemon's are wall-clock differences that rarely repeat, so the cache is bounded: without
+    the bound it would grow by one entry per pool per tick for as long as the policy lives.
+    """
+    weight = const.weights.get(span_s)
+    if weight is None:
+        if len(const.weights) >= WEIGHT_CACHE_LIMIT:
+            const.weights.clear()
+        weight = const.weights[span_s] = ewma_weight(span_s, const.arrival_half_life_s)
+    return weight
+
+
 def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0915 - hot path
     """needed_workers, slide and scale for one pool, with the estimates carried in memory.
     Written for speed (it runs for every pool at every tick)."""
@@ -264,10 +281,7 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
         if rate is None:
             rate = sample
         else:
-            weight = const.weights.get(span)
-            if weight is None:
-                weight = const.weights[span] = ewma_weight(span, const.arrival_half_life_s)
-            rate += weight * (sample - rate)
+            rate += arrival_weight(const, span) * (sample - rate)
     elif rate is None and work is not None:
         rate = completions / dt  # first sight: throughput is the best guess
 

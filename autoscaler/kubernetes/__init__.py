@@ -1,0 +1,1 @@
+"""Kubernetes: the same policies drive KEDA (an external scaler, and the manifests for it)."""
