@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.cli.main import main
 from autoscaler.decide.core import decide
 from autoscaler.decide.plan import ControllerState, MemoryBudget
 from autoscaler.observe.observation import Observation
 from autoscaler.supervisord.include_file import section_names
 from autoscaler.testing.sandbox import Sandbox, SandboxPool
+from tests.act_helpers import run_once
 from tests.conftest import require_binary
 from tests.decide_helpers import make_policy, pool_obs
 
@@ -57,6 +57,6 @@ def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
 
 @pytest.mark.integration
 def test_the_daemons_first_tick_starts_the_static_count(box: Sandbox) -> None:
-    assert main(["run", "--once"]) == 0
+    assert run_once(Path.cwd()) == 0
     slots = section_names(box.include_file.read_text())
     assert slots == ["sandbox-mail_00", "sandbox-mail_01", "sandbox-mail_02"]

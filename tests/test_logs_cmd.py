@@ -110,16 +110,23 @@ def test_logs_follows_a_real_pool_across_scale_up_and_rotation(
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
     assert main(["scale", "mail", "1", "--wait", "30"]) == 0
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "autoscaler", "logs", "mail", "-f", "-n", "5"],
-        cwd=tmp_path,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    printed = tmp_path / "follower.out"
+    with printed.open("w") as sink:
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "autoscaler", "logs", "mail", "-f", "-n", "5"],
+            cwd=tmp_path,
+            env={**os.environ, **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def done_lines() -> int:
+        return sum("DONE" in line for line in printed.read_text().splitlines())
+
     try:
-        wait_for((logs / "mail_00.log").exists, what="slot 0's log")
+        # Its first read printed slot 0's banner: from here on every line is followed.
+        wait_for(lambda: printed.stat().st_size > 0, timeout_s=60, what="the first read")
         assert main(["scale", "mail", "2", "--wait", "30"]) == 0  # a slot added after -f
         for number in range(40):  # enough output for slot 0's 1 KB file to rotate
             job = make_payload(job_class=f"App\\Jobs\\Job{number}", run_s=0.0)
@@ -127,12 +134,14 @@ def test_logs_follows_a_real_pool_across_scale_up_and_rotation(
             time.sleep(0.02)
         wait_for(lambda: redis_client.llen(f"{PREFIX}queues:mail") == 0, what="jobs done")
         wait_for(lambda: Path(f"{logs}/mail_00.log.1").exists(), what="a rotation")
-        time.sleep(1.5)  # three polls
+        wait_for(lambda: done_lines() >= 40, timeout_s=60, what="every DONE line printed")
+        time.sleep(1.0)  # two more polls: nothing is printed twice
     finally:
         follower.terminate()
-        out, err = follower.communicate(timeout=10)
+        follower.wait(timeout=10)
+    out = printed.read_text()
     lines = out.splitlines()
-    assert lines, err
+    assert lines
     assert all(line.startswith(("mail-worker_00 | ", "mail-worker_01 | ")) for line in lines)
     done = [line for line in lines if "DONE" in line]
     # Every job's DONE line is printed once, whichever slot ran it and whichever file of

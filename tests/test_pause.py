@@ -18,7 +18,7 @@ from autoscaler.supervisord.include_file import default_state_dir
 from autoscaler.supervisord.paused import PausedFileError, read_paused
 from autoscaler.supervisord.rpc import SupervisorClient
 from autoscaler.testing.sandbox import Sandbox, SandboxPool
-from tests.act_helpers import wait_for
+from tests.act_helpers import run_once, wait_for
 from tests.conftest import require_binary
 from tests.decide_helpers import make_policy, pool_obs
 
@@ -90,7 +90,7 @@ def test_pause_drains_survives_the_daemon_and_resume_restores(
     # and jobs wait), a refused `scale` of the pool itself.
     box.push("mail", 3, run_s=0.1)
     assert main(["scale", "other", "2", "--wait", "30"]) == 0
-    assert main(["run", "--once"]) == 0
+    assert run_once(Path.cwd()) == 0
     assert main(["scale", "mail", "3"]) == 2
     assert "mail is paused" in capsys.readouterr().err
     assert _mail_slots(client) == {}
@@ -122,4 +122,4 @@ def test_a_broken_pause_file_stops_applies_instead_of_restarting(
         read_paused(state_dir)
     assert main(["scale", "other", "1"]) == 2
     assert "paused.json: not a paused-pools file" in capsys.readouterr().err
-    assert main(["run", "--once"]) == 1  # the apply refused to guess
+    assert run_once(Path.cwd()) == 1  # the apply refused to guess

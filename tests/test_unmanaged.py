@@ -19,7 +19,7 @@ from autoscaler.decide.plan import ControllerState, MemoryBudget
 from autoscaler.observe.observation import Observation
 from autoscaler.supervisord.slots import WorkerCounts, pool_of_command
 from autoscaler.testing.sandbox import PREFIX, Sandbox, SandboxPool
-from tests.act_helpers import wait_for
+from tests.act_helpers import run_once, wait_for
 from tests.conftest import require_binary
 from tests.decide_helpers import make_policy, pool_obs
 
@@ -111,7 +111,7 @@ def test_status_and_decide_see_the_hand_written_workers(
     assert "0 +2 unmanaged" in out and "mail: 2 (sandbox-mail:*)" in out
 
     box.push("mail", 60, run_s=1.0)
-    assert main(["run", "--once"]) == 0
+    assert run_once(Path.cwd()) == 0
     assert main(["status", "--window", "0", "--format", "json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert "2 unmanaged worker(s)" in row["desired_reason"]
