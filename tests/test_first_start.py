@@ -14,7 +14,7 @@ from autoscaler.observe.observation import Observation
 from autoscaler.supervisord.include_file import section_names
 from autoscaler.testing.sandbox import Sandbox, SandboxPool
 from tests.act_helpers import run_once
-from tests.conftest import require_binary
+from tests.cli_sandbox import cli_sandbox
 from tests.decide_helpers import make_policy, pool_obs
 
 BUDGET = MemoryBudget(budget_mb=1e6)
@@ -43,16 +43,9 @@ def test_first_start_holds_static_then_follows_the_data() -> None:
 
 @pytest.fixture
 def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    require_binary("redis-server")
-    require_binary("supervisord")
     pool = SandboxPool(name="mail", queues=("mail",), min_processes=1, static_processes=3)
-    sandbox = Sandbox(tmp_path.resolve() / "s", pools=(pool,)).start()
-    for key, value in sandbox.env().items():
-        if key.startswith("AUTOSCALER_"):
-            monkeypatch.setenv(key, value)
-    monkeypatch.chdir(tmp_path)
-    yield sandbox
-    sandbox.stop()
+    with cli_sandbox(tmp_path, monkeypatch, pool) as sandbox:
+        yield sandbox
 
 
 @pytest.mark.integration

@@ -19,7 +19,7 @@ from autoscaler.supervisord.paused import PausedFileError, read_paused
 from autoscaler.supervisord.rpc import SupervisorClient
 from autoscaler.testing.sandbox import Sandbox, SandboxPool
 from tests.act_helpers import run_once, wait_for
-from tests.conftest import require_binary
+from tests.cli_sandbox import cli_sandbox
 from tests.decide_helpers import make_policy, pool_obs
 
 MAIL = SandboxPool(name="mail", queues=("mail",), min_processes=1, static_processes=2)
@@ -47,15 +47,8 @@ def test_decide_keeps_a_paused_pool_at_zero_below_its_min() -> None:
 
 @pytest.fixture
 def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    require_binary("redis-server")
-    require_binary("supervisord")
-    sandbox = Sandbox(tmp_path.resolve() / "s", pools=(MAIL, OTHER)).start()
-    for key, value in sandbox.env().items():
-        if key.startswith("AUTOSCALER_"):
-            monkeypatch.setenv(key, value)
-    monkeypatch.chdir(tmp_path)
-    yield sandbox
-    sandbox.stop()
+    with cli_sandbox(tmp_path, monkeypatch, MAIL, OTHER) as sandbox:
+        yield sandbox
 
 
 def _mail_slots(client: SupervisorClient) -> dict[str, str]:

@@ -16,7 +16,7 @@ from autoscaler.daemon.published import DECISIONS_NAME, active_daemon_pid, read_
 from autoscaler.supervisord.include_file import default_state_dir
 from autoscaler.testing.sandbox import Sandbox, SandboxPool
 from tests.act_helpers import wait_for
-from tests.conftest import require_binary
+from tests.cli_sandbox import cli_sandbox
 from tests.test_daemon_e2e import DaemonProcess
 
 MAIL = SandboxPool(name="mail", queues=("mail",), min_processes=1, static_processes=2)
@@ -24,15 +24,8 @@ MAIL = SandboxPool(name="mail", queues=("mail",), min_processes=1, static_proces
 
 @pytest.fixture
 def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    require_binary("redis-server")
-    require_binary("supervisord")
-    sandbox = Sandbox(tmp_path.resolve() / "s", pools=(MAIL,)).start()
-    for key, value in sandbox.env().items():
-        if key.startswith("AUTOSCALER_"):
-            monkeypatch.setenv(key, value)
-    monkeypatch.chdir(tmp_path)
-    yield sandbox
-    sandbox.stop()
+    with cli_sandbox(tmp_path, monkeypatch, MAIL) as sandbox:
+        yield sandbox
 
 
 def _status(capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, object], str]:

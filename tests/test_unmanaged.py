@@ -20,7 +20,7 @@ from autoscaler.observe.observation import Observation
 from autoscaler.supervisord.slots import WorkerCounts, pool_of_command
 from autoscaler.testing.sandbox import PREFIX, Sandbox, SandboxPool
 from tests.act_helpers import run_once, wait_for
-from tests.conftest import require_binary
+from tests.cli_sandbox import cli_sandbox
 from tests.decide_helpers import make_policy, pool_obs
 
 MAIL = SandboxPool(
@@ -62,15 +62,8 @@ def test_decide_counts_unmanaged_workers_as_capacity() -> None:
 
 @pytest.fixture
 def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    require_binary("redis-server")
-    require_binary("supervisord")
-    sandbox = Sandbox(tmp_path.resolve() / "s", pools=(MAIL,)).start()
-    for key, value in sandbox.env().items():
-        if key.startswith("AUTOSCALER_"):
-            monkeypatch.setenv(key, value)
-    monkeypatch.chdir(tmp_path)
-    yield sandbox
-    sandbox.stop()
+    with cli_sandbox(tmp_path, monkeypatch, MAIL) as sandbox:
+        yield sandbox
 
 
 def _hand_written(box: Sandbox) -> None:
