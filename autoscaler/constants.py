@@ -17,6 +17,7 @@ NOTIFY_SUFFIX: Final = ":notify"  # LIST of "1" per push, used with block_for
 # `queue:work` defaults (Illuminate\Queue\Console\WorkCommand).
 LARAVEL_DEFAULT_TIMEOUT_S: Final = 60
 LARAVEL_DEFAULT_QUEUE: Final = "default"
+LARAVEL_DEFAULT_MEMORY_MB: Final = 128  # --memory: the worker exits past this (PHP's count)
 LARAVEL_DEFAULT_RETRY_AFTER_S: Final = 90
 
 # Supervisor's process states (supervisor/states.py).

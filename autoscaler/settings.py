@@ -13,12 +13,14 @@ meant for autoscaler: every key of the TOML file and `AUTOSCALER_*` keys of `.en
 from __future__ import annotations
 
 import os
+import re
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -30,6 +32,8 @@ from pydantic_settings import (
 from autoscaler.constants import DEFAULT_REDIS_PREFIX
 
 CONFIG_ENV = "AUTOSCALER_CONFIG"
+# A fleet's name and a host's id are parts of Redis key names.
+FLEET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MASK = "***"
 # Where the settings file is looked for when neither --config nor AUTOSCALER_CONFIG names one,
 # first found wins (README "Configuration"). The first is relative to the working directory.
@@ -174,6 +178,40 @@ class Settings(BaseSettings):
     alert_interval_s: float = Field(
         default=600.0, ge=0, description="The same alert (kind and pool) at most this often, s."
     )
+
+    fleet: str | None = Field(
+        default=None,
+        description="Fleet name: several hosts share each pool, coordinated through the Redis "
+        "of redis_url (docs/fleet.md). Unset: this host decides alone.",
+    )
+    host_id: str | None = Field(
+        default=None,
+        description="This host's name in its fleet (unset: the hostname, in a fleet); unique "
+        "per fleet.",
+    )
+
+    @field_validator("fleet", "host_id")
+    @classmethod
+    def _fleet_names(cls, value: str | None) -> str | None:
+        if value is not None and not FLEET_NAME.match(value):
+            raise ValueError(
+                "use letters, digits, '.', '_' or '-' (at most 100), starting with a letter or "
+                "digit"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _host_id_in_a_fleet(self) -> Settings:
+        """In a fleet, an unset host_id is the hostname, which must then be usable."""
+        if self.fleet is not None and self.host_id is None:
+            name = socket.gethostname()
+            if not FLEET_NAME.match(name):
+                raise ValueError(
+                    f"host_id: unset, and the hostname {name!r} cannot name a host in a fleet; "
+                    "set AUTOSCALER_HOST_ID"
+                )
+            self.host_id = name
+        return self
 
     @field_validator("supervisor_url")
     @classmethod

@@ -153,13 +153,16 @@ def test_usage_errors_and_an_unreachable_supervisord(
     assert main(["plan", "--policies", str(tmp_path / "bad")]) == 2
     assert "max_processes" in capsys.readouterr().err
 
-    # A file Supervisor refuses is not retried: it would be refused again. One try leaves the
-    # backoff at its first step (1 s); ten seconds of retries would have doubled it thrice.
+    # A pool Supervisor would refuse is not retried (it would be refused again) and never
+    # reaches the live file: the pool keeps what it has, and the command fails saying why.
     refused = tmp_path / "refused"
     write_policy(refused, "mail", supervisor={"stdout_logfile": f"{tmp_path}/no/dir/mail.log"})
     assert main(["scale", "mail", "2", "--policies", str(refused), "--format", "json"]) == 1
     data = json.loads(capsys.readouterr().out)
-    assert "no/dir" in data["error"] and data["retry_in_s"] == 1.0
+    assert "no/dir" in data["error"] and "no/dir" in data["refused"]["mail"]
+    assert data["changes"] == []
+    assert main(["plan", "mail=2", "--policies", str(refused)]) == 1
+    assert "pool mail would NOT be applied" in capsys.readouterr().err
     assert f"fix `command` or [supervisor] in {refused / 'mail.toml'}" in data["error"]
 
     monkeypatch.setenv("AUTOSCALER_SUPERVISOR_URL", f"unix://{tmp_path}/gone.sock")

@@ -14,12 +14,16 @@ import pytest
 import redis
 from loguru import logger
 
+from autoscaler.act.actuator import Actuator
 from autoscaler.act.reconcile import Action, SlotChange
 from autoscaler.act.slot_calls import execute, is_unknown_name
+from autoscaler.policy.model import Policy
+from autoscaler.supervisord.include_file import slot_texts
 from autoscaler.supervisord.rpc import SupervisorClient
 from autoscaler.testing.laravel import QueueKeys, make_payload, push
 from autoscaler.testing.stack import RedisServer, Supervisord
 from tests.act_helpers import (
+    RecordingClient,
     busy_from_logs,
     converge,
     make_actuator,
@@ -181,31 +185,102 @@ def _busy_reason() -> str:
     return "scale down: busy, finishes its job first"
 
 
-def test_an_invalid_value_never_reaches_the_live_file(
+def test_a_refused_pool_keeps_its_slots_and_every_other_pool_still_scales(
     supervisord: Supervisord, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    policy = worker_policy(redis_url=redis_server.url, queue="mail", log_dir=tmp_path / "logs")
+    """Issue 19.1: one pool whose sections Supervisor would refuse (a missing log directory)
+    froze every pool. Now it keeps its last good sections, says why, and the others apply."""
+    mail = worker_policy(redis_url=redis_server.url, queue="mail", log_dir=tmp_path / "logs")
+    orders = worker_policy(redis_url=redis_server.url, queue="orders", log_dir=tmp_path / "logs")
     include = supervisord.include_dir / "workers.conf"
-    act, client = make_actuator(supervisord.url, include, {"mail": policy})
-    converge(act, {"mail": 2})
-    before = (include.read_bytes(), include.stat().st_ino, include.stat().st_mtime_ns)
+    act, client = make_actuator(supervisord.url, include, {"mail": mail, "orders": orders})
+    converge(act, {"mail": 2, "orders": 1})
+    mail_sections = _pool_sections(include, "mail-worker_")
     workers = pids(client, "mail-worker_")
-    client.calls.clear()
     # Valid as a policy, refused by Supervisor: the log directory does not exist.
     missing = tmp_path / "no" / "such" / "dir" / "mail.log"
-    act.policies = {
-        "mail": policy.model_copy(
-            update={
-                "supervisor": policy.supervisor.model_copy(update={"stdout_logfile": str(missing)})
-            }
-        )
-    }
-    report = act.apply({"mail": 3})
-    assert report.error is not None
-    assert "does not exist" in report.error and "live file is unchanged" in report.error
-    assert (include.read_bytes(), include.stat().st_ino, include.stat().st_mtime_ns) == before
-    assert client.state_changing_calls() == []
+    bad = mail.model_copy(
+        update={"supervisor": mail.supervisor.model_copy(update={"stdout_logfile": str(missing)})}
+    )
+    late = worker_policy(
+        redis_url=redis_server.url,
+        queue="late",
+        log_dir=tmp_path / "logs",
+        supervisor={"stdout_logfile": str(missing.with_name("late.log"))},
+    )
+    act.policies = {"mail": bad, "orders": orders, "late": late}
+    report = act.apply({"mail": 3, "orders": 3, "late": 1})
+    assert report.error is None
+    assert set(report.refused) == {"mail", "late"}
+    assert "does not exist" in report.refused["mail"] and "mail.toml" in report.refused["mail"]
+    assert "keeping its 2 running slot(s)" in report.refused["mail"]
+    assert "none of its slots is added" in report.refused["late"]
+    assert report.after == {"mail": 2, "orders": 3, "late": 0}
+    assert _pool_sections(include, "mail-worker_") == mail_sections
+    assert "late-worker" not in include.read_text()
+    converge(act, {"mail": 3, "orders": 3, "late": 1})
+    assert len(pids(client, "orders-worker_")) == 3  # the healthy pool scaled meanwhile
+    assert pids(client, "mail-worker_") == workers  # never touched
+    # Fixing the policy applies at once: no backoff left over from the refusal.
+    act.policies = {"mail": mail, "orders": orders}
+    report = act.apply({"mail": 3, "orders": 3})
+    assert report.error is None and report.refused == {} and report.after["mail"] == 3
+    converge(act, {"mail": 3, "orders": 3})
+    assert len(pids(client, "mail-worker_")) == 3
+
+
+def _pool_sections(include: Path, prefix: str) -> dict[str, str]:
+    texts = slot_texts(include.read_text())
+    return {name: text for name, text in texts.items() if name.startswith(prefix)}
+
+
+def _two_mail_slots(
+    supervisord: Supervisord, redis_server: RedisServer, tmp_path: Path, clock: FakeClock
+) -> tuple[Policy, Policy, Actuator, RecordingClient]:
+    """Pool mail at 2 slots, and an edit of it that supervisord refuses while our own check
+    passes (once ACT_ONLY_HERE is set here: supervisord's environment lacks it)."""
+    policy = worker_policy(redis_url=redis_server.url, queue="mail", log_dir=tmp_path / "logs")
+    include = supervisord.include_dir / "workers.conf"
+    act, client = make_actuator(supervisord.url, include, {"mail": policy}, clock=clock)
+    converge(act, {"mail": 2})
+    bad = policy.model_copy(update={"command": policy.command + " --memory=%(ENV_ACT_ONLY_HERE)s"})
+    return policy, bad, act, client
+
+
+def test_a_pool_supervisord_refuses_at_reread_is_held_alone(
+    supervisord: Supervisord,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    policy, bad, act, client = _two_mail_slots(supervisord, redis_server, tmp_path, clock)
+    include = act.file.path
+    orders = worker_policy(redis_url=redis_server.url, queue="orders", log_dir=tmp_path / "logs")
+    good = include.read_text()
+    workers = pids(client, "mail-worker_")
+    # supervisord refuses our new file although our check (in our environment) passes:
+    # %(ENV_X)s is set here but not in supervisord's environment. Only that pool is held
+    # back (its last good sections are put back); the other pool is applied.
+    monkeypatch.setenv("ACT_ONLY_HERE", "1")
+    act.policies = {"mail": bad, "orders": orders}
+    report = act.apply({"mail": 3, "orders": 2})
+    assert report.error is None, report.error
+    assert "CANT_REREAD" in report.refused["mail"] and "ENV_ACT_ONLY_HERE" in report.refused["mail"]
+    assert "Available names" not in report.refused["mail"]  # not the whole environment
+    assert report.after == {"mail": 2, "orders": 2}
+    assert _pool_sections(include, "mail-worker_") == slot_texts(good)
+    assert "--memory=%(ENV_ACT_ONLY_HERE)s" in act.file.rejected_path.read_text()
+    assert len(act.file.backup_paths()) == 1  # the refused text is not kept as a version
+    converge(act, {"mail": 3, "orders": 2})  # held: no new attempt while its backoff runs
     assert pids(client, "mail-worker_") == workers
+    assert len(pids(client, "orders-worker_")) == 2
+    clock.advance(10)  # the backoff ran out: asked again, refused again, held again
+    report = act.apply({"mail": 3, "orders": 2})
+    assert "CANT_REREAD" in report.refused["mail"] and report.error is None
+    assert pids(client, "mail-worker_") == workers
+    act.policies = {"mail": policy}
+    converge(act, {"mail": 2})
 
 
 def test_a_reload_failure_rolls_back_and_reloads_the_last_good_file(
@@ -215,29 +290,14 @@ def test_a_reload_failure_rolls_back_and_reloads_the_last_good_file(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = FakeClock()
-    policy = worker_policy(redis_url=redis_server.url, queue="mail", log_dir=tmp_path / "logs")
-    include = supervisord.include_dir / "workers.conf"
-    act, client = make_actuator(supervisord.url, include, {"mail": policy}, clock=clock)
-    converge(act, {"mail": 2})
+    policy, bad, act, client = _two_mail_slots(supervisord, redis_server, tmp_path, clock)
+    include = act.file.path
     good = include.read_text()
     workers = pids(client, "mail-worker_")
-
-    # 1. supervisord refuses our new file although our check (in our environment) passes:
-    # %(ENV_X)s is set here but not in supervisord's environment.
+    versions = len(act.file.backup_paths())
     monkeypatch.setenv("ACT_ONLY_HERE", "1")
-    bad = policy.model_copy(update={"command": policy.command + " --memory=%(ENV_ACT_ONLY_HERE)s"})
-    act.policies = {"mail": bad}
-    report = act.apply({"mail": 3})
-    assert report.error is not None and report.rolled_back
-    assert "CANT_REREAD" in report.error and "reloaded it" in report.error
-    assert include.read_text() == good
-    assert "--memory=%(ENV_ACT_ONLY_HERE)s" in act.file.rejected_path.read_text()
-    assert pids(client, "mail-worker_") == workers
-    assert client.config_info()  # supervisord still answers and loads the good file
-    assert act.apply({"mail": 3}).skipped  # backing off
 
     # 2. another include file is broken: every reread fails, ours is rolled back anyway.
-    act.policies = {"mail": policy}
     (supervisord.include_dir / "broken.conf").write_text("[program:broken\ncommand=x\n")
     clock.advance(10)
     report = act.apply({"mail": 3})
@@ -245,7 +305,8 @@ def test_a_reload_failure_rolls_back_and_reloads_the_last_good_file(
     assert "another file" in report.error
     assert include.read_text() == good
     assert pids(client, "mail-worker_") == workers
-    assert len(act.file.backup_paths()) == 1  # retries did not fill the versions
+    # retries did not fill the versions
+    assert len(act.file.backup_paths()) <= min(versions + 1, act.file.backups)
 
     (supervisord.include_dir / "broken.conf").unlink()
 

@@ -23,12 +23,17 @@ class Want:
     wanted: int
     current: int = 0
     draining: int = 0
+    idle: int = 0  # of `current`
     urgency: float = 0.0
     fixed: bool = False
     workers_known: bool = True
     keep_up: int = 0  # 0: all of `wanted` keeps up
     granted: int = 0
     cap: str = ""
+
+    @property
+    def memory_mb(self) -> float:
+        return self.const.memory_mb
 
 
 def want(
@@ -110,6 +115,21 @@ def test_scale_up_waits_for_the_memory_a_scale_down_frees() -> None:
     assert claims[1].granted == 5
 
 
+def test_idle_workers_stopped_free_their_memory_at_once() -> None:
+    # a stops 4 workers, 3 of them idle (they exit at once): b may take 3 more now
+    claims = [
+        want("a", 1, priority=300, current=5, idle=3),
+        want("b", 5, priority=100, current=1),
+    ]
+    _, peak = allocate(claims, 600)
+    assert {c.pool: c.granted for c in claims} == {"a": 1, "b": 4}
+    assert peak == 600
+    # once they exited, b gets its five
+    claims = [want("a", 1, priority=300, current=1), want("b", 5, priority=100, current=1)]
+    allocate(claims, 600)
+    assert claims[1].granted == 5
+
+
 def test_held_pools_keep_their_count() -> None:
     claims = [
         want("held", 4, current=4, fixed=True),
@@ -131,3 +151,19 @@ def test_nothing_fits(limit: float) -> None:
     claims = [want("a", 3, low=0, current=0)]
     allocate(claims, limit)
     assert claims[0].granted == 0
+
+
+def test_a_pool_whose_cut_workers_still_drain_is_not_cut_again() -> None:
+    """Issue 19.8: the budget cap flapped 6 -> 3 -> 2 -> 3 in 3 s while workers drained: the
+    tick after a cut, the cut pool's own draining workers made it cut again."""
+    # b scaled down, 3 of its workers drain; a was cut 6 -> 3 last tick, 3 of its drain too
+    claims = [
+        want("a", 6, priority=300, current=3, draining=3),
+        want("b", 1, current=1, draining=3),
+    ]
+    allocate(claims, 900)
+    assert claims[0].granted == 3  # not 2: its own draining workers are no reason to cut
+    # once they have exited, a grows back as memory allows
+    claims = [want("a", 6, priority=300, current=3), want("b", 1, current=1)]
+    allocate(claims, 900)
+    assert claims[0].granted == 6

@@ -42,10 +42,11 @@ def test_python_dash_m_and_usage_exit_code() -> None:
 
 
 def test_check_shipped_policies(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", str(REPO / "policies")]) == 0
+    # --no-host: the shipped policies run as user www, which a developer's machine lacks
+    assert main(["check", str(REPO / "policies"), "--no-host"]) == 0
     out = capsys.readouterr().out
     assert "gift_card_exchange" in out and "2 / 4 / 16" in out and "p95 <= 15s" in out
-    assert main(["check", str(REPO / "policies"), "--format", "json"]) == 0
+    assert main(["check", str(REPO / "policies"), "--no-host", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["ok"] and len(data["pools"]) == 7
 
@@ -136,7 +137,7 @@ def test_init_round_trips_the_seed(tmp_path: Path, capsys: pytest.CaptureFixture
     for program in ("websocket-trade-monitor", "laravel-scheduler", "websocket-monitor"):
         assert f"left alone: [program:{program}]" in printed
     policies = load_policies(out, usable_memory_mb=4608)
-    assert main(["check", str(out)]) == 0
+    assert main(["check", str(out), "--no-host"]) == 0
     assert sorted(policies) == sorted(load_policies(REPO / "policies"))
     gift = policies["gift_card_exchange"]
     assert gift.static_processes == 4 and gift.priority == 100 and gift.timeout_s == 300
@@ -192,5 +193,49 @@ def test_console_script_installed() -> None:
     env = {**os.environ, "AUTOSCALER_MEMORY_BUDGET_MB": "9000"}
     script = find_binary("autoscaler")  # the one installed beside this Python
     assert script is not None
-    result = subprocess.run([script, "check", str(REPO / "policies")], capture_output=True, env=env)
+    command = [script, "check", str(REPO / "policies"), "--no-host"]
+    result = subprocess.run(command, capture_output=True, env=env)
     assert result.returncode == 0, result.stderr
+
+
+def test_check_on_the_host_reports_what_supervisord_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19.1: `check` said "valid" for a policy supervisord refused (a missing log
+    directory). On the host it now checks each pool's sections as supervisord would."""
+    monkeypatch.delenv("CHECK_UNSET_VAR", raising=False)
+    (tmp_path / "logs").mkdir()
+    write_policy(tmp_path / "p", "fine", supervisor={"stdout_logfile": f"{tmp_path}/logs/f.log"})
+    write_policy(
+        tmp_path / "p",
+        "nodir",
+        program="nodir",
+        queues=["nodir"],
+        command="php artisan queue:work --queue=nodir",
+        supervisor={"stdout_logfile": f"{tmp_path}/missing/x.log"},
+    )
+    write_policy(tmp_path / "p", "nouser", program="nouser", queues=["nouser"],
+                 command="php artisan queue:work --queue=nouser",
+                 supervisor={"user": "no-such-user-19"})  # fmt: skip
+    write_policy(
+        tmp_path / "p",
+        "noenv",
+        program="noenv",
+        queues=["noenv"],
+        command="php artisan queue:work --queue=noenv --memory=%(ENV_CHECK_UNSET_VAR)s",
+    )
+    assert main(["check", str(tmp_path / "p"), "--no-host"]) == 0  # CI: not this host
+    capsys.readouterr()
+    assert main(["check", str(tmp_path / "p"), "--host", "--format", "json"]) == 1
+    errors = {
+        Path(e["file"]).stem: e["problem"] for e in json.loads(capsys.readouterr().out)["errors"]
+    }
+    assert set(errors) == {"nodir", "nouser", "noenv"}
+    assert "missing" in errors["nodir"] and "does not exist" in errors["nodir"]
+    assert "no-such-user-19" in errors["nouser"]
+    assert "ENV_CHECK_UNSET_VAR" in errors["noenv"] and "Available names" not in errors["noenv"]
+    include = tmp_path / "conf.d" / "workers.conf"
+    include.parent.mkdir()
+    monkeypatch.setenv("AUTOSCALER_INCLUDE_FILE", str(include))
+    assert main(["check", str(tmp_path / "p")]) == 1  # the include directory exists: on the host
+    assert "no-such-user-19" in capsys.readouterr().err

@@ -22,7 +22,7 @@ from autoscaler.daemon.outage import Outage
 from autoscaler.daemon.ticker import Ticker
 from autoscaler.decide.plan import Plan, PoolDecision
 from autoscaler.laravel.queue_sample import QueueSample
-from autoscaler.observe.observation import Observation, PoolObservation
+from autoscaler.observe.observation import Observation, PoolMemory, PoolObservation
 from autoscaler.policy.watch import PolicyWatcher
 from autoscaler.supervisord.slots import WorkerCounts
 from autoscaler.testing.stack import free_port
@@ -184,6 +184,7 @@ def test_metrics_endpoint_on_localhost() -> None:
                 "mail": PoolObservation(
                     pool="mail", queues=queues, work=None,
                     workers=WorkerCounts(running=2, starting=1, draining=1),
+                    memory=PoolMemory(total_mb=180.5, max_mb=120.0, live_mb=250.0, measured=2),
                 )
             },
         )  # fmt: skip
@@ -213,8 +214,12 @@ def test_metrics_endpoint_on_localhost() -> None:
         'autoscaler_queue_pending_jobs{pool="mail",queue="mail"}',
         'autoscaler_queue_oldest_wait_seconds{pool="mail",queue="mail"}',
         'autoscaler_workers{pool="mail"}',
+        'autoscaler_workers_memory_mb{pool="mail"}',
+        'autoscaler_worker_memory_max_mb{pool="mail"}',
     ):
         assert f"{name} NaN" in outage.decode()
+    assert 'autoscaler_workers_memory_mb{pool="mail"} 180.5' in text
+    assert 'autoscaler_worker_memory_max_mb{pool="mail"} 120.0' in text
     assert 'autoscaler_queue_pending_jobs{pool="mail",queue="mail"} 7.0' in text
     assert 'autoscaler_queue_reserved_jobs{pool="mail",queue="mail"} 1.0' in text
     assert 'autoscaler_queue_oldest_wait_seconds{pool="mail",queue="mail"} 12.5' in text
@@ -232,3 +237,38 @@ def test_deploy_example_settings_are_valid() -> None:
     example = Path(__file__).resolve().parent.parent / "deploy" / "autoscaler.example.toml"
     settings = load_settings(config_file=example)
     assert settings.dry_run is True and settings.metrics_port == 9464
+
+
+def test_a_policy_file_gone_for_a_moment_keeps_its_pool(tmp_path: Path) -> None:
+    """Issue 19.5: an editor's rename-save or a git checkout removed a policy file for 4 s and
+    every worker of its pool was stopped. The pool now stays for the grace period."""
+    clock = FakeClock()
+    write_policy(tmp_path, "emails")
+    other = write_policy(tmp_path, "mail", queues=["mail"], program="mail-worker",
+                         command="php artisan queue:work redis --queue=mail")  # fmt: skip
+    watcher = PolicyWatcher(directory=tmp_path, usable_memory_mb=None, grace_s=60, clock=clock)
+    watcher.load_initial()
+    saved = other.read_text()
+    other.unlink()  # the editor's rename-save: the file is gone ...
+    gone = watcher.poll()
+    assert not gone.changed and set(gone.missing) == {"mail"} and not gone.removed
+    assert watcher.policies is not None and "mail" in watcher.policies
+    clock.now += 4
+    other.write_text(saved)  # ... and back 4 s later
+    back = watcher.poll()
+    assert not back.changed and back.missing == {} and "mail" in watcher.policies
+
+    other.unlink()  # gone for good: removed once the grace period has passed
+    assert set(watcher.poll().missing) == {"mail"}
+    clock.now += 59
+    assert "mail" in watcher.policies and not watcher.poll().removed
+    clock.now += 1
+    final = watcher.poll()
+    assert final.changed and final.removed == ["mail"] and "mail" not in watcher.policies
+
+    # A rename (same program and queues under another name) replaces the pool at once.
+    other.write_text(saved)
+    watcher.poll()
+    other.rename(tmp_path / "mailer.toml")
+    renamed = watcher.poll()
+    assert renamed.removed == ["mail"] and set(watcher.policies) == {"emails", "mailer"}

@@ -14,6 +14,7 @@ from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan, PoolDeci
 from autoscaler.observe.observation import Observation, PoolObservation
 from autoscaler.policy.loader import PolicySet
 from autoscaler.policy.model import STRATEGY_NAMES, Policy
+from autoscaler.supervisord.slots import WorkerCounts
 from tests.decide_helpers import make_policy, observation, pool_obs
 
 BUDGET = MemoryBudget(budget_mb=1e6)
@@ -219,7 +220,11 @@ def test_invariants(case: tuple[dict[str, Policy], list[Observation], float]) ->
                     )
                 floors_mb += decision.desired * policy.memory_per_worker_mb
             else:
-                floors_mb += policy.memory_at_min_mb
+                low = policy.min_processes
+                if draining and workers is not None and decision.wanted is not None:
+                    # its own cut workers still drain: it keeps what it runs (up to its want)
+                    low = max(low, min(workers.running + workers.starting, decision.wanted))
+                floors_mb += low * policy.memory_per_worker_mb
         limit = plan.memory_limit_mb
         assert limit <= max(0.0, budget_mb - 10) + 1e-6
         if floors_mb + draining_mb <= limit:
@@ -243,3 +248,37 @@ def test_plan_decisions_are_built_on_first_read() -> None:
     assert plan == dataclasses.replace(plan)
     plan.decisions = {}
     assert plan.counts() == {}
+
+
+def test_a_pool_crashing_at_start_is_not_scaled_up_nor_charged() -> None:
+    """Issue 19.3: a pool whose workers die at start was scaled to its max, and its
+    BACKOFF/FATAL slots were charged against the budget, capping a healthy pool at 2 of 6."""
+    policies = PolicySet(
+        {"broken": make_policy("broken"), "healthy": make_policy("healthy")},
+        files={},
+    )
+    budget = MemoryBudget(budget_mb=800)  # 8 workers of 100 MB
+    broken = dataclasses.replace(
+        pool_obs("broken", pending=500, oldest_wait_s=300, running=1),
+        workers=WorkerCounts(running=1, starting=0, draining=0, failed=2, crashing=5),
+    )
+    healthy = pool_obs("healthy", pending=500, oldest_wait_s=300, running=1)
+    state = ControllerState(last_desired={"broken": 6, "healthy": 1})
+    plan, state = decide(observation(broken, healthy), policies, state, now_s=1000.0, budget=budget)
+    decision = plan.decisions["broken"]
+    assert decision.desired == 1 and decision.crashing == 5
+    assert "crash at start" in decision.reason
+    assert plan.counts()["healthy"] == 7  # all the memory the broken pool's slots do not use
+    assert state.crashed_at_s == {"broken": 1000.0}
+
+    # The crashing slots are gone: still no slot added while the crash is recent ...
+    quiet = dataclasses.replace(broken, workers=WorkerCounts(running=1, starting=0, draining=0))
+    plan, state = decide(
+        observation(quiet, healthy, at_s=1100.0), policies, state, now_s=1100.0, budget=budget
+    )
+    assert plan.counts()["broken"] == 1 and "slots crashed" in plan.decisions["broken"].reason
+    # ... and after CRASH_HOLD_S without a crash, the pool may grow again.
+    plan, state = decide(
+        observation(quiet, healthy, at_s=1400.0), policies, state, now_s=1400.0, budget=budget
+    )
+    assert plan.counts()["broken"] > 1 and state.crashed_at_s == {}

@@ -21,7 +21,12 @@ BUDGET = MemoryBudget(budget_mb=1e6)
 
 
 def _tick(state: ControllerState, at_s: float, **obs: object) -> tuple[int, ControllerState]:
-    policies = {"q": make_policy("q", min_processes=1, static_processes=4)}
+    policies = {
+        "q": make_policy(
+            "q", min_processes=1, static_processes=4,
+            strategy={"name": "slo", "slo": {"scale_down_window_s": 30.0}},
+        )
+    }  # fmt: skip
     observation = Observation(at_s=at_s, interval_s=5.0, pools={"q": pool_obs("q", **obs)})  # type: ignore[arg-type]
     plan, state = decide(observation, policies, state, now_s=at_s, budget=BUDGET)
     return plan.counts()["q"], state

@@ -25,6 +25,7 @@ import yaml
 from autoscaler.cli.main import build_parser, main
 from autoscaler.kubernetes.externalscaler import externalscaler_pb2 as pb
 from autoscaler.kubernetes.externalscaler import externalscaler_pb2_grpc as pb_grpc
+from autoscaler.policy.model import SloKnobs
 from autoscaler.testing.laravel import make_payload, pop, push
 from autoscaler.testing.stack import RedisServer, Supervisord
 from tests.conftest import FIXTURES, REPO
@@ -411,7 +412,8 @@ def test_export_native_uses_keda_redis_list_scaler(
     }
     assert "secret" not in json.dumps(documents)
     down = objects["gift-worker"]["spec"]["advanced"]["horizontalPodAutoscalerConfig"]
-    assert down["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 30  # slo's window
+    window_s = SloKnobs().scale_down_window_s  # the policy leaves slo's default window
+    assert down["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == window_s
     for loss in ("reserved", "job age", "memory budget"):
         assert loss in err
     assert "TriggerAuthentication" in err

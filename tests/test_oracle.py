@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -161,3 +162,68 @@ def test_the_oracle_is_near_the_cheapest_schedule(tmp_path: Path, seed: int) -> 
         and float(result.pools["mail"].waits_s.max()) <= 4.0
     )
     assert oracle.worker_seconds <= 1.1 * cheapest
+
+
+class PairSchedule:
+    """A fixed count per tick for each of two pools, then none."""
+
+    def __init__(self, first: tuple[int, ...], second: tuple[int, ...]) -> None:
+        self.first, self.second = first, second
+
+    def choose(self, observation: Observation, world: World) -> Mapping[str, int]:
+        tick = int(observation.at_s // 5)
+        later = tick >= len(self.first)
+        return {"hi": 0 if later else self.first[tick], "lo": 0 if later else self.second[tick]}
+
+
+def late_jobs(result: SimulationResult, wait_s: float) -> int:
+    return sum(int((p.waits_s > wait_s).sum()) + p.unserved for p in result.pools.values())
+
+
+@pytest.mark.parametrize("seed", [2, 5])
+def test_the_oracle_under_a_budget_that_binds_across_pools(tmp_path: Path, seed: int) -> None:
+    """Two pools of at most 2 workers, memory for 3 in all: against every schedule that fits
+    the budget (exhaustive), the oracle leaves no job late where some schedule does, at
+    within 30 % of the cheapest such schedule's worker-seconds."""
+    knobs = {"min_processes": 0, "static_processes": 0, "max_processes": 2}
+    slo = {"wait_s": 4.0, "percentile": 95.0}
+    policies = policy_set(
+        tmp_path,
+        {
+            "hi": {**knobs, "priority": 10, "memory_per_worker_mb": 100, "slo": slo},
+            "lo": {**knobs, "priority": 900, "memory_per_worker_mb": 100, "slo": slo},
+        },
+    )
+    rng = np.random.default_rng(seed)
+    rows = ["arrival_s,queue,service_s"]
+    for queue in ("hi", "lo"):
+        count = int(rng.integers(3, 5))
+        arrivals, services = np.sort(rng.uniform(0, 8, count)), rng.uniform(0.5, 3, count)
+        rows += [f"{a:.2f},{queue},{s:.2f}" for a, s in zip(arrivals, services, strict=True)]
+    trace = parse_trace("\n".join(rows) + "\n", policies, name="pair")
+    settings = WorldSettings(interval_s=5.0, startup_s=1.0, memory_budget_mb=300.0)
+    oracle = run_oracle(trace, policies, settings)
+    assert oracle.peak_memory_mb <= 300.0
+    cheapest: dict[int, float] = {}
+    for first in itertools.product(range(3), repeat=3):
+        for second in itertools.product(range(3), repeat=3):
+            if any(a + b > 3 for a, b in zip(first, second, strict=True)):
+                continue
+            result = simulate(
+                trace,
+                policies,
+                PairSchedule(first, second),
+                strategy="s",
+                settings=settings,
+                keep_series=False,
+            )
+            if any(pool.unserved for pool in result.pools.values()):
+                continue
+            late = late_jobs(result, 4.0)
+            cost = sum(pool.worker_seconds for pool in result.pools.values())
+            cheapest[late] = min(cheapest.get(late, math.inf), cost)
+    assert 0 in cheapest  # the budget binds, but some schedule leaves no job late
+    assert late_jobs(oracle, 4.0) == 0
+    # measured: 1.26x (seed 2) and 1.14x (seed 5); one tick at a time, it cannot see that
+    # holding a worker across a tick can be cheaper than the start it saves later
+    assert sum(pool.worker_seconds for pool in oracle.pools.values()) <= 1.3 * cheapest[0]

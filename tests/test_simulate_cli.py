@@ -148,7 +148,7 @@ def test_every_strategy_but_the_oracle_goes_through_decide(
     monkeypatch.setattr(autoscaler.simulate.engine, "decide", spy)
     code, _, _ = simulate(capsys, str(trace), "--policies", str(policies), "--jobs", "1")
     assert code == 0
-    assert set(seen) == {"slo", "static", "horizon", "hpa", "step"}
+    assert set(seen) == {"slo", "static", "horizon", "hpa", "step", "celery"}
     # Every tick of every strategy's run (each runs until its last job is done).
     assert all(seen.count(strategy) >= 600 / 5 for strategy in set(seen))
 

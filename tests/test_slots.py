@@ -54,10 +54,12 @@ def test_worker_counts_by_state() -> None:
         info("laravel-mail-worker_02", 40),
         info("laravel-mail-worker_03", 200),
         info("laravel-mail-worker_04", 0),  # stopped, removed soon: not counted
+        info("laravel-mail-worker_05", 30),  # BACKOFF: crashed at start, no process
         info("laravel-scheduler", 20),  # not ours
     ]
     counts = worker_counts(processes, policies)
     mail = counts["mail"]
     assert (mail.running, mail.starting, mail.draining, mail.failed) == (1, 1, 1, 1)
+    assert mail.crashing == 2  # BACKOFF and FATAL: neither has a process nor counts as current
     assert mail.current == 2
     assert counts["default"].current == 0

@@ -29,6 +29,8 @@ CONTRACT = {
     "oldest_wait_s",
     "workers",
     "desired",
+    "memory_mb",
+    "memory_mb_max",
 }
 
 
@@ -98,7 +100,7 @@ def test_table_marks_unknown_workers_and_totals_a_multi_queue_pool(
     rows = {tuple(line.split()[:2]): line.split() for line in lines[3:] if line.strip()}
     assert rows[("default", "high")][2:4] == ["1", "0"]
     assert rows[("default", "(all)")][2:6] == ["1", "0", "2", "1"]
-    assert rows[("emails", "emails")][-2:] == ["unknown", "2"]
+    assert rows[("emails", "emails")][-4:] == ["unknown", "2", "-", "-"]
     assert "workers unknown" in out and "need a window" in out
 
 
@@ -151,6 +153,18 @@ def test_workers_from_supervisord(
     rows = {row["pool"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["emails"]["workers"] == 1 and rows["default"]["workers"] == 0
     assert rows["emails"]["work_source"] == "logs"
+    assert rows["emails"]["memory_mb"] == rows["emails"]["memory_mb_max"] > 5
+    assert rows["default"]["memory_mb"] == 0
+    assert main(["status", "--slots", "--format", "json", "--window", "0.2"]) == 0
+    slots = json.loads(capsys.readouterr().out)
+    pid = proxy.supervisor.getProcessInfo("emails-worker_00")["pid"]
+    assert [(s["pool"], s["slot"], s["pid"], s["state"]) for s in slots] == [
+        ("emails", "emails-worker_00", pid, "RUNNING")
+    ]
+    assert slots[0]["rss_mb"] > 5 and slots[0]["cpu_percent"] is not None
+    assert slots[0]["in_flight"] is not None and slots[0]["age_s"] >= 0  # from its log
+    assert main(["status", "--slots", "--window", "0"]) == 0
+    assert f"emails-worker_00  {pid}  RUNNING" in capsys.readouterr().out
 
 
 def test_bad_policies_are_a_usage_error(env: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,7 +30,7 @@ def converge(
     min_processes: int = 1,
     max_shift: int = 1,
     by_size: bool = False,
-    balancing: bool = True,
+    balance: str = "auto",
 ) -> list[list[int]]:
     """Counts after each of `calls` balancing passes (queues and metrics unchanged)."""
     counts = [current for current, _, _ in pools]
@@ -51,7 +51,7 @@ def converge(
             max_processes=max_processes,
             max_shift=max_shift,
             by_size=by_size,
-            balancing=balancing,
+            balance=balance,
         )
         history.append(counts)
     return history
@@ -104,8 +104,25 @@ def test_scaler_assigns_more_processes_to_queue_with_more_jobs_when_using_size()
 
 
 def test_scaler_works_with_a_single_process_pool_with_no_runtime() -> None:
-    history = converge(10, [(10, 1, 0)], 3, by_size=True, balancing=False)
+    history = converge(10, [(10, 1, 0)], 3, by_size=True, balance="false")
     assert history == [[9], [8], [7]]
+
+
+def test_balance_false_sizes_the_single_pool_to_its_jobs_even_with_a_runtime() -> None:
+    # laravel/horizon PR #1552: with balance false the queue size decides, checked before
+    # the time share; before it, any measured run time sent the pool towards maxProcesses.
+    history = converge(10, [(5, 2, 100)], 4, balance="false")
+    assert history == [[4], [3], [2], [2]]
+    history = converge(10, [(1, 50, 100)], 3, balance="false", max_shift=4)
+    assert history == [[5], [9], [10]]
+    assert horizon_targets(
+        sizes=[0], times=[0], min_processes=[2], max_processes=10, by_size=False, balance="false"
+    ) == [2.0]
+
+
+def test_balance_simple_splits_max_processes_evenly_whatever_the_load() -> None:
+    history = converge(10, [(1, 100, 50), (9, 0, 0)], 5, balance="simple")
+    assert history[-1] == [5, 5]
 
 
 def test_targets_share_max_processes_by_time_or_size() -> None:
@@ -170,3 +187,28 @@ def test_decide_runs_horizon_per_supervisor_with_cooldown() -> None:
     assert (
         "horizon default" in plan.decisions["a"].reason or "cooling" in plan.decisions["a"].reason
     )
+
+
+def test_decide_with_balance_false_sizes_each_pool_alone_to_its_jobs() -> None:
+    knobs = {"name": "horizon", "horizon": {"balance": "false", "balance_cooldown_s": 0}}
+    policies = {
+        "a": make_policy("a", strategy=knobs, max_processes=6),
+        "b": make_policy("b", strategy=knobs, max_processes=6),
+    }
+    budget = MemoryBudget(budget_mb=1e6)
+    state = ControllerState()
+    counts = []
+    for tick in range(5):
+        now = 1000.0 + 5 * tick
+        running = counts[-1] if counts else (1, 1)
+        obs = observation(
+            pool_obs("a", pending=3, running=running[0], completions=2, run_time_mean_s=4.0),
+            pool_obs("b", pending=0, running=running[1]),
+            at_s=now,
+        )
+        plan, state = decide(obs, policies, state, now_s=now, budget=budget)
+        counts.append((plan.counts()["a"], plan.counts()["b"]))
+    # a: +1 per pass up to its 3 waiting jobs (not its time share of a shared maximum);
+    # b: alone with nothing waiting, it stays at its minimum
+    assert counts == [(2, 1), (3, 1), (3, 1), (3, 1), (3, 1)]
+    assert "balance false" in plan.decisions["a"].reason

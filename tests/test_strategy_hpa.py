@@ -14,6 +14,7 @@ from autoscaler.decide.strategies.hpa import (
     scale_down_limit,
     scale_up_limit,
     stabilize,
+    value_replicas,
 )
 from autoscaler.policy.model import HpaKnobs, HpaPolicyRule
 from tests.decide_helpers import make_policy, observation, pool_obs
@@ -34,6 +35,38 @@ def test_average_value_target() -> None:
     assert replicas(5, 8600, 2867) == 3
     assert replicas(3, 8600, 2900) == 3  # ratio 0.989: within the tolerance
     assert replicas(3, 8600, 2800, up=0.01) == 4  # ratio 1.024 > 1 + 0.01
+
+
+def value(status: int, ready: int, usage: float, target: float) -> int:
+    return value_replicas(
+        status_replicas=status,
+        ready_pods=ready,
+        usage=usage,
+        target=target,
+        scale_up_tolerance=0.1,
+        scale_down_tolerance=0.1,
+    )
+
+
+def test_value_target_counts_ready_pods() -> None:
+    # replica_calculator_test.go, external metrics with a Value target (KEDA metricType Value)
+    assert value(1, 1, 8600, 4400) == 2  # TestReplicaCalcScaleUpCMExternal
+    assert value(3, 1, 8600, 4400) == 2  # ...IgnoresUnreadyPods: 2 of 3 pods not ready
+    assert value(5, 5, 8600, 14334) == 3  # TestReplicaCalcScaleDownCMExternal
+    assert value(3, 3, 8600, 8888) == 3  # TestReplicaCalcToleranceCMExternal: ratio 0.97
+    assert value(0, 0, 8600, 4400) == 2  # from zero: ⌈ratio⌉
+
+
+def test_decide_hpa_value_metric_scales_from_ready_workers_only() -> None:
+    knobs = {"name": "hpa", "hpa": {"metric_type": "Value", "list_length": 10}}
+    policies = {"q": make_policy("q", strategy=knobs, min_processes=1, max_processes=20)}
+    budget = MemoryBudget(budget_mb=1e6)
+    # 30 jobs against a Value target of 10: 3 x the ready workers; 2 of the 4 are starting
+    obs = observation(pool_obs("q", pending=30, running=2, starting=2), at_s=1000.0)
+    plan, _ = decide(
+        obs, policies, ControllerState(last_desired={"q": 4}), now_s=1000.0, budget=budget
+    )
+    assert plan.counts()["q"] == 6
 
 
 def clamp(value: int, low: int, high: int) -> int:

@@ -8,10 +8,12 @@ nothing: counts come from `decide` or from the operator.
 
 One apply:
 1. read the running processes and the live file; choose the slots (reconcile.choose_layout);
-2. render the file; refuse it if Supervisor's parser would (it never reaches the live file);
+2. render the file pool by pool (pool_guard): a pool whose sections Supervisor's parser would
+   refuse keeps the sections the live file has for it (it is reported, the others go on);
    write it atomically if it differs, keeping the previous version;
 3. reread (reloadConfig) when the file was written or an earlier reread is unfinished; if
-   supervisord refuses, roll the file back, reread again, report;
+   supervisord refuses one pool's section, hold that pool back and reread the rest; if it
+   refuses for another reason, roll the file back, reread again, report;
 4. in one round trip (system.multicall): remove drained slots, add new ones, stop dropped
    ones (SIGTERM, the job finishes; removed on a later apply once stopped), start slots that
    stopped outside autoscaler or went FATAL (with a retry backoff), replace changed slots;
@@ -21,16 +23,16 @@ supervisord down or refusing: a clear error, and the next attempts back off (nev
 
 from __future__ import annotations
 
-import re
 import time
 import xmlrpc.client
 from collections.abc import Callable, Collection, Mapping
-from pathlib import Path
 
 from loguru import logger
 
 from autoscaler.act.apply_report import ApplyPlan, ApplyReport, SlotProblem
+from autoscaler.act.pool_guard import PoolGuard, with_policy_origin
 from autoscaler.act.reconcile import (
+    KILLED,
     Layout,
     Slot,
     SlotChange,
@@ -41,6 +43,8 @@ from autoscaler.act.reconcile import (
     predicted_changes,
     slot_changes,
 )
+from autoscaler.act.retire import Replacer
+from autoscaler.act.retire_state import STATE_NAME
 from autoscaler.act.slot_calls import execute, is_unknown_name
 from autoscaler.act.slot_watch import SlotWatch
 from autoscaler.backoff import Backoff
@@ -49,11 +53,11 @@ from autoscaler.settings import Settings
 from autoscaler.supervisord.include_file import (
     SupervisorFile,
     SupervisorFileError,
+    brief,
     section_names,
     sections_of,
 )
 from autoscaler.supervisord.paused import PausedFileError, read_paused
-from autoscaler.supervisord.render import render
 from autoscaler.supervisord.rpc import (
     ProcessInfo,
     SupervisorClient,
@@ -68,21 +72,6 @@ from autoscaler.supervisord.slots import slot_name
 BusySlots = Collection[str] | Callable[[list[ProcessInfo]], Collection[str]] | None
 
 
-# A slot section named in Supervisor's messages: "... in section 'program:mail-worker_00'".
-_SECTION = re.compile(r"program:([^'\"\]\s]+)")
-
-
-def with_policy_origin(message: str, policies: Mapping[str, Policy]) -> str:
-    """Supervisor names the generated section; say which policy file the operator must edit."""
-    match = _SECTION.search(message)
-    pool = pool_of_slot(policies, match.group(1)) if match is not None else None
-    if pool is None:
-        return message
-    files: Mapping[str, Path] = getattr(policies, "files", {})
-    where = files.get(pool, f"{pool}.toml")
-    return f"{message} [the slot is pool {pool}'s: fix `command` or [supervisor] in {where}]"
-
-
 class ApplyError(Exception):
     """An apply could not finish; the message says why and what was rolled back."""
 
@@ -91,8 +80,22 @@ class ApplyError(Exception):
         self.rolled_back = rolled_back
 
 
+class _PoolRefused(Exception):
+    """supervisord refused a reread because of one pool's sections."""
+
+    def __init__(self, pool: str, reason: str) -> None:
+        super().__init__(reason)
+        self.pool = pool
+        self.reason = reason
+
+
 class Actuator:
-    """Moves Supervisor to a count per pool. `apply` every tick; `plan` touches nothing."""
+    """Moves Supervisor to a count per pool. `apply` every tick; `plan` touches nothing.
+
+    Faults stay per pool: a pool whose sections Supervisor's parser (or supervisord itself)
+    refuses keeps its last good sections (none if it is new) and is reported in `refused`;
+    every other pool is applied in the same call.
+    """
 
     def __init__(
         self,
@@ -107,11 +110,18 @@ class Actuator:
         fatal_retry_max_s: float = 900.0,
         stop_grace_s: float = 5.0,
         lock_timeout_s: float = 30.0,
+        replacer: Replacer | None = None,
     ) -> None:
         self.client = client
+        # Surge-first replacements (recycling, `autoscaler restart`): act/retire.py.
+        self.replacer = replacer or Replacer(path=file.state_dir / STATE_NAME)
         self.file = file
-        self.policies = policies
         self.backoff = Backoff(initial_s=retry_initial_s, max_s=retry_max_s, clock=clock)
+        self._guard = PoolGuard(
+            file=file, clock=clock, retry_initial_s=retry_initial_s, retry_max_s=retry_max_s
+        )
+        self._logged_refusals: dict[str, str] = {}
+        self._policies: Mapping[str, Policy] = policies
         self._watch = SlotWatch(
             clock=clock,
             fatal_retry_s=fatal_retry_s,
@@ -122,6 +132,19 @@ class Actuator:
         self._last_error: str | None = None
         self._last_unreachable = False
         self._logged_problems: set[str] = set()
+
+    @property
+    def policies(self) -> Mapping[str, Policy]:
+        return self._policies
+
+    @policies.setter
+    def policies(self, policies: Mapping[str, Policy]) -> None:
+        """New policies: an edit may be the fix, so the retry backoff starts over, and pools
+        held after a refusal are tried again at once when their policy changed."""
+        if dict(policies) != dict(self._policies):
+            self.backoff.succeeded()
+        self._guard.follow(policies)
+        self._policies = policies
 
     @classmethod
     def from_settings(cls, settings: Settings, policies: Mapping[str, Policy]) -> Actuator:
@@ -159,7 +182,7 @@ class Actuator:
         processes = self.client.processes()
         busy = _resolve(busy_slots, processes)
         old_text = self.file.read()
-        plan, layout, slots = self._plan(old_text, processes, desired, busy)
+        plan, layout, slots = self._plan(old_text, processes, desired, busy, check=True)
         if plan.problem is None:
             changed = predicted_changes(
                 sections_of(old_text or ""), sections_of(plan.new_text), slots
@@ -214,10 +237,15 @@ class Actuator:
             report.error, report.unreachable = str(exc), True
         except SupervisorFileError as exc:
             report.error = str(exc)
+        except OSError as exc:
+            # A full disk or a read-only directory: the live file is the old one or the new
+            # one (atomic writes), never half of one; say the system's own reason.
+            report.error = f"cannot update {self.file.path} or its state: {exc}"
         except xmlrpc.client.Fault as fault:
             report.error = (
                 f"supervisord refused: {fault_name(fault.faultCode)}: {fault.faultString}"
             )
+        self._log_refusals(report.refused)
         if report.error is not None:
             if not report.unreachable:
                 report.error = with_policy_origin(report.error, self.policies)
@@ -241,8 +269,9 @@ class Actuator:
         processes = self.client.processes()
         busy = _resolve(busy_slots, processes)
         old_text = self.file.read()
-        plan, layout, slots = self._plan(old_text, processes, desired, busy, check=False)
+        plan, layout, slots = self._plan(old_text, processes, desired, busy)
         report.before, report.after, report.notes = plan.before, plan.after, plan.notes
+        report.refused = plan.refused
         for note in plan.notes:
             logger.warning(note)
         try:
@@ -253,8 +282,12 @@ class Actuator:
             logger.info(f"wrote {self.file.path}: {_counts_text(plan.before, plan.after)}")
         changed: set[str] = set()
         if report.wrote_file or self.file.pending():
-            changed = self._reread(old_text, plan.new_text, wrote=report.wrote_file)
-            report.reread = True
+            changed, layout, slots = self._reread_by_pool(
+                old_text,
+                (plan, layout, slots),
+                report=report,
+                replan=lambda: self._plan(old_text, processes, desired, busy),
+            )
         target = self._target(layout)
         changes = slot_changes(
             self.policies,
@@ -278,6 +311,7 @@ class Actuator:
             done += more
             failed += more_failed
             unloaded = [c for c, why in more_failed if is_unknown_name(why)]
+        self.replacer.settle(slots, done)
         replaced = {c.slot for c in done if c.action == "replace"}
         if report.reread and not (changed & target) - replaced and not unloaded:
             self.file.clear_pending()
@@ -307,16 +341,26 @@ class Actuator:
         desired: Mapping[str, int] | None,
         busy: Collection[str] | None,
         *,
-        check: bool = True,
+        check: bool = False,
     ) -> tuple[ApplyPlan, Layout, dict[str, Slot]]:
+        """`check`: also check the whole text (each pool's sections are checked anyway)."""
         retiring = self.file.retiring()
         slots = our_slots(self.policies, section_names(old_text or ""), processes, retiring)
         try:
             paused = read_paused(self.file.state_dir)
         except PausedFileError as exc:  # never guess: restarting a paused pool is worse
             raise SupervisorFileError(f"not applied: {exc}") from None
-        layout = choose_layout(self.policies, slots, desired, busy, paused=set(paused))
-        text = render(self.policies, layout.indices)
+        surge = self.replacer.adjust(self.policies, slots, desired, busy)
+        layout = choose_layout(
+            self.policies,
+            slots,
+            surge.desired,
+            busy,
+            set(paused),
+            retire_first=surge.retire_first,
+            surge=surge.surge,
+        )
+        text, refused = self._guard.render(self.policies, old_text, layout)
         problem: str | None = None
         if check and text != old_text:
             try:
@@ -332,6 +376,7 @@ class Actuator:
             changes=[],
             notes=layout.notes,
             problem=problem,
+            refused=refused,
         )
         return plan, layout, slots
 
@@ -351,13 +396,47 @@ class Actuator:
             for index in indices
         }
 
+    def _reread_by_pool(
+        self,
+        old_text: str | None,
+        planned: tuple[ApplyPlan, Layout, dict[str, Slot]],
+        *,
+        report: ApplyReport,
+        replan: Callable[[], tuple[ApplyPlan, Layout, dict[str, Slot]]],
+    ) -> tuple[set[str], Layout, dict[str, Slot]]:
+        """Reread; a refusal that names one pool's section holds that pool back (its last
+        good sections are put back, `replan` renders that) and the rest is reread again, at
+        most once per pool. Returns the changed groups and the layout finally loaded."""
+        plan, layout, slots = planned
+        for _attempt in range(len(self.policies) + 1):
+            try:
+                changed = self._reread(old_text, plan.new_text, wrote=report.wrote_file)
+                break
+            except _PoolRefused as refused:
+                pool = refused.pool
+                self._guard.hold(pool, self.policies[pool], refused.reason)
+                self.file.save_rejected(plan.new_text)
+                plan, layout, slots = replan()
+                self.file.restore(plan.new_text)  # the refused text was never loaded
+                report.after, report.refused = plan.after, plan.refused
+        else:
+            raise ApplyError("supervisord refused every pool's sections in turn")
+        report.reread = True
+        self._guard.loaded(report.refused)
+        return changed, layout, slots
+
     def _reread(self, old_text: str | None, new_text: str, *, wrote: bool) -> set[str]:
         """reloadConfig; on refusal roll the file back (if this apply wrote it) and reread
         the previous version, then raise ApplyError. Returns the changed groups."""
         try:
             return set(self.client.reload_config().changed)
         except xmlrpc.client.Fault as fault:
-            why = f"{fault_name(fault.faultCode)}: {' '.join(fault.faultString.split())}"
+            why = f"{fault_name(fault.faultCode)}: {brief(fault.faultString)}"
+            pool = self._guard.refused_pool(self.policies, fault.faultString, old_text, new_text)
+            if wrote and pool is not None:
+                raise _PoolRefused(
+                    pool, f"supervisord refused pool {pool}'s sections ({why})"
+                ) from None
             if not wrote:
                 # Pending: an earlier apply wrote the live file and never saw it reread (it
                 # timed out, or autoscaler stopped). Its refusal is that write's: roll it back.
@@ -389,12 +468,24 @@ class Actuator:
             rolled_back=True,
         )
 
+    def _log_refusals(self, refused: Mapping[str, str]) -> None:
+        """Log a pool's refusal when it appears or its reason changes, and when it ends."""
+        for pool, reason in refused.items():
+            if self._logged_refusals.get(pool) != reason:
+                logger.error(f"pool {pool} not applied: {reason}")
+        for pool in set(self._logged_refusals) - set(refused):
+            logger.info(f"pool {pool} applies again")
+        self._logged_refusals = dict(refused)
+
     def _execute(
         self, changes: list[SlotChange]
     ) -> tuple[list[SlotChange], list[tuple[SlotChange, str]]]:
         done, failed = execute(self.client, changes) if changes else ([], [])
         for change in done:
-            logger.info(f"{change.action} {change.slot}: {change.reason}")
+            if change.reason.endswith(KILLED):
+                logger.warning(f"{change.action} {change.slot}: {change.reason}")
+            else:
+                logger.info(f"{change.action} {change.slot}: {change.reason}")
         for change, why in failed:
             logger.error(f"{change.action} {change.slot} failed: {why}")
         return done, failed

@@ -6,7 +6,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoscaler.act.reconcile import SlotChange
+from autoscaler.act.reconcile import KILLED, SlotChange
 from autoscaler.supervisord.slots import WorkerCounts
 
 
@@ -35,6 +35,7 @@ class ApplyPlan:
     changes: list[SlotChange]
     notes: list[str]  # drift found and how it is repaired
     problem: str | None = None  # the new text would be refused: it is never written
+    refused: dict[str, str] = field(default_factory=dict)  # pool -> why it keeps its slots
 
     @property
     def file_changed(self) -> bool:
@@ -59,6 +60,7 @@ class ApplyPlan:
             "changes": [change_json(c) for c in self.changes],
             "notes": self.notes,
             "problem": self.problem,
+            "refused": self.refused,
         }
 
 
@@ -70,6 +72,7 @@ class ApplyReport:
     after: dict[str, int] = field(default_factory=dict)
     changes: list[SlotChange] = field(default_factory=list)  # calls that succeeded
     notes: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # pool -> why it was not applied
     problems: list[SlotProblem] = field(default_factory=list)
     counts: dict[str, WorkerCounts] = field(default_factory=dict)  # after this apply
     draining: list[str] = field(default_factory=list)  # slots finishing their job (memory!)
@@ -86,6 +89,10 @@ class ApplyReport:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def killed(self) -> list[SlotChange]:
+        """Slots removed after supervisord SIGKILLed them: their job may be cut short."""
+        return [c for c in self.changes if c.action == "remove" and c.reason.endswith(KILLED)]
 
     @property
     def converged(self) -> bool:
@@ -112,6 +119,7 @@ class ApplyReport:
             "rolled_back": self.rolled_back,
             "changes": [change_json(c) for c in self.changes],
             "notes": self.notes,
+            "refused": self.refused,
             "problems": [
                 {"slot": p.slot, "pool": p.pool, "state": p.state, "detail": p.detail}
                 for p in self.problems

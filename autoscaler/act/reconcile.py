@@ -26,6 +26,14 @@ from autoscaler.supervisord.slots import parse_slot, pool_of_programs
 Action = Literal["add", "start", "stop", "remove", "replace"]
 
 ABSENT = "ABSENT"  # no active process group in supervisord
+# supervisord's exit status for a process ended by a signal: a Laravel worker given SIGTERM
+# finishes its job and exits 0, so -1 is SIGKILL at stopwaitsecs (or a worker that does not
+# handle SIGTERM): the job in hand may have been cut short.
+KILLED_EXIT_STATUS = -1
+KILLED = (
+    "killed by a signal, not drained (SIGKILL at stopwaitsecs?): a job may have been "
+    "interrupted; make stopwaitsecs exceed the worker's --timeout"
+)
 SERVING = frozenset({"STARTING", "RUNNING", "BACKOFF"})
 STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL", "UNKNOWN"})
 
@@ -115,10 +123,15 @@ def choose_layout(
     desired: Mapping[str, int] | None,
     busy_slots: Collection[str] | None,
     paused: Collection[str] = (),
+    *,
+    retire_first: Mapping[str, str] | None = None,
+    surge: Collection[str] = (),
 ) -> Layout:
     """Which indices each pool keeps. A pool missing from `desired` keeps what the file
     holds (or, when the file has none of it, what runs; when nothing runs, its static count).
     `busy_slots`: slots with a job in flight (None: unknown, the highest index goes first).
+    `retire_first`: slot -> why, for slots to drop before any other (act/retire.py); `surge`:
+    pools allowed one slot above max_processes while a worker is replaced.
     `paused` pools (`autoscaler pause`) keep no slot, whatever `desired` or their min says."""
     wanted = dict(desired or {})
     unknown = sorted(set(wanted) - set(policies))
@@ -150,17 +163,25 @@ def choose_layout(
                     f"{policy.min_processes} and max_processes {policy.max_processes}: {bounded}"
                 )
                 count = bounded
-        if pool not in paused and not policy.min_processes <= count <= policy.max_processes:
+        if pool not in paused and not (
+            policy.min_processes <= count <= policy.max_processes + (pool in surge)
+        ):
             raise ValueError(
                 f"pool {pool}: {count} slots is outside min_processes {policy.min_processes} "
                 f"and max_processes {policy.max_processes}"
             )
         keep = sorted(members, key=lambda s: s.index)
+        first = retire_first or {}
         if len(keep) > count:
-            order = sorted(keep, key=lambda s: (stop_rank(s, busy_slots), -s.index))
+            order = sorted(
+                keep,
+                key=lambda s: (s.name not in first, stop_rank(s, busy_slots), -s.index),
+            )
             dropped = order[: len(keep) - count]
             for slot in dropped:
-                layout.stop_reasons[slot.name] = _drop_reason(slot, busy_slots)
+                layout.stop_reasons[slot.name] = first.get(slot.name) or _drop_reason(
+                    slot, busy_slots
+                )
             keep = [s for s in keep if s not in dropped]
         indices = [s.index for s in keep]
         taken = {s.index for s in mine}  # includes slots still draining
@@ -224,11 +245,10 @@ def slot_changes(
             reason = layout.stop_reasons.get(name, fallback)
             changes.append(SlotChange(slot=name, pool=slot.pool, action="stop", reason=reason))
         elif slot.state in STOPPED_STATES:
-            changes.append(
-                SlotChange(
-                    slot=name, pool=slot.pool, action="remove", reason=f"{slot.state}: drained"
-                )
-            )
+            reason = f"{slot.state}: drained"
+            if slot.process.exitstatus == KILLED_EXIT_STATUS:
+                reason = f"{slot.state}: {KILLED}"
+            changes.append(SlotChange(slot=name, pool=slot.pool, action="remove", reason=reason))
     return changes
 
 

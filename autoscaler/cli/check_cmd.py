@@ -11,6 +11,8 @@ from autoscaler.constants import EXIT_FAILED, EXIT_OK
 from autoscaler.policy.loader import PolicyError, PolicyErrors, PolicySet, load_policies
 from autoscaler.review.annotations import error_annotations, workflow_command
 from autoscaler.settings import Settings
+from autoscaler.supervisord.include_file import SupervisorFileError, check_text
+from autoscaler.supervisord.render import render_pool
 from autoscaler.table import render_table
 
 
@@ -21,9 +23,19 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Validate every policy in DIR (default: AUTOSCALER_POLICIES_DIR) and the "
         "pools' minimum memory against the host budget. Exit 0 when all are valid, 1 with "
         "every problem listed (file, field, problem) otherwise. --format github prints each "
-        "problem as a GitHub Actions error annotation on its file and line.",
+        "problem as a GitHub Actions error annotation on its file and line. On the host "
+        "(where the include file's directory exists, or with --host) it also checks each "
+        "pool's program sections as supervisord would: log directories that do not exist, "
+        "unknown users, %%(ENV_X)s that is not set.",
     )
     parser.add_argument("directory", nargs="?", type=Path, help="policy directory")
+    parser.add_argument(
+        "--host",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="check what supervisord on this host would refuse (default: when the include "
+        "file's directory exists)",
+    )
     add_format(parser, "table", "json", "github")
     parser.set_defaults(func=run)
 
@@ -52,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
         return fail_usage(f"{directory}: {problem}")
     try:
         policies = load_policies(directory, usable_memory_mb=settings.usable_memory_mb)
+        on_host = args.host if args.host is not None else settings.include_file.parent.is_dir()
+        if on_host:
+            host_errors = host_problems(policies, settings.include_file)
+            if host_errors:
+                raise PolicyErrors(host_errors)
     except PolicyErrors as exc:
         if args.format == "json":
             print_json(_errors_json(exc.errors))
@@ -70,6 +87,22 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(summary_table(policies, settings))
     return EXIT_OK
+
+
+def host_problems(policies: PolicySet, include_file: Path) -> list[PolicyError]:
+    """What supervisord on this host would refuse in each pool's sections (it refuses the
+    whole file: the daemon holds such a pool back and alerts). Its first and last slot are
+    checked: their log paths differ only by the slot number."""
+    errors: list[PolicyError] = []
+    for pool, policy in policies.items():
+        indices = sorted({0, max(policy.max_processes - 1, 0)})
+        try:
+            check_text(render_pool(pool, policy, indices), path=include_file)
+        except SupervisorFileError as exc:
+            problem = str(exc).removeprefix(f"{include_file}: ")
+            file = policies.files.get(pool, Path(f"{pool}.toml"))
+            errors.append(PolicyError(file=file, field="[supervisor]", problem=problem))
+    return errors
 
 
 def _errors_json(errors: list[PolicyError]) -> dict[str, object]:

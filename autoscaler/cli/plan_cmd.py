@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if args.format == "json":
         print_json({**plan.to_json(), "clamped": clamped})
-        return EXIT_FAILED if plan.problem else EXIT_OK
+        return EXIT_FAILED if plan.problem or plan.refused else EXIT_OK
     for note in clamped:
         print(f"note: {note}")
     print(counts_table(plan.before, plan.after))
@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
         print("No slot changes: Supervisor already runs these slots.")
     for note in plan.notes:
         print(f"drift: {note}")
+    for pool, reason in plan.refused.items():
+        print(f"\npool {pool} would NOT be applied: {reason}", file=sys.stderr)
     if plan.problem is not None:
         print(f"\nThis file would NOT be written: {plan.problem}", file=sys.stderr)
         return EXIT_FAILED
-    return EXIT_OK
+    return EXIT_FAILED if plan.refused else EXIT_OK

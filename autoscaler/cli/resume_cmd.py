@@ -37,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
     count, note = clamp(pool, policies[pool], entry.count_before)
     write_paused(actuator.file.state_dir, paused)
     print(f"{pool}: resumed with {count} slot(s)" + (f" ({note})" if note else ""))
-    first, last, changes = apply_until(actuator, {pool: count}, wait_s=args.wait)
+    first, last, changes = apply_until(actuator, {pool: count}, wait_s=args.wait, pool=pool)
     return report_result(pool, first.error or last.error, changes, last.converged, args.wait)

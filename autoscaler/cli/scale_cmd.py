@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     requested = _count(args.count, policies[pool].static_processes)
     count, clamp_note = clamp(pool, policies[pool], requested)
     desired = {pool: count}
-    first, report, changes = apply_until(actuator, desired, wait_s=args.wait)
+    first, report, changes = apply_until(actuator, desired, wait_s=args.wait, pool=pool)
     settled = report.ok and (args.wait == 0 or report.converged)
     if first.unreachable and first.error is not None:
         first.error += unreachable_hint(settings, "supervisor_url")
@@ -110,10 +110,15 @@ def _count(text: str, static: int) -> int:
 
 
 def apply_until(
-    actuator: Actuator, desired: dict[str, int] | None, *, wait_s: float
+    actuator: Actuator,
+    desired: dict[str, int] | None,
+    *,
+    wait_s: float,
+    pool: str | None = None,
 ) -> tuple[ApplyReport, ApplyReport, list[SlotChange]]:
     """Apply `desired` (retrying an unreachable supervisord for RETRY_FOR_S), then with
-    `wait_s` keep applying until it has converged. (first report, last report, changes)."""
+    `wait_s` keep applying until it has converged. (first report, last report, changes).
+    `pool`: the command's own pool, whose refusal is its error."""
     deadline = time.monotonic() + RETRY_FOR_S
     report = actuator.apply(desired, busy_slots=busy_slots)
     # Only an unreachable supervisord is worth waiting for: a refused file or reread would be
@@ -121,6 +126,9 @@ def apply_until(
     while report.unreachable and time.monotonic() < deadline:
         time.sleep(min(report.retry_in_s or POLL_S, max(0.0, deadline - time.monotonic())))
         report = actuator.apply(desired, busy_slots=busy_slots)
+    if report.error is None and pool in report.refused:
+        # Other pools may have been applied; for this command, its own pool failing is the error.
+        report.error = f"{pool} not applied: {report.refused[pool]}"
     first = report
     changes = list(report.changes)
     if report.ok and wait_s > 0:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import redis
 
+from autoscaler.cli import fleet_status
 from autoscaler.cli.common import (
     UsageError,
     add_format,
@@ -22,7 +23,15 @@ from autoscaler.cli.common import (
     print_json,
     unreachable_hint,
 )
-from autoscaler.cli.status_view import TABLE_HEADERS, notes, pool_rows, table_rows
+from autoscaler.cli.status_view import (
+    SLOT_HEADERS,
+    TABLE_HEADERS,
+    notes,
+    pool_rows,
+    slot_rows,
+    slot_table_rows,
+    table_rows,
+)
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
 from autoscaler.daemon.published import active_daemon_pid, read_published
 from autoscaler.decide.core import decide
@@ -79,12 +88,29 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="find queues and key prefixes with SCAN; report queues without a policy and "
         "policies whose queue has no key",
     )
+    parser.add_argument(
+        "--fleet",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="NAME",
+        help="show the fleet instead (default NAME: AUTOSCALER_FLEET): leader, epoch, and per "
+        "host whether it beats, its budget, and each pool's workers/assigned (docs/fleet.md)",
+    )
+    parser.add_argument(
+        "--slots",
+        action="store_true",
+        help="list every worker slot: PID, state, resident memory (with children), CPU, age "
+        "and whether it has a job in flight",
+    )
     add_format(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = build_settings(args)
+    if args.fleet is not None:
+        return fleet_status.show(settings, args.fleet, args.format)
     policies = load_cli_policies(args.policies, settings)
     if args.window < 0 or (args.interval is not None and args.interval <= 0):
         raise UsageError("--window must be >= 0 and --interval > 0")
@@ -98,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         if args.window > 0:
             time.sleep(args.window)
             observation = observer.observe()
-        _show(observation, observer, settings, policies, args.format)
+        _show(observation, observer, settings, policies, args.format, slots=args.slots)
         return EXIT_FAILED if observation.redis_error else EXIT_OK
     finally:
         observer.close()
@@ -118,7 +144,15 @@ def _watch(
             observation = observer.observe()
             if tty and args.format == "table":
                 sys.stdout.write(CLEAR_SCREEN)
-            _show(observation, observer, settings, policies, args.format, compact=True)
+            _show(
+                observation,
+                observer,
+                settings,
+                policies,
+                args.format,
+                compact=True,
+                slots=args.slots,
+            )
             sys.stdout.flush()
             code = EXIT_FAILED if observation.redis_error else EXIT_OK
             shown += 1
@@ -135,7 +169,11 @@ def _show(
     output: str,
     *,
     compact: bool = False,
+    slots: bool = False,
 ) -> None:
+    if slots:
+        _show_slots(observation, output, compact=compact)
+        return
     plan, source_note = shown_plan(observation, policies, settings)
     if output == "json":
         rows = pool_rows(observation, policies, plan, observer.flows)
@@ -213,6 +251,20 @@ def shown_plan(
         "differ: it remembers earlier ticks"
     )
     return desired_plan(observation, policies, settings), note
+
+
+def _show_slots(observation: Observation, output: str, *, compact: bool) -> None:
+    if output == "json":
+        rows = slot_rows(observation)
+        print(json.dumps(rows, separators=(",", ":")) if compact else json.dumps(rows, indent=2))
+        return
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(observation.at_s))
+    print(f"autoscaler worker slots at {stamp}")
+    print(render_table(SLOT_HEADERS, slot_table_rows(observation)))
+    if observation.supervisor_error:
+        print(f"  workers unknown: {observation.supervisor_error}")
+    else:
+        print("  rss: the worker's resident memory plus its children's; cpu: since the last sample")
 
 
 def desired_plan(

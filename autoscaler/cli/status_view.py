@@ -31,6 +31,8 @@ TABLE_HEADERS = (
     "mean run s",
     "workers",
     "desired",
+    "memory MB",
+    "max MB",
 )
 
 
@@ -72,6 +74,9 @@ def pool_rows(
                 "workers_draining": workers.draining if workers is not None else None,
                 "workers_failed": workers.failed if workers is not None else None,
                 "workers_unmanaged": workers.unmanaged if workers is not None else None,
+                # resident memory (worker + children) of the RUNNING workers, MB
+                "memory_mb": _round(obs.memory.total_mb) if obs.memory is not None else None,
+                "memory_mb_max": _round(obs.memory.max_mb) if obs.memory is not None else None,
                 "desired": decision.desired if decision is not None else None,
                 "desired_held": decision.held if decision is not None else None,
                 "desired_reason": decision.reason if decision is not None else None,
@@ -113,6 +118,8 @@ def table_rows(
             _workers_cell(obs),
             _desired_cell(decision.desired if decision is not None else None,
                           paused=pool in observation.paused),
+            _one_decimal(obs.memory.total_mb) if obs.memory is not None else None,
+            _one_decimal(obs.memory.max_mb) if obs.memory is not None else None,
         ]  # fmt: skip
         samples: list[QueueSample | None] = (
             list(obs.queues) if obs.queues is not None else [None] * len(policy.queues)
@@ -120,7 +127,7 @@ def table_rows(
         several = len(policy.queues) > 1
         for name, sample in zip(policy.queues, samples, strict=True):
             cells = _queue_cells(sample)
-            own = [*_flow_cells(flows.get(name)), None, None] if several else pool_cells
+            own = [*_flow_cells(flows.get(name)), None, None, None, None] if several else pool_cells
             rows.append([pool, name, *cells, *own])
         if several:
             oldest = _oldest(obs.queues)
@@ -138,6 +145,44 @@ def table_rows(
             )
             rows.append([pool, "(all)", *totals, *pool_cells])
     return rows
+
+
+SLOT_HEADERS = ("pool", "slot", "pid", "state", "rss MB", "cpu %", "age s", "job in flight")
+
+
+def slot_rows(observation: Observation) -> list[dict[str, Any]]:
+    """`status --slots --format json`: every live worker slot's process."""
+    return [
+        {
+            "pool": u.pool,
+            "slot": u.slot,
+            "pid": u.pid,
+            "state": u.state,
+            "rss_mb": _round(u.rss_mb),
+            "cpu_percent": _round(u.cpu_percent),
+            "age_s": _round(u.age_s),
+            "children": u.children,
+            "in_flight": u.in_flight,
+        }
+        for u in sorted(observation.slots, key=lambda u: (u.pool, u.slot))
+    ]
+
+
+def slot_table_rows(observation: Observation) -> list[list[object]]:
+    """`status --slots`: the same as rows under SLOT_HEADERS."""
+    return [
+        [
+            row["pool"],
+            row["slot"],
+            row["pid"],
+            row["state"],
+            _one_decimal(row["rss_mb"]),
+            _one_decimal(row["cpu_percent"]),
+            None if row["age_s"] is None else round(row["age_s"]),
+            {True: "yes", False: "no", None: UNKNOWN}[row["in_flight"]],
+        ]
+        for row in slot_rows(observation)
+    ]
 
 
 def notes(observation: Observation, log_problems: Mapping[str, str]) -> list[str]:

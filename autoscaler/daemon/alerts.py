@@ -1,9 +1,12 @@
 """Alerts the seed guide did by cron, done right: to the log and an optional webhook, rate-limited.
 
 Kinds: workers FATAL, a pool at max while missing its SLO, the memory budget exhausted,
-Supervisor or Redis unreachable, an invalid policy edit. Each (kind, subject) fires at most once
-per `interval_s`; a webhook that is slow or down never delays a tick (a background thread posts,
-dropping alerts when its small queue is full).
+Supervisor or Redis unreachable, an invalid policy edit, a policy file gone, a pool whose
+sections Supervisor refuses, the include file that cannot be written, new slots that crash
+at start, workers killed at stopwaitsecs, the metrics port taken, a pool recycling leaking
+workers too often. Each (kind, subject) fires at most once per `interval_s`; a webhook that is
+slow or down never delays a tick (a background thread posts, dropping alerts when its small
+queue is full).
 """
 
 from __future__ import annotations
@@ -28,7 +31,15 @@ AlertKind = Literal[
     "budget_exhausted",
     "supervisor_unreachable",
     "redis_unreachable",
+    "queue_unreadable",
     "policy_invalid",
+    "policy_missing",
+    "pool_refused",
+    "apply_failed",
+    "workers_crashing",
+    "workers_killed",
+    "metrics_unavailable",
+    "recycling",
 ]
 
 

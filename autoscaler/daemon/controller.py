@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from loguru import logger
 
@@ -22,6 +23,7 @@ from autoscaler.daemon.crashloop import CrashWatch
 from autoscaler.daemon.metrics import Metrics
 from autoscaler.daemon.outage import Outage
 from autoscaler.daemon.published import publish
+from autoscaler.daemon.recycler import Recycler
 from autoscaler.decide.core import decide
 from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan
 from autoscaler.observe.observation import Observation
@@ -36,6 +38,24 @@ class TickResult:
     report: ApplyReport | None  # None: nothing applied (dry run, or Supervisor down)
     changed: dict[str, tuple[int, int]] = field(default_factory=dict)  # pool -> (old, new)
     duration_s: float = 0.0
+
+
+class Planner(Protocol):
+    """Plans in place of decide: the fleet seam (autoscaler/fleet/member.py). A fleet host's
+    plan is its share of the leader's fleet-wide decision, or its held counts."""
+
+    def plan(
+        self,
+        observation: Observation,
+        policies: Mapping[str, Policy],
+        state: ControllerState,
+        *,
+        budget: MemoryBudget,
+    ) -> tuple[Plan, ControllerState]: ...
+
+    def host_policies(self, policies: Mapping[str, Policy]) -> Mapping[str, Policy]:
+        """The policies as the actuator applies them on this host."""
+        ...
 
 
 class Controller:
@@ -53,11 +73,15 @@ class Controller:
         clock: Callable[[], float] = time.time,
         publish_dir: Path | None = None,
         interval_s: float = 5.0,
+        planner: Planner | None = None,
     ) -> None:
         self.publish_dir = publish_dir  # where `status` finds the last decision (None: off)
         self.crash_watch = CrashWatch()
         self.interval_s = interval_s
         self.policies = policies
+        self.planner = planner
+        if planner is not None:
+            actuator.policies = planner.host_policies(policies)
         self.observer = observer
         self.actuator = actuator
         self.budget = budget
@@ -68,27 +92,33 @@ class Controller:
         self._clock = clock
         self.redis = Outage(name="redis", clock=clock)
         self.supervisor = Outage(name="supervisor", clock=clock)
+        self.applying = Outage(name="apply", clock=clock)  # the file cannot be written/applied
         # A restarted daemon starts from what the file says it last wanted, so a pool it
         # cannot see yet keeps that count rather than jumping to the static one.
         self.state = ControllerState(last_desired=dict(actuator.file_counts()))
+        self.recycler = Recycler(replacer=actuator.replacer, alerter=alerter, metrics=metrics)
         self._last_summary_s = 0.0
         self._last_dry_diff = ""
+        self._refused: set[str] = set()
+        self._head_problems: dict[str, str] = {}
 
     def set_policies(self, policies: Mapping[str, Policy]) -> None:
         """New valid policies (a file edit or SIGHUP): every component follows them."""
         self.policies = policies
         self.observer.set_policies(policies)
-        self.actuator.policies = policies
+        self.actuator.policies = self.planner.host_policies(policies) if self.planner else policies
 
     def tick(self) -> TickResult:
         started = time.monotonic()
         observation = self.observer.observe()
         pools = observation.pools.values()
+        held = [obs.pool for obs in pools if obs.queues is None]
         self._track(
             self.redis,
             observation.redis_error,
-            "redis_unreachable",
-            held=[obs.pool for obs in pools if obs.queues is None],
+            # Redis answered, but a key of another type spoils the pools that read it.
+            "redis_unreachable" if len(held) == len(observation.pools) else "queue_unreadable",
+            held=held,
         )
         self._track(
             self.supervisor,
@@ -96,10 +126,16 @@ class Controller:
             "supervisor_unreachable",
             held=[obs.pool for obs in pools if obs.workers is None],
         )
+        self._log_head_problems(self.observer.head_problems)
         previous = dict(self.state.last_desired)
-        plan, self.state = decide(
-            observation, self.policies, self.state, now_s=observation.at_s, budget=self.budget
-        )
+        if self.planner is not None:
+            plan, self.state = self.planner.plan(
+                observation, self.policies, self.state, budget=self.budget
+            )
+        else:
+            plan, self.state = decide(
+                observation, self.policies, self.state, now_s=observation.at_s, budget=self.budget
+            )
         changed = {
             pool: (previous.get(pool, d.current or 0), d.desired)
             for pool, d in plan.decisions.items()
@@ -109,8 +145,11 @@ class Controller:
             logger.bind(pool=pool, old=old, new=new).info(
                 "{} {} -> {}: {}", pool, old, new, plan.decisions[pool].reason
             )
+        if not self.dry_run:
+            self.recycler.tick(observation, plan, self.policies)
         report = self._act(observation, plan)
         self._publish(plan)
+        self.recycler.after_apply()
         self._alert(observation, plan, report)
         self._crashes(observation.at_s)
         duration = time.monotonic() - started
@@ -161,6 +200,14 @@ class Controller:
         except OSError as exc:  # status recomputes instead; the loop goes on
             logger.warning("cannot publish the decision for status: {}", exc)
 
+    def _log_head_problems(self, problems: Mapping[str, str]) -> None:
+        """A head job whose payload cannot be used costs its queue the precise age, nothing
+        else: say so when it appears (not every tick)."""
+        for queue, problem in problems.items():
+            if self._head_problems.get(queue) != problem:
+                logger.warning("queue {}: {}", queue, problem)
+        self._head_problems = dict(problems)
+
     def _act(self, observation: Observation, plan: Plan) -> ApplyReport | None:
         if observation.supervisor_error is not None:
             return None  # nothing can be applied; decide held the counts it could not see
@@ -181,7 +228,35 @@ class Controller:
         report = self.actuator.apply(counts, busy_slots=self.observer.busy_slots())
         if report.error is not None and self.metrics is not None:
             self.metrics.errors.labels("apply").inc()
+        self._track_apply(report)
         return report
+
+    def _track_apply(self, report: ApplyReport) -> None:
+        """An apply that fails (a full disk, a read-only include directory, a refused reread)
+        alerts once when it starts and when its cause changes, never every tick; a pool
+        refused on its own alerts by name."""
+        now = self._clock()
+        if report.error is None or report.unreachable:
+            length = self.applying.recovered()
+            if length is not None:
+                logger.info("applying works again after {:.0f}s", length)
+                self.alerter.clear("apply_failed", "include_file")
+        elif report.error != self.applying.reason:
+            self.applying.failed(report.error)
+            self.alerter.clear("apply_failed", "include_file")
+            self.alerter.raise_(
+                Alert(
+                    kind="apply_failed",
+                    subject="include_file",
+                    message=f"nothing can be applied: {report.error}",
+                    at_s=now,
+                )
+            )
+        for pool in self._refused - set(report.refused):
+            self.alerter.clear("pool_refused", pool)
+        for pool, reason in report.refused.items():
+            self.alerter.raise_(Alert(kind="pool_refused", subject=pool, message=reason, at_s=now))
+        self._refused = set(report.refused)
 
     def _track(
         self, outage: Outage, error: str | None, kind: AlertKind, *, held: list[str]
@@ -192,6 +267,8 @@ class Controller:
             if length is not None:
                 logger.info("{} is back after {:.0f}s", outage.name, length)
                 self.alerter.clear(kind, outage.name)
+                if kind == "redis_unreachable":
+                    self.alerter.clear("queue_unreadable", outage.name)
             return
         if self.metrics is not None:
             self.metrics.errors.labels(outage.name).inc()
@@ -200,6 +277,12 @@ class Controller:
                 logger.error("{} unavailable, holding every count: {}", outage.name, error)
             else:  # e.g. one queue key of another type: only its pool is held
                 logger.error("{}: holding {}: {}", outage.name, ", ".join(held), error)
+        if kind == "queue_unreadable":
+            self.alerter.raise_(
+                Alert(kind=kind, subject=outage.name, message=f"holding {', '.join(held)}: "
+                      f"{error}", at_s=self._clock())
+            )  # fmt: skip
+            return
         self.alerter.raise_(
             Alert(
                 kind=kind,
@@ -211,6 +294,9 @@ class Controller:
 
     def _alert(self, observation: Observation, plan: Plan, report: ApplyReport | None) -> None:
         now = observation.at_s
+        # While nothing can be applied, "more workers needed" points the operator at capacity
+        # instead of the cause (apply_failed / pool_refused say it).
+        stuck = self._refused | (set(plan.decisions) if self.applying.down else set())
         for pool, obs in observation.pools.items():
             policy = self.policies.get(pool)
             decision = plan.decisions.get(pool)
@@ -225,9 +311,20 @@ class Controller:
                         at_s=now,
                     )
                 )
+            if decision.crashing:
+                self.alerter.raise_(
+                    Alert(
+                        kind="workers_crashing",
+                        subject=pool,
+                        message=f"{decision.crashing} slot(s) crash at start (BACKOFF/FATAL): "
+                        "not scaled up, and their memory is not charged; see the slots' logs",
+                        at_s=now,
+                    )
+                )
             oldest = obs.oldest_wait_s
             if (
                 oldest is not None
+                and pool not in stuck
                 and oldest > policy.slo.wait_s
                 and decision.desired >= policy.max_processes
             ):
@@ -241,7 +338,7 @@ class Controller:
                     )
                 )
         capped = [pool for pool, d in plan.decisions.items() if d.capped]
-        if capped:
+        if capped and not self.applying.down:
             self.alerter.raise_(
                 Alert(
                     kind="budget_exhausted",
@@ -252,6 +349,15 @@ class Controller:
                 )
             )
         if report is not None:
+            for change in report.killed():
+                self.alerter.raise_(
+                    Alert(
+                        kind="workers_killed",
+                        subject=change.pool or change.slot,
+                        message=f"{change.slot} {change.reason}",
+                        at_s=now,
+                    )
+                )
             for problem in report.problems:
                 if problem.state in ("FATAL", "BACKOFF") and problem.pool is not None:
                     self.alerter.raise_(

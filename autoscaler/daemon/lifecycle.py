@@ -26,6 +26,7 @@ from autoscaler.daemon.lock import ControllerLock
 from autoscaler.daemon.metrics import Metrics
 from autoscaler.daemon.ticker import Ticker
 from autoscaler.decide.plan import MemoryBudget
+from autoscaler.fleet.member import FleetMember
 from autoscaler.observe.observer import Observer
 from autoscaler.policy.model import Policy
 from autoscaler.policy.watch import PolicyWatcher
@@ -43,7 +44,9 @@ class Daemon:
             state_dir=settings.state_dir or default_state_dir(settings.include_file)
         )
         self.watcher = PolicyWatcher(
-            directory=settings.policies_dir, usable_memory_mb=settings.usable_memory_mb
+            directory=settings.policies_dir,
+            # In a fleet the minimums are the fleet's: one host's budget need not hold them.
+            usable_memory_mb=None if settings.fleet else settings.usable_memory_mb,
         )
         webhook = settings.webhook_url.get_secret_value() if settings.webhook_url else None
         self.alerter = Alerter(
@@ -56,6 +59,7 @@ class Daemon:
         self._wake = threading.Event()
         self._stopping = False
         self._reload = False
+        self._missing_reported: set[str] = set()
         self.last: TickResult | None = None
 
     # -- signals -------------------------------------------------------------------------
@@ -91,6 +95,10 @@ class Daemon:
             observer = Observer.from_settings(self.settings, policies)
             actuator = Actuator.from_settings(self.settings, policies)
             closers.extend([observer.close, actuator.client.close])
+            member = FleetMember.from_settings(self.settings) if self.settings.fleet else None
+            if member is not None:  # the lease is released first, the client closed last
+                closers[:0] = [member.close]
+                closers.append(member.client.close)
             self.controller = Controller(
                 policies=policies,
                 observer=observer,
@@ -105,6 +113,7 @@ class Daemon:
                 summary_interval_s=self.settings.summary_interval_s,
                 publish_dir=self.lock.path.parent,
                 interval_s=self.settings.interval_s,
+                planner=member,
             )
             logger.info(
                 "active: {} pools, interval {:g}s, {}managing {}",
@@ -145,7 +154,21 @@ class Daemon:
         if self.settings.metrics_port is None:
             return
         self.metrics = Metrics()
-        self.metrics.serve(host=self.settings.metrics_host, port=self.settings.metrics_port)
+        where = f"{self.settings.metrics_host}:{self.settings.metrics_port}"
+        try:
+            self.metrics.serve(host=self.settings.metrics_host, port=self.settings.metrics_port)
+        except OSError as exc:
+            # Autoscaling matters more than its metrics: run without them, and say so.
+            self.metrics = None
+            message = (
+                f"cannot serve metrics on {where} ({exc.strerror or exc}): running without "
+                "metrics; free the port or set AUTOSCALER_METRICS_PORT, then restart"
+            )
+            logger.error(message)
+            self.alerter.raise_(
+                Alert(kind="metrics_unavailable", subject=where, message=message, at_s=time.time())
+            )
+            return
         logger.info(
             "metrics on http://{}:{}/metrics",
             self.settings.metrics_host,
@@ -222,6 +245,27 @@ class Daemon:
                     at_s=time.time(),
                 )
             )
+        for pool, path in result.missing.items():
+            if pool not in self._missing_reported:
+                message = (
+                    f"{path} is gone: pool {pool} keeps its last policy and workers for "
+                    f"{self.watcher.grace_s:g}s, and is removed if the file is still gone then"
+                )
+                logger.warning(message)
+                self.alerter.raise_(
+                    Alert(kind="policy_missing", subject=pool, message=message, at_s=time.time())
+                )
+        for pool in self._missing_reported - set(result.missing) - set(result.removed):
+            logger.info("the policy file of pool {} is back", pool)
+            self.alerter.clear("policy_missing", pool)
+        for pool in result.removed:
+            logger.warning(
+                "pool {} removed: its policy file is gone (for {:g}s, or another file now "
+                "claims its queues or program); its workers are stopped gracefully",
+                pool,
+                self.watcher.grace_s,
+            )
+        self._missing_reported = set(result.missing)
         if result.changed and self.watcher.policies is not None and self.controller is not None:
             logger.info(
                 "policies reloaded: {}", reload_summary(self.controller.policies,

@@ -44,6 +44,17 @@ class Metrics:
         self.draining = self._pool_gauge(
             "autoscaler_workers_draining", "Worker slots finishing a job before exit"
         )
+        self.memory = self._pool_gauge(
+            "autoscaler_workers_memory_mb",
+            "Resident memory of the RUNNING workers (each with its children), summed, MB",
+        )
+        self.memory_max = self._pool_gauge(
+            "autoscaler_worker_memory_max_mb", "Resident memory of the largest RUNNING worker, MB"
+        )
+        self.recycles = Counter(
+            "autoscaler_worker_recycles", "Workers replaced surge-first (recycled or restarted)",
+            ["pool", "reason"], registry=self.registry,
+        )  # fmt: skip
         self.desired = self._pool_gauge(
             "autoscaler_desired_workers", "Worker count decided this tick"
         )
@@ -99,6 +110,9 @@ class Metrics:
             workers = obs.workers
             self.workers.labels(pool).set(math.nan if workers is None else workers.current)
             self.draining.labels(pool).set(math.nan if workers is None else workers.draining)
+            memory = obs.memory
+            self.memory.labels(pool).set(math.nan if memory is None else memory.total_mb)
+            self.memory_max.labels(pool).set(math.nan if memory is None else memory.max_mb)
         for pool, decision in plan.decisions.items():
             self.desired.labels(pool).set(decision.desired)
             before = previous.get(pool)

@@ -6,24 +6,31 @@ The rule (README and docs/slo-strategy.md repeat it for operators):
    until they exit; it is taken off the top.
 2. Every pool keeps its min_processes; a pool whose data is missing keeps the count it holds.
 3. Keeping up comes first: each pool may grow to the count that keeps up with its arrivals
-   (the `slo` strategy's steady-state count; for the other strategies, all they want), lower
+   (the `slo` strategy's ⌈λ·S⌉, the whole load; for the other strategies, all they want), lower
    `priority` first, and among equal priorities the pool furthest past its SLO (oldest wait
    ÷ SLO wait) first.
 4. Catching up comes next: the rest of each want (draining a backlog), to the pool furthest
    past its SLO first, then by priority. A pool whose workers are larger than the room left
    gets none while a later, smaller one may still fit.
-5. A pool being scaled down still holds its stopped workers' memory until they exit. So
-   scale-ups are granted only as far as memory is free right after this decision:
-   Σ (max(desired, current) + draining) × memory per worker must stay within the limit.
+5. A pool being scaled down still holds its stopped busy workers' memory until they exit
+   (the actuator stops idle workers first, and those exit at once). So scale-ups are
+   granted only as far as memory is free right after this decision:
+   Σ (held + draining) × memory per worker must stay within the limit, where held is the
+   desired count, or for a pool being scaled down the current count less the idle workers
+   it stops.
    Where it would not, scale-ups are held back, lowest priority first; they go ahead on a
    later tick, once the stopped workers have exited.
 
 So a burst on a high-priority pool cannot starve another pool of the workers it needs just
 to keep pace, and late work is drained where it is latest.
 
-Invariants (property-tested): no pool below its min or above what it asked; when the mins
-and the draining workers fit, Σ (desired + draining) × memory <= limit; memory right after
-the decision exceeds the limit only where the workers already running did.
+6. A pool whose own stopped workers still drain is not cut below what it runs (up to its
+   want): cutting it again before they exit made the cap flap (6 -> 3 -> 2 -> 3 in 3 s).
+
+Invariants (property-tested): no pool below its min or above what it asked; when the floors
+(the mins; for a pool with draining workers, what it runs up to its want) and the draining
+workers fit, Σ (desired + draining) × memory <= limit; memory right after the decision
+exceeds the limit only where the workers already running did.
 """
 
 from __future__ import annotations
@@ -41,8 +48,6 @@ class ClaimConstants(Protocol):
     @property
     def min_processes(self) -> int: ...
     @property
-    def memory_mb(self) -> float: ...
-    @property
     def priority(self) -> int: ...
 
 
@@ -53,6 +58,9 @@ class Claim(Protocol):
     def pool(self) -> str: ...
     @property
     def const(self) -> ClaimConstants: ...
+    @property
+    def memory_mb(self) -> float:  # one worker's size this tick (declared or measured)
+        ...
     @property
     def wanted(self) -> int:  # within [min_processes, max_processes]
         ...
@@ -68,6 +76,9 @@ class Claim(Protocol):
     @property
     def draining(self) -> int: ...
     @property
+    def idle(self) -> int:  # running or starting workers without a job: stopped, they exit now
+        ...
+    @property
     def keep_up(self) -> int:  # of `wanted`, what keeps up with arrivals (the rest catches up)
         ...
     @property
@@ -81,22 +92,29 @@ class Claim(Protocol):
 def allocate(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
     """Grant every claim a count (in place); return (planned MB, MB right after applying).
 
-    planned = Σ (granted + draining) × memory; right after = Σ (max(granted, current) +
-    draining) × memory.
+    planned = Σ (granted + draining) × memory; right after = Σ (held + draining) × memory,
+    held = granted, or for a pool scaled down its current count less the idle workers stopped.
     """
     # Most ticks nothing competes: when every want fits, grant it without sorting.
     want_mb = peak_mb = 0.0
     for claim in claims:
-        memory_mb = claim.const.memory_mb
+        memory_mb = claim.memory_mb
         wanted = claim.wanted
         claim.granted = wanted
         claim.cap = ""
         want_mb += (wanted + claim.draining) * memory_mb
-        held = wanted if not claim.workers_known or claim.current < wanted else claim.current
+        held = _held(claim, wanted)
         peak_mb += (held + claim.draining) * memory_mb
     if want_mb <= limit_mb + _EPS and peak_mb <= limit_mb + _EPS:
         return want_mb, peak_mb
     return _contended(claims, limit_mb)
+
+
+def _held(claim: Claim, granted: int) -> int:
+    """Workers holding memory right after scaling to `granted`: the stopped busy ones drain."""
+    if not claim.workers_known or claim.current <= granted:
+        return granted
+    return max(granted, claim.current - claim.idle)
 
 
 def _floor(claim: Claim) -> int:
@@ -112,8 +130,12 @@ def _contended(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
     used = 0.0
     for claim in claims:
         floor = _floor(claim)
+        if claim.draining and claim.workers_known and not claim.fixed:
+            # Its own stopped workers still drain: cutting it again before they have exited
+            # would flap (6 -> 3 -> 2 -> 3 in 3 s). It keeps what it runs, up to its want.
+            floor = max(floor, min(claim.current, claim.wanted))
         claim.granted = floor
-        used += (floor + claim.draining) * claim.const.memory_mb
+        used += (floor + claim.draining) * claim.memory_mb
     growing = [c for c in claims if not c.fixed and c.wanted > c.granted]
     # keeping up with arrivals: by priority, then by how far past the SLO
     keep_order = sorted(growing, key=lambda c: (c.const.priority, -c.urgency, c.pool))
@@ -121,7 +143,7 @@ def _contended(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
     catch_order = sorted(growing, key=lambda c: (-c.urgency, c.const.priority, c.pool))
     for order, keeping_up in ((keep_order, True), (catch_order, False)):
         for claim in order:
-            memory_mb = claim.const.memory_mb
+            memory_mb = claim.memory_mb
             target = _keep_up(claim) if keeping_up else claim.wanted
             extra = target - claim.granted
             if extra <= 0:
@@ -135,13 +157,13 @@ def _contended(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
 
     peak = 0.0
     for claim in claims:
-        held = max(claim.granted, claim.current) if claim.workers_known else claim.granted
-        peak += (held + claim.draining) * claim.const.memory_mb
+        held = _held(claim, claim.granted)
+        peak += (held + claim.draining) * claim.memory_mb
     if peak > limit_mb + _EPS:
         for claim in reversed(keep_order):
             if not claim.workers_known:
                 continue
-            memory_mb = claim.const.memory_mb
+            memory_mb = claim.memory_mb
             keep = max(claim.current, _floor(claim))
             if claim.granted <= keep:
                 continue

@@ -9,7 +9,13 @@ function. Per tick:
 2. Each strategy's runner sets a wanted count and a reason per pool; decide bounds it to
    [min_processes, max_processes].
 3. The memory budget (budget.py) grants what fits: mins first, then by priority and by how
-   far each pool is past its SLO, counting draining workers until they exit.
+   far each pool is past its SLO, counting draining workers until they exit. A worker's
+   size is its policy's declared one, or the measured one the observation carries
+   (`worker_mb`); the simulator's observations carry none, so it plans with declared sizes.
+
+A pool whose slots crash at start (BACKOFF, FATAL) is not given more slots than it has
+processes, for CRASH_HOLD_S after the last crash seen: its new slots would crash too, and
+slots without a process must not take memory a healthy pool needs.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan, PoolDeci
 from autoscaler.decide.strategies import RUNNERS, PoolTick
 from autoscaler.decide.strategies.base import PolicyConstants, roster
 from autoscaler.laravel.queue_sample import QueueSample
-from autoscaler.observe.observation import Observation, PoolObservation
+from autoscaler.observe.observation import Observation, PoolMemory, PoolObservation
 from autoscaler.policy.model import Policy
+from autoscaler.supervisord.slots import WorkerCounts
 
 # An observation older than this many intervals (and at least STALE_MIN_S) is not acted on.
 STALE_INTERVALS = 3.0
 STALE_MIN_S = 15.0
+CRASH_HOLD_S = 300.0
 
 
 def decide(
@@ -54,6 +62,7 @@ def decide(
     # Bound every want to [min, max] and, in the same pass, see whether all wants fit the
     # budget (budget.allocate's own first step, done here to save a pass over the pools).
     want_mb = peak_mb = 0.0
+    crashed_at = state.crashed_at_s
     for tick in ticks:
         const = tick.const
         wanted = tick.wanted
@@ -62,13 +71,16 @@ def decide(
                 wanted = const.min_processes
             elif wanted > const.max_processes:
                 wanted = const.max_processes
+            if tick.crashing or crashed_at:
+                crashed_at = _crash_hold(tick, wanted, crashed_at, now_s)
+                wanted = tick.wanted
             tick.wanted = wanted
             oldest = tick.oldest_wait_s
             if oldest is not None:
                 tick.urgency = oldest / const.slo_wait_s
         tick.granted = wanted
         tick.cap = ""
-        memory_mb = const.memory_mb
+        memory_mb = tick.memory_mb
         want_mb += (wanted + tick.draining) * memory_mb
         current = tick.current
         held = current if tick.workers_known and current > wanted else wanted
@@ -95,10 +107,37 @@ def decide(
         memory_planned_mb=planned_mb,
         memory_peak_mb=peak_mb,
     )
-    return plan, ControllerState(last_desired=dict(desired), pools=memories, shared=shared)
+    return plan, ControllerState(
+        last_desired=dict(desired), pools=memories, shared=shared, crashed_at_s=crashed_at
+    )
 
 
-def _gather(
+def _crash_hold(
+    tick: PoolTick, wanted: int, crashed_at: dict[str, float], now_s: float
+) -> dict[str, float]:
+    """Hold a pool whose slots crash at start at the processes it has; sets tick.wanted and
+    returns the crash times to remember (a new dict when they change)."""
+    name = tick.pool
+    if tick.crashing:
+        crashed_at = {**crashed_at, name: now_s}
+    since = crashed_at.get(name)
+    tick.wanted = wanted
+    if since is None:
+        return crashed_at
+    if now_s - since >= CRASH_HOLD_S:
+        return {pool: at for pool, at in crashed_at.items() if pool != name}
+    floor = max(tick.current, tick.const.min_processes)
+    if wanted > floor:
+        tick.wanted = floor
+        crashed = f"{tick.crashing} slot(s) crash at start" if tick.crashing else "slots crashed"
+        tick.crash_note = (
+            f"; {crashed} (BACKOFF/FATAL): held at {floor} running, no slot added until "
+            f"{CRASH_HOLD_S:.0f}s after the last crash"
+        )
+    return crashed_at
+
+
+def _gather(  # noqa: PLR0915 - hot path: one loop, no helper calls per pool
     observation: Observation,
     policies: Mapping[str, Policy],
     state: ControllerState,
@@ -121,8 +160,9 @@ def _gather(
         obs = observed.get(name)
         workers = obs.workers if obs is not None else None
         previous = last_desired.get(name)
+        memory = obs.memory if obs is not None else None
+        in_use_mb += _holding_mb(const, workers, memory)
         if workers is not None:
-            in_use_mb += (workers.running + workers.starting + workers.draining) * const.memory_mb
             if workers.unmanaged:
                 unmanaged[name] = workers.unmanaged
             if previous is None:
@@ -133,7 +173,9 @@ def _gather(
         elif previous is None:
             previous = const.static_processes
         if paused and name in paused:
-            ticks.append(_paused(name, policy, const, obs=obs))
+            stopped = _paused(name, policy, const, obs=obs)
+            stopped.memory_mb = worker_mb(const, memory)
+            ticks.append(stopped)
             continue
         queues = obs.queues if obs is not None else None
         if obs is None or queues is None or workers is None or stale:
@@ -141,7 +183,9 @@ def _gather(
                 # Never decided, nothing of ours runs (a first start): the hand-picked count.
                 previous = const.static_processes
             why = _missing(obs, observation, stale=stale, age_s=age_s)
-            ticks.append(_held(name, policy, const, obs=obs, previous=previous, why=why))
+            held = _held(name, policy, const, obs=obs, previous=previous, why=why)
+            held.memory_mb = worker_mb(const, memory)
+            ticks.append(held)
             continue
         oldest: float | None
         if len(queues) == 1:  # most pools consume one queue
@@ -166,6 +210,8 @@ def _gather(
             previous,
             old_memories.get(name),
         )
+        tick.memory_mb = worker_mb(const, memory)
+        tick.crashing = workers.crashing
         ticks.append(tick)
         group = by_strategy.get(const.strategy)
         if group is None:
@@ -189,6 +235,29 @@ def _summed(queues: tuple[QueueSample, ...]) -> tuple[int, int, int, float | Non
     return pending, reserved, delayed_due, oldest
 
 
+def _holding_mb(
+    const: PolicyConstants, workers: WorkerCounts | None, memory: PoolMemory | None
+) -> float:
+    """What a pool's workers hold now: measured where known, else by the declared size."""
+    if memory is not None:
+        return memory.live_mb
+    if workers is None:
+        return 0.0
+    return (workers.running + workers.starting + workers.draining) * const.memory_mb
+
+
+def worker_mb(const: PolicyConstants, memory: PoolMemory | None) -> float:
+    """One worker's size for the budget: declared, or with `[memory] size = "measured"` the
+    pool's recent high-water RSS per worker once min_samples ticks are measured, never above
+    the worker's --memory plus the margin (a worker past it exits by itself)."""
+    if memory is None or not const.measured_size:
+        return const.memory_mb
+    high = memory.high_water_mb
+    if high is None or memory.samples < const.measured_min_samples:
+        return const.memory_mb
+    return min(high, const.measured_cap_mb)
+
+
 def _decisions(
     ticks: list[PoolTick], limit_mb: float, unmanaged: dict[str, int]
 ) -> dict[str, PoolDecision]:
@@ -208,6 +277,7 @@ def _decisions(
                 f"{reason}; {extra} unmanaged worker(s) (other Supervisor programs) on its "
                 f"queues count as capacity"
             )
+        reason += tick.crash_note
         if tick.cap == "budget":
             reason = f"{reason}; memory budget ({limit_mb:.0f} MB) caps at {count}"
         elif tick.cap:
@@ -221,6 +291,7 @@ def _decisions(
             held=tick.fixed,
             wanted=tick.wanted,
             capped=tick.cap != "",
+            crashing=tick.crashing,
         )
     return decisions
 

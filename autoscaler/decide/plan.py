@@ -22,6 +22,7 @@ class PoolDecision:
     held: bool = False  # data missing or stale: the count was held, not decided
     wanted: int | None = None  # the strategy's count within min/max, before the memory budget
     capped: bool = False  # the memory budget gave less than `wanted`
+    crashing: int = 0  # slots crashing at start (BACKOFF/FATAL): the pool is not scaled up
 
 
 @dataclass(kw_only=True)
@@ -97,11 +98,12 @@ class MemoryBudget:
     reserve_mb: float = 0.0
 
     def limit_mb(self, *, available_mb: float | None, managed_in_use_mb: float) -> float:
-        """Usable memory: the budget, and no more than the host has free plus what the
-        managed workers already hold (when MemAvailable is known)."""
+        """Usable memory: the budget less the reserve, and never more than the host's
+        MemAvailable less the reserve plus what the managed workers already hold (when
+        MemAvailable is known)."""
         limit = max(0.0, self.budget_mb - self.reserve_mb)
         if available_mb is not None:
-            limit = min(limit, available_mb + managed_in_use_mb)
+            limit = min(limit, max(0.0, available_mb - self.reserve_mb + managed_in_use_mb))
         return limit
 
 
@@ -117,3 +119,6 @@ class ControllerState:
     pools: dict[str, Any] = field(default_factory=dict)  # per-pool strategy memory
     # Memory shared by several pools, e.g. one Horizon supervisor's last balancing time.
     shared: dict[str, Any] = field(default_factory=dict)
+    # Pool -> when its slots were last seen crashing at start: no slots are added until
+    # CRASH_HOLD_S later (core.py), so a broken deploy is not scaled up in a loop.
+    crashed_at_s: dict[str, float] = field(default_factory=dict)

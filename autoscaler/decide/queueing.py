@@ -134,6 +134,7 @@ def backlog_servers(  # noqa: PLR0917 - positional on the slo strategy's hot pat
     wait_s: float,
     startup_s: float,
     reaction_s: float,
+    reaction_share: float = 1.0,
 ) -> float:
     """Workers needed so that the jobs waiting now start within the SLO, taken FIFO.
 
@@ -145,13 +146,16 @@ def backlog_servers(  # noqa: PLR0917 - positional on the slo strategy's hot pat
     - the jobs older than the arrival rate explains (a burst: B − λ·w of them, all about as
       old as the oldest, w): c >= (B − λ·w)·S / (T − w − r).
     A horizon shorter than `reaction_s` (jobs already late, or about to be) counts as
-    `reaction_s`, so late work is drained fast but not with an infinite count. Returns a
-    real number; the caller rounds up.
+    `reaction_s`, so late work is drained fast but not with an infinite count. With
+    `reaction_share` f < 1 only f·reaction_s of the wait for the next decision is set aside
+    (r = f·reaction_s + d): the next decision may still add workers for the younger jobs,
+    so sizing every job as if it could not is more than the SLO needs. Returns a real
+    number; the caller rounds up.
     """
     if waiting <= 0 or service_s <= 0:
         return 0.0
     # (conditionals, not max(): this runs for every pool with a backlog at every tick)
-    horizon_s = wait_s - startup_s - reaction_s
+    horizon_s = wait_s - startup_s - reaction_share * reaction_s
     young = waiting * service_s / (horizon_s if horizon_s > reaction_s else reaction_s)
     burst = waiting - arrival_rate_per_s * oldest_wait_s
     if burst <= 0:

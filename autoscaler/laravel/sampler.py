@@ -56,6 +56,7 @@ class RedisSample:
     queues: dict[str, QueueSample] = field(default_factory=dict)
     error: str | None = None  # the round trip failed: no queue was read
     queue_errors: dict[str, str] = field(default_factory=dict)  # e.g. a key of another type
+    head_problems: dict[str, str] = field(default_factory=dict)  # a head payload not usable
 
     @property
     def available(self) -> bool:
@@ -103,6 +104,8 @@ class QueueSampler:
                 oldest_wait_s=oldest,
                 oldest_wait_source=source,
             )
+            if keys.queue in self.ages.problems:
+                result.head_problems[keys.queue] = self.ages.problems[keys.queue]
         return result
 
     def _round_trip(self, now_s: float) -> list[Any]:

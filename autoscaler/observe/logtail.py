@@ -14,9 +14,12 @@ ticks (a job in hand, when it started) so each tick yields a `SlotWork`.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat as stat_module
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from autoscaler.laravel import worklog
 from autoscaler.supervisord.rpc import ProcessInfo
@@ -113,7 +116,7 @@ class LogTail:
             result.skipped_bytes += len(self._partial)
             self._partial = b""
             self.offset = 0
-        with open(self.path, "rb") as handle:
+        with open_log(self.path) as handle:
             handle.seek(self.offset)
             data = handle.read(max(0, budget))
         chunks.append(data)
@@ -137,7 +140,7 @@ class LogTail:
             result.skipped_bytes += len(self._partial)  # renamed out of reach (logrotate?)
             self._partial = b""
             return 0
-        with open(old, "rb") as handle:
+        with open_log(old) as handle:
             handle.seek(0, os.SEEK_END)
             end = handle.tell()
             handle.seek(min(self.offset, end))
@@ -181,16 +184,32 @@ class LogTail:
     @staticmethod
     def _tail_before(path: str, end: int) -> bytes:
         start = max(0, end - CONTEXT_BYTES)
-        with open(path, "rb") as handle:
+        with open_log(path) as handle:
             handle.seek(start)
             return handle.read(end - start)
+
+
+def open_log(path: str) -> BinaryIO:
+    """Open a log for reading without ever blocking: a FIFO (or a device) put at a slot's log
+    path would block a plain open() until a writer came, and with it every tick. Opened
+    non-blocking, anything but a regular file is refused with a reason (OSError)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat_module.S_ISREG(mode):
+            kind = "a FIFO" if stat_module.S_ISFIFO(mode) else "not a regular file"
+            raise OSError(errno.EINVAL, f"{kind}: skipped (a worker log must be a file)")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def slot_in_flight(path: str, *, tail_bytes: int = CONTEXT_BYTES) -> bool | None:
     """Whether the worker writing `path` has a job in hand (worklog.job_in_flight on the
     file's last `tail_bytes`); None when the file cannot be read or shows no job line."""
     try:
-        with open(path, "rb") as handle:
+        with open_log(path) as handle:
             handle.seek(0, os.SEEK_END)
             end = handle.tell()
             handle.seek(max(0, end - tail_bytes))

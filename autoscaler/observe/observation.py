@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from autoscaler.laravel.queue_sample import QueueSample
+from autoscaler.observe.process_memory import SlotUsage
 from autoscaler.supervisord.slots import WorkerCounts
 
 # Where completions and run times came from: the workers' log lines, or Redis flow balance.
@@ -37,6 +38,20 @@ class WorkSample:
 
 
 @dataclass(slots=True, kw_only=True)
+class PoolMemory:
+    """A pool's workers' resident memory (worker + children) as measured this tick, in MB."""
+
+    total_mb: float  # summed over its RUNNING workers
+    max_mb: float  # its largest RUNNING worker
+    live_mb: float  # every process it holds: running, starting and draining
+    measured: int  # RUNNING workers measured
+    # The largest worker over the policy's window ([memory] window_s) and the ticks that
+    # window holds: what the `measured` memory size plans with once enough is measured.
+    high_water_mb: float | None = None
+    samples: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
 class PoolObservation:
     """One pool: its queues (Redis), its work (logs or Redis) and its workers (Supervisor).
 
@@ -47,6 +62,7 @@ class PoolObservation:
     queues: tuple[QueueSample, ...] | None
     work: WorkSample | None
     workers: WorkerCounts | None
+    memory: PoolMemory | None = None  # None: not measured (supervisord down, the simulator)
 
     @property
     def pending(self) -> int | None:
@@ -90,5 +106,6 @@ class Observation:
     redis_error: str | None = None  # why Redis could not be read, if it could not
     supervisor_error: str | None = None
     memory_available_mb: float | None = None  # MemAvailable; None when not measured
+    slots: tuple[SlotUsage, ...] = ()  # each live worker's process (status --slots, recycling)
     # Pools an operator paused (`autoscaler pause`): decide keeps them at zero workers.
     paused: frozenset[str] = frozenset()

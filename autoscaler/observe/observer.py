@@ -32,7 +32,14 @@ from autoscaler.observe.estimators import arrivals as flow_arrivals
 from autoscaler.observe.estimators import run_time_stats
 from autoscaler.observe.logtail import DEFAULT_MAX_BYTES, LogTail, SlotLog, SlotWork
 from autoscaler.observe.meminfo import MEMINFO, memory_available_mb
-from autoscaler.observe.observation import Observation, PoolObservation, WorkSample, WorkSource
+from autoscaler.observe.observation import (
+    Observation,
+    PoolMemory,
+    PoolObservation,
+    WorkSample,
+    WorkSource,
+)
+from autoscaler.observe.process_memory import MemoryHistory, ProcessMeter, SlotUsage
 from autoscaler.observe.throughput import (
     QueueTally,
     attribute_to_queues,
@@ -49,6 +56,7 @@ from autoscaler.supervisord.paused import PausedFileError, read_paused
 from autoscaler.supervisord.rpc import ProcessInfo, SupervisorClient, SupervisorUnavailable
 from autoscaler.supervisord.slots import (
     parse_slot,
+    pool_of_programs,
     slot_logfile,
     slot_name,
     unmanaged_workers,
@@ -144,6 +152,8 @@ class Observer:
         self._supervisor_retry = _retry_backoff(lambda: self._now_s)
         self._redis_failure = ""
         self._supervisor_failure = ""
+        self.meter = ProcessMeter()
+        self._memory_history = MemoryHistory()
         self.flows: dict[str, QueueFlow] = {}  # the last tick's, per queue
         self._commands: dict[tuple[str, str], str] = {}  # (group, name) -> command
         self._exit_reader = ExitReader()
@@ -153,6 +163,7 @@ class Observer:
         # Per pool, the live processes of other programs consuming its queues (last tick).
         self.unmanaged: dict[str, list[ProcessInfo]] = {}
         self.log_problems: dict[str, str] = {}  # the last tick's, per pool
+        self.head_problems: dict[str, str] = {}  # the last tick's, per queue
 
     @classmethod
     def from_settings(cls, settings: Settings, policies: Mapping[str, Policy]) -> Observer:
@@ -176,6 +187,7 @@ class Observer:
         )
         self._logs = {pool: self._logs.get(pool, {}) for pool in policies}
         self._slot_paths = {pool: policy_log_paths(p) for pool, p in policies.items()}
+        self._memory_history.forget_except(policies)
 
     def close(self) -> None:
         self.client.close()
@@ -196,6 +208,7 @@ class Observer:
     def observe(self) -> Observation:
         now = self._now_s = self._clock()
         sample = self._sample_redis(now)
+        self.head_problems = sample.head_problems
         processes, supervisor_error = self._processes()
         first = self._last_at is None
         interval = 0.0 if self._last_at is None else max(0.0, now - self._last_at)
@@ -230,6 +243,9 @@ class Observer:
                 work=work,
                 workers=counts[pool] if counts is not None else None,
             )
+        slots: tuple[SlotUsage, ...] = ()
+        if processes is not None:
+            slots = self._measure(processes, pools, now)
         for name, queue_sample in sample.queues.items():
             self._reserved[name] = queue_sample.reserved
         self._last_at = now
@@ -242,6 +258,7 @@ class Observer:
             redis_error=_redis_error(sample),
             supervisor_error=supervisor_error,
             memory_available_mb=memory_available_mb(self._meminfo),
+            slots=slots,
             paused=self.paused,
         )
 
@@ -254,6 +271,27 @@ class Observer:
             self.paused_problem = None
         except PausedFileError as exc:
             self.paused_problem = f"{exc}; keeping the paused pools read before"
+
+    def _measure(
+        self, processes: list[ProcessInfo], pools: dict[str, PoolObservation], now_s: float
+    ) -> tuple[SlotUsage, ...]:
+        """Every live slot's RSS and CPU (psutil), and each pool's memory from them."""
+        usages = self.meter.measure(processes, pool_of_programs(self.policies), self.in_flight)
+        for pool, policy in self.policies.items():
+            mine = [u for u in usages if u.pool == pool and u.rss_mb is not None]
+            running = [u.rss_mb for u in mine if u.state == "RUNNING" and u.rss_mb is not None]
+            largest = max(running) if running else None
+            self._memory_history.add(pool, now_s, largest, policy.memory.window_s)
+            high, samples = self._memory_history.high_water(pool)
+            pools[pool].memory = PoolMemory(
+                total_mb=sum(running),
+                max_mb=largest or 0.0,
+                live_mb=sum(u.rss_mb for u in mine if u.rss_mb is not None),
+                measured=len(running),
+                high_water_mb=high,
+                samples=samples,
+            )
+        return tuple(usages)
 
     def _sample_redis(self, now_s: float) -> RedisSample:
         """Redis's queues, or the last failure while its retry is not due yet."""

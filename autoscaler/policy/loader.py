@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from autoscaler.policy.model import FieldProblem, Policy, StrategyName
+from autoscaler.policy.model import Policy, StrategyName
+from autoscaler.policy.strict import FieldProblem
 
 POOL_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 

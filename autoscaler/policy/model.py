@@ -14,19 +14,23 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StringConstraints,
     model_validator,
 )
 
-from autoscaler.constants import LARAVEL_DEFAULT_QUEUE, LARAVEL_DEFAULT_TIMEOUT_S
+from autoscaler.constants import (
+    LARAVEL_DEFAULT_MEMORY_MB,
+    LARAVEL_DEFAULT_QUEUE,
+    LARAVEL_DEFAULT_TIMEOUT_S,
+)
 from autoscaler.policy.inisafe import check_ini_value
+from autoscaler.policy.lifecycle import Lifecycle, MemorySizing
+from autoscaler.policy.strict import FieldProblem, StrictModel
 
-StrategyName = Literal["slo", "static", "horizon", "hpa", "step"]
-STRATEGY_NAMES: tuple[StrategyName, ...] = ("slo", "static", "horizon", "hpa", "step")
+StrategyName = Literal["slo", "static", "horizon", "hpa", "step", "celery"]
+STRATEGY_NAMES: tuple[StrategyName, ...] = ("slo", "static", "horizon", "hpa", "step", "celery")
 
 IniStr = Annotated[str, AfterValidator(check_ini_value)]
 # Laravel queue names go into Redis keys and into `--queue=a,b`, so no commas or spaces.
@@ -54,27 +58,11 @@ def _check_env_value(value: str) -> str:
 EnvValue = Annotated[str, AfterValidator(_check_env_value)]
 
 
-class FieldProblem(ValueError):
-    """A cross-field check failed; `field` names the field an operator should change."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(problem)
-        self.field = field
-
-
 def _autorestart_word(value: object) -> object:
     """A TOML boolean as Supervisor's `true` / `false` (anything else is checked as is)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return value
-
-
-class StrictModel(BaseModel):
-    # Strict types: TOML has native ones, so `true` or "1" where a number belongs is a
-    # mistake to report, not to convert (an int for a float field is still fine). Tuple
-    # fields relax this for the container only (TOML arrays arrive as lists).
-    # No inf/nan: TOML allows them, and every bound or rate computed from them breaks.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class SloTarget(StrictModel):
@@ -105,6 +93,22 @@ class SloKnobs(StrictModel):
         "wait; the backlog rule enforces the SLO's own percentile on the jobs that actually "
         "wait. Raise it towards the SLO percentile for more headroom (more worker-seconds).",
     )
+    steady_load_slack: float = Field(
+        default=0.7,
+        ge=0,
+        le=10,
+        description="Busy workers' worth of load the steady-state model leaves to the backlog "
+        "rule: it sizes for λ·S minus this. 0 sizes for the whole load (more worker-seconds, "
+        "fewer waits).",
+    )
+    reaction_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of the interval until the next decision that the backlog rule sets "
+        "aside: 1 starts every waiting job within its SLO even if the next decision added "
+        "nobody; 0 leaves the younger jobs to the next decision (fewer worker-seconds).",
+    )
     startup_s: float = Field(
         default=1.0, ge=0, description="Time from adding a worker until it takes jobs, s."
     )
@@ -115,9 +119,16 @@ class SloKnobs(StrictModel):
         "changes sooner, longer is steadier on sparse arrivals.",
     )
     scale_down_window_s: float = Field(
-        default=30.0,
+        default=15.0,
         ge=0,
         description="Scale down only to the highest count needed during this window, s.",
+    )
+    scale_down_window_jobs: float = Field(
+        default=2.0,
+        ge=0,
+        le=100,
+        description="The scale-down window lasts at least this many mean run times: a pool "
+        "of long jobs otherwise steps down job by job, a scale event each.",
     )
     scale_down_step: int = Field(
         default=2, ge=1, description="Most workers removed in one decision."
@@ -130,6 +141,12 @@ class SloKnobs(StrictModel):
 class HorizonKnobs(StrictModel):
     """Knobs of Laravel Horizon's auto balancing (laravel/horizon src/AutoScaler.php)."""
 
+    balance: Literal["auto", "simple", "false"] = Field(
+        default="auto",
+        description="Horizon's `balance`: auto (share maxProcesses by load), simple (an even "
+        "split, no scaling), false (one process pool per supervisor, sized to the jobs "
+        "waiting); with false every pool is a supervisor of its own.",
+    )
     auto_scaling_strategy: Literal["time", "size"] = Field(
         default="time",
         description="autoScalingStrategy: share workers by time to clear (jobs x run time) or "
@@ -174,6 +191,11 @@ class HpaKnobs(StrictModel):
 
     list_length: float = Field(
         default=5.0, gt=0, description="KEDA listLength: target waiting jobs per worker."
+    )
+    metric_type: Literal["AverageValue", "Value"] = Field(
+        default="AverageValue",
+        description="KEDA metricType: AverageValue (replicas = LLEN / listLength) or Value "
+        "(replicas = LLEN / listLength x ready workers).",
     )
     activation_list_length: float = Field(
         default=0.0,
@@ -242,6 +264,18 @@ class StepKnobs(StrictModel):
         return self
 
 
+class CeleryKnobs(StrictModel):
+    """Knobs of Celery's `--autoscale=max,min` (celery/worker/autoscale.py); max and min are
+    the pool's max_processes and min_processes."""
+
+    keepalive_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="AUTOSCALE_KEEPALIVE: no scale-down until this long after the last "
+        "scale-up, s.",
+    )
+
+
 class StrategySpec(StrictModel):
     """Which strategy the daemon uses for this pool, and every strategy's knobs.
 
@@ -254,6 +288,7 @@ class StrategySpec(StrictModel):
     horizon: HorizonKnobs = HorizonKnobs()
     hpa: HpaKnobs = HpaKnobs()
     step: StepKnobs = StepKnobs()
+    celery: CeleryKnobs = CeleryKnobs()
 
 
 class SupervisorOptions(StrictModel):
@@ -315,6 +350,12 @@ def worker_timeout_s(command: str) -> int:
     return int(raw) if raw is not None and raw.isdigit() else LARAVEL_DEFAULT_TIMEOUT_S
 
 
+def worker_memory_limit_mb(command: str) -> int:
+    """A `queue:work` command's `--memory` (Laravel's default 128 when absent), MB."""
+    raw = command_option(command, "memory")
+    return int(raw) if raw is not None and raw.isdigit() else LARAVEL_DEFAULT_MEMORY_MB
+
+
 class Policy(StrictModel):
     """One worker pool: the queues it consumes, its bounds, its SLO and its Supervisor options."""
 
@@ -347,6 +388,8 @@ class Policy(StrictModel):
     slo: SloTarget
     strategy: StrategySpec = StrategySpec()
     supervisor: SupervisorOptions = SupervisorOptions()
+    memory: MemorySizing = MemorySizing()
+    lifecycle: Lifecycle = Lifecycle()
 
     @model_validator(mode="after")
     def _bounds_and_command(self) -> Policy:
@@ -389,6 +432,11 @@ class Policy(StrictModel):
     def timeout_s(self) -> int:
         """The worker's `--timeout` (Laravel's default 60 when absent)."""
         return worker_timeout_s(self.command)
+
+    @property
+    def worker_memory_limit_mb(self) -> int:
+        """The worker's `--memory` (Laravel's default 128 when absent), MB."""
+        return worker_memory_limit_mb(self.command)
 
     @property
     def stopwaitsecs(self) -> int:

@@ -132,6 +132,7 @@ class PoolResult:
     worker_seconds: float
     scale_events: int
     max_backlog: int
+    reversals: int = 0  # A -> B -> A within world.REVERSAL_WINDOW_S
     slo_wait_s: float
     slo_percentile: float
     peak_memory_mb: float = 0.0  # the pool's own peak (running, starting and draining workers)
@@ -221,6 +222,7 @@ def simulate(
             unserved=unserved,
             worker_seconds=pool.worker_seconds,
             scale_events=pool.scale_events,
+            reversals=pool.reversals,
             max_backlog=max_backlog(pool.arrival, pool.starts),
             slo_wait_s=policy.slo.wait_s,
             slo_percentile=policy.slo.percentile,

@@ -38,7 +38,7 @@ _KNOWN = {
         "source",
         "arrivals",
     },
-    PoolObservation: {"pool", "queues", "work", "workers"},
+    PoolObservation: {"pool", "queues", "work", "workers", "memory"},
     Observation: {
         "at_s",
         "interval_s",
@@ -46,6 +46,7 @@ _KNOWN = {
         "redis_error",
         "supervisor_error",
         "memory_available_mb",
+        "slots",
         "paused",
     },
 }
@@ -130,6 +131,7 @@ def pool_observation(
     seen.queues = queues
     seen.work = work
     seen.workers = workers
+    seen.memory = None  # the simulator plans with declared sizes
     return seen
 
 
@@ -144,5 +146,6 @@ def observation(at_s: float, interval_s: float, pools: dict[str, PoolObservation
     seen.redis_error = None
     seen.supervisor_error = None
     seen.memory_available_mb = None
+    seen.slots = ()
     seen.paused = _NOTHING_PAUSED
     return seen

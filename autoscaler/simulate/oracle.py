@@ -63,6 +63,59 @@ class OracleController:
         }
         return self._fit_budget(wanted, world, now)
 
+    def _shares(self, wanted: dict[str, int], world: World, now_s: float) -> dict[str, int]:
+        """Each pool's share of the budget. When every want fits, the wants. Otherwise,
+        from every pool's minimum, one worker at a time to the pool where it saves the
+        largest share of that pool's jobs from being late (the look-ahead's misses over
+        the pool's jobs in the whole trace, per MB), never beyond a pool's want; a worker
+        that saves nothing anywhere goes by priority. A pool's SLO is a share of its own
+        jobs, so a late job of a small pool weighs more than one of a busy pool; the old
+        rule (by priority alone) let the first pools take every worker while the later
+        ones, which a few workers would have kept on time, missed their SLOs."""
+        policies = self.policies
+        order = sorted(wanted, key=lambda name: (policies[name].priority, name))
+        room = self.usable_memory_mb - sum(policies[n].memory_at_min_mb for n in order)
+        extra_mb = sum(
+            (wanted[n] - policies[n].min_processes) * policies[n].memory_per_worker_mb
+            for n in order
+        )
+        if extra_mb <= room + 1e-9:
+            return dict(wanted)
+        share = {name: policies[name].min_processes for name in order}
+        interval = world.settings.interval_s
+        weight = {name: 1.0 / max(1, sum(world.pools[name].sizes)) for name in order}
+        misses: dict[tuple[str, int], int] = {}
+
+        def late(name: str, count: int) -> int:
+            key = (name, count)
+            if key not in misses:
+                misses[key] = look_ahead_misses(
+                    world.pools[name],
+                    count,
+                    later=count,
+                    now_s=now_s,
+                    interval_s=interval,
+                    slo_wait_s=policies[name].slo.wait_s,
+                )
+            return misses[key]
+
+        while True:
+            best: tuple[float, int, str] | None = None
+            for rank, name in enumerate(order):
+                policy = policies[name]
+                if share[name] >= wanted[name] or policy.memory_per_worker_mb > room + 1e-9:
+                    continue
+                saved = late(name, share[name]) - late(name, share[name] + 1)
+                gain = saved * weight[name] / policy.memory_per_worker_mb
+                candidate = (gain, -rank, name)
+                if best is None or candidate > best:
+                    best = candidate
+            if best is None:
+                return share
+            name = best[2]
+            share[name] += 1
+            room -= policies[name].memory_per_worker_mb
+
     def _fits(self, name: str, world: World) -> int:
         """How many workers of the pool the memory could hold at the next tick: what neither
         the pools at least as important (as they hold it now) nor the less important ones
@@ -85,20 +138,13 @@ class OracleController:
         return int(max(0.0, self.usable_memory_mb - taken) // policy.memory_per_worker_mb)
 
     def _fit_budget(self, wanted: dict[str, int], world: World, now_s: float) -> dict[str, int]:
-        """Share the budget by priority, as decide's allocator does: every pool keeps its
-        minimum, then the more important pools get what they want first. A pool above its
+        """Share the budget (`_shares`): every pool keeps its minimum. A pool above its
         share shrinks now; a pool below it grows as far as the memory held right now allows
-        (a stopped busy worker keeps its memory until its job ends, so growth may wait)."""
+        (a stopped busy worker keeps its memory until its job ends, so growth may wait),
+        the more important pools first."""
         pools, policies = world.pools, self.policies
         order = sorted(wanted, key=lambda name: (policies[name].priority, name))
-        room = self.usable_memory_mb - sum(policies[n].memory_at_min_mb for n in order)
-        share: dict[str, int] = {}
-        for name in order:
-            policy = policies[name]
-            extra = max(0, wanted[name] - policy.min_processes)
-            fits = max(0, int(room // policy.memory_per_worker_mb))
-            share[name] = policy.min_processes + min(extra, fits)
-            room -= min(extra, fits) * policy.memory_per_worker_mb
+        share = self._shares(wanted, world, now_s)
         chosen = {name: min(share[name], pools[name].size) for name in order}
 
         def held(name: str, count: int) -> float:

@@ -22,6 +22,7 @@ STYLES: dict[str, dict[str, Any]] = {
     "hpa": {"color": "#9467bd", "linewidth": 1.0, "zorder": 3},
     "step": {"color": "#ff7f0e", "linewidth": 1.0, "zorder": 3},
     "horizon": {"color": "#2ca02c", "linewidth": 1.0, "zorder": 3},
+    "celery": {"color": "#8c564b", "linewidth": 1.0, "zorder": 3},
     "slo": {"color": "#1f4fb4", "linewidth": 1.4, "zorder": 4},
 }
 

@@ -50,6 +50,7 @@ def pool_report(result: PoolResult) -> dict[str, Any]:
         "missed_jobs": missed,
         "unserved": result.unserved,
         "peak_memory_mb": round(result.peak_memory_mb, 1),
+        "reversals": result.reversals,
     }
 
 
@@ -68,6 +69,7 @@ def strategy_report(result: SimulationResult) -> dict[str, Any]:
             "peak_memory_mb": round(result.peak_memory_mb, 1),
             "memory_budget_mb": round(result.memory_budget_mb, 1),
             "scale_events": sum(p["scale_events"] for p in pools.values()),
+            "reversals": sum(p["reversals"] for p in pools.values()),
             "pools_meeting_slo": sum(1 for p in pools.values() if p["slo_met"]),
             "unserved": sum(p["unserved"] for p in pools.values()),
             "end_s": round(result.end_s, 3),

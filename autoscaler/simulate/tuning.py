@@ -32,6 +32,9 @@ KNOB_CANDIDATES: dict[str, tuple[Any, ...]] = {
     "steady_percentile": (30.0, 50.0, 70.0, 80.0, 90.0),
     "arrival_half_life_s": (30.0, 60.0, 120.0, 300.0),
     "model": ("erlang_c", "sqrt"),
+    "steady_load_slack": (0.0, 0.4, 0.7, 1.0, 1.5),
+    "reaction_share": (0.0, 0.5, 1.0),
+    "scale_down_window_jobs": (0.0, 2.0, 4.0),
 }
 MAX_PASSES = 3
 

@@ -34,6 +34,10 @@ from autoscaler.simulate.obs_builders import pool_observation, queue_sample, wor
 from autoscaler.supervisord.slots import WorkerCounts
 from autoscaler.traces.loader import QueueJobs
 
+# Two scale events that go A -> B -> A within this long count as a reversal (issue 13: in
+# steady load a pool should not alternate between two counts more often than this).
+REVERSAL_WINDOW_S = 600.0
+
 
 def percentile_sorted(values: Sequence[float], q: float) -> float:
     """numpy's default (linear) percentile of already sorted values, without numpy's per-call
@@ -93,6 +97,9 @@ class PoolWorld:
         # bill this pool's idle workers (`diff` would call an unchanged pool cheaper).
         self.cost_end_s = math.inf
         self.scale_events = 0
+        # a change back to the count before the previous change, within REVERSAL_WINDOW_S
+        self.reversals = 0
+        self._last_change = (-math.inf, -1)  # (when, the count before it)
         self.last_finish_s = 0.0
         # The last observation's parts, handed out again while nothing changes.
         self._samples = [
@@ -356,6 +363,10 @@ class PoolWorld:
         if change == 0:
             return
         self.scale_events += 1
+        before = len(self.heap)
+        if count == self._last_change[1] and now_s - self._last_change[0] < REVERSAL_WINDOW_S:
+            self.reversals += 1
+        self._last_change = (now_s, before)
         self._quiet_until = -math.inf
         self._dirty = True
         if change > 0:

@@ -16,6 +16,7 @@ it is hidden and holds no `.conf` file), autoscaler keeps:
   stopped (they are in no version of the file any more, so nothing else says they are ours);
 - `apply.lock`: serialises applies (the daemon's tick and a manual `autoscaler scale`).
 - `daemon.lock`: the active daemon's (autoscaler/daemon/lock.py), not this module's.
+- `replacing.json`: workers being replaced surge-first (autoscaler/act/retire_state.py).
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ class SupervisorFileError(Exception):
 
 
 def default_state_dir(path: Path) -> Path:
-    """`/etc/supervisor/conf.d/.autoscaler-workers.conf.autoscaler/` for that include file."""
-    return path.parent / f".{path.name}.autoscaler"
+    """`/etc/supervisor/conf.d/.autoscaler-workers.conf.autoscaler/` for that include file
+    (the file a symlink points to: see SupervisorFile)."""
+    real = path.resolve()
+    return real.parent / f".{real.name}.autoscaler"
 
 
 def check_text(text: str, *, path: Path, accepted: set[str] | None = None) -> None:
@@ -120,7 +123,7 @@ def _check_with_supervisor(text: str, *, path: Path) -> None:
         options.here = here
         options.process_groups_from_parser(parser)
     except (ValueError, configparser.Error) as exc:
-        message = _one_line(exc).replace("(file: None)", "").strip()
+        message = brief(_one_line(exc).replace("(file: None)", "").strip())
         raise SupervisorFileError(f"{path}: supervisord would reject it: {message}") from None
 
 
@@ -143,6 +146,22 @@ def section_names(text: str) -> list[str]:
     return [match.group(1) for match in _PROGRAM_HEADER.finditer(text)]
 
 
+def slot_texts(text: str) -> dict[str, str]:
+    """Slot name -> its section exactly as the file holds it (without the blank and comment
+    lines that follow it), so a pool's last good sections can be kept verbatim."""
+    texts: dict[str, str] = {}
+    for chunk in _section_chunks(text)[1]:
+        match = _PROGRAM_HEADER.match(chunk)
+        if match is None:
+            continue
+        lines = chunk.splitlines(keepends=True)
+        while len(lines) > 1 and (not lines[-1].strip() or lines[-1].lstrip()[:1] in (";", "#")):
+            lines.pop()
+        body = "".join(lines)
+        texts[match.group(1)] = body if body.endswith("\n") else body + "\n"
+    return texts
+
+
 def sections_of(text: str) -> dict[str, dict[str, str]]:
     """Slot name -> its options, read leniently (a hand-edited file may be broken: what can
     be read is returned, the rest is ignored)."""
@@ -158,6 +177,15 @@ def sections_of(text: str) -> dict[str, dict[str, str]]:
     }
 
 
+_AVAILABLE = re.compile(r"\s*Available names: .*?(?= in section |$)")
+
+
+def brief(message: str) -> str:
+    """Supervisor's message without the list of every name it could expand (the whole
+    environment's names: long, and nothing an operator needs to fix the one unset)."""
+    return _AVAILABLE.sub("", " ".join(message.split()))
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
@@ -168,7 +196,10 @@ class SupervisorFile:
     def __init__(self, *, path: Path, state_dir: Path | None = None, backups: int = 5) -> None:
         if backups < 0:
             raise ValueError("backups must be >= 0")
-        self.path = path
+        # A symlinked include file is the file it points to: written through the link (an
+        # atomic rename over the link would replace it with a regular file), and locked
+        # there, so a daemon given the link and one given the target share one lock.
+        self.path = path.resolve()
         self.state_dir = state_dir if state_dir is not None else default_state_dir(path)
         self.backups = backups
         self._accepted: set[str] = set()  # section texts Supervisor's parser accepted
@@ -295,11 +326,30 @@ class SupervisorFile:
                             f"for {timeout_s:.0f}s"
                         ) from None
                     time.sleep(0.05)
+            self._remove_stale_temp_files()
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
     # -- internals -----------------------------------------------------------------------
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files of a write that was killed midway (fileio.write_atomic names them
+        `.<name>.XXXX.tmp`). Every write of ours happens under the apply lock, which we now
+        hold: any such file left is stale."""
+        for directory, names in ((self.path.parent, (self.path.name,)), (self.state_dir, None)):
+            try:
+                entries = list(os.scandir(directory))
+            except OSError:
+                continue
+            for entry in entries:
+                name = entry.name
+                if not (name.startswith(".") and name.endswith(".tmp")):
+                    continue
+                if names is not None and not any(name.startswith(f".{n}.") for n in names):
+                    continue
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
     def _backup(self, number: int) -> Path:
         return self.state_dir / f"{self.path.name}.{number}"
 

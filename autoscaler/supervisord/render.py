@@ -69,18 +69,29 @@ def render(policies: Mapping[str, Policy], layout: Layout) -> str:
     unknown = sorted(set(layout) - set(policies))
     if unknown:
         raise KeyError(f"no policy for pool(s) {', '.join(unknown)}")
-    parts = [HEADER]
-    for pool in sorted(layout):
-        indices = sorted(set(layout[pool]))
-        if not indices:
-            continue
-        policy = policies[pool]
-        parts.append(
-            f"\n; pool {pool}: {len(indices)} slot(s), queues {','.join(policy.queues)}, "
-            f"{policy.memory_per_worker_mb:g} MB each\n"
-        )
-        parts.extend("\n" + render_slot(policy, index) for index in indices)
-    return "".join(parts)
+    return assemble({pool: render_pool(pool, policies[pool], layout[pool]) for pool in layout})
+
+
+def assemble(blocks: Mapping[str, str]) -> str:
+    """The file from each pool's block (`render_pool`, or sections kept verbatim), by pool."""
+    return HEADER + "".join(blocks[pool] for pool in sorted(blocks))
+
+
+def render_pool(pool: str, policy: Policy, indices: Iterable[int]) -> str:
+    """One pool's block of the file: a comment, then its slots by index ('' without slots)."""
+    wanted = sorted(set(indices))
+    return pool_block(pool, policy, [render_slot(policy, index) for index in wanted])
+
+
+def pool_block(pool: str, policy: Policy, sections: list[str]) -> str:
+    """A pool's comment line and the given section texts, as `render` lays them out."""
+    if not sections:
+        return ""
+    comment = (
+        f"\n; pool {pool}: {len(sections)} slot(s), queues {','.join(policy.queues)}, "
+        f"{policy.memory_per_worker_mb:g} MB each\n"
+    )
+    return comment + "".join("\n" + section for section in sections)
 
 
 def render_slot(policy: Policy, index: int) -> str:

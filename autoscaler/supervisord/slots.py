@@ -18,7 +18,10 @@ from autoscaler.supervisord.rpc import ProcessInfo
 _SLOT = re.compile(r"^(?P<program>.+)_(?P<index>\d{2,})$")
 
 RUNNING_STATES = frozenset({"RUNNING"})
-STARTING_STATES = frozenset({"STARTING", "BACKOFF"})
+STARTING_STATES = frozenset({"STARTING"})
+# Slots whose process died before `startsecs` (BACKOFF) or gave up (FATAL): no process, so no
+# memory, and new slots of that pool would crash the same way.
+CRASHING_STATES = frozenset({"BACKOFF", "FATAL"})
 DRAINING_STATES = frozenset({"STOPPING"})
 FAILED_STATES = frozenset({"FATAL", "EXITED", "UNKNOWN"})
 LIVE_STATES = RUNNING_STATES | frozenset({"STARTING"})  # an unmanaged worker serving
@@ -29,9 +32,10 @@ class WorkerCounts:
     """A pool's worker slots as Supervisor reports them."""
 
     running: int  # RUNNING
-    starting: int  # STARTING or BACKOFF: added, not serving yet
+    starting: int  # STARTING: added, not serving yet
     draining: int  # STOPPING: finishing their job after SIGTERM, still holding memory
     failed: int = 0  # FATAL or EXITED slots that should run
+    crashing: int = 0  # BACKOFF or FATAL: crashed at start (FATAL counts in `failed` too)
     # RUNNING or STARTING processes of other Supervisor programs (not autoscaler's slots)
     # whose command consumes the pool's queues: the hand-written workers during a migration.
     unmanaged: int = 0
@@ -139,4 +143,6 @@ def worker_counts(
             tally.draining += 1
         elif state in FAILED_STATES:
             tally.failed += 1
+        if state in CRASHING_STATES:
+            tally.crashing += 1
     return counts

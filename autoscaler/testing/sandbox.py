@@ -36,6 +36,8 @@ class SandboxPool:
     memory_mb: float = 64
     priority: int = 100
     slo_knobs: dict[str, Any] = field(default_factory=dict)
+    worker_args: str = ""  # more flags for the stand-in worker, e.g. "--grow-mb-per-job 5"
+    lifecycle: dict[str, Any] = field(default_factory=dict)  # the policy's [lifecycle] table
 
 
 @dataclass
@@ -87,7 +89,7 @@ class Sandbox:
         command = (
             f"{sys.executable} -m autoscaler.testing.worker --redis-url {self.redis.url} "
             f"--prefix {PREFIX} --queue={','.join(pool.queues)} --sleep=0.1 --timeout=20 "
-            f"--record {self.record}"
+            f"--record {self.record}" + (f" {pool.worker_args}" if pool.worker_args else "")
         )
         lines = [
             f"queues = {toml_value(list(pool.queues))}",
@@ -110,6 +112,9 @@ class Sandbox:
             "stopwaitsecs = 30",
             "startsecs = 1",
             f"stdout_logfile = {toml_value(str(self.log_dir / f'{pool.name}.log'))}",
+            "",
+            "[lifecycle]",
+            *(f"{key} = {toml_value(value)}" for key, value in pool.lifecycle.items()),
         ]
         return "\n".join(lines) + "\n"
 

@@ -172,6 +172,9 @@ class Worker:
         self.log = LogWriter(args.log_format, sys.stdout)
         self.stopping = False
         self.busy = False
+        # A leak, for the recycling tests: this many MB more held (and touched) after each job.
+        self.grow_mb: float = args.grow_mb_per_job
+        self.hoard: list[bytes] = []
 
     def on_term(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
@@ -196,6 +199,8 @@ class Worker:
         self.log.starting(job, name, job_id, started)
         time.sleep(run_s)  # SIGTERM does not cut this short: the handler only sets a flag
         delete_reserved(self.client, self.prefix, job)
+        if self.grow_mb > 0:
+            self.hoard.append(b"\x01" * int(self.grow_mb * 1024 * 1024))  # resident: written
         finished = time.time()
         self.log.finished(job, name, job_id, finished, run_s=finished - started, ok=ok)
         if self.record is not None:
@@ -244,11 +249,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--boot-s", type=float, default=0.0, help="start-up delay, s")
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="modern")
     parser.add_argument("--record", type=Path, default=None)
+    parser.add_argument(
+        "--grow-mb-per-job", type=float, default=0.0, help="leak this many MB per job (tests)"
+    )
+    parser.add_argument(
+        "--refuse-start-if",
+        type=Path,
+        default=None,
+        help="exit 1 at once when this file exists (a deploy whose new code does not boot)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.refuse_start_if is not None and args.refuse_start_if.exists():
+        print(f"   ERROR  cannot boot: {args.refuse_start_if} exists", file=sys.stderr, flush=True)
+        return 1
     worker = Worker(args)
     signal.signal(signal.SIGTERM, worker.on_term)
     signal.signal(signal.SIGQUIT, worker.on_term)

@@ -94,7 +94,7 @@ def main() -> None:
     seven = load_policies(REPO / "policies")
     large = many_pools(500)
     print(f"{'strategy':<10} {'7 pools':>12} {'per pool':>10} {'500 pools':>12} {'per pool':>10}")
-    for strategy in ("slo", "static", "horizon", "hpa", "step"):
+    for strategy in ("slo", "static", "horizon", "hpa", "step", "celery"):
         small_s = median_call_s(seven, strategy, CALLS)
         large_s = median_call_s(large, strategy, CALLS // 20)
         print(

@@ -4,7 +4,8 @@
 - `static`: the hand-written count;
 - `horizon`: Laravel Horizon's auto balancing;
 - `hpa`: KEDA's Redis-list trigger feeding the Kubernetes HPA;
-- `step`: a Judoscale/HireFire-style latency band.
+- `step`: a Judoscale/HireFire-style latency band;
+- `celery`: Celery's `worker --autoscale=max,min`.
 
 Each module exposes its core rule as documented pure functions (tested against the cases in
 docs/research.md) and a `run` adapter that applies it to the ticks.
@@ -12,7 +13,7 @@ docs/research.md) and a `run` adapter that applies it to the ticks.
 
 from __future__ import annotations
 
-from autoscaler.decide.strategies import horizon, hpa, slo, static, step
+from autoscaler.decide.strategies import celery, horizon, hpa, slo, static, step
 from autoscaler.decide.strategies.base import PoolTick, Runner
 
 RUNNERS: dict[str, Runner] = {
@@ -21,6 +22,7 @@ RUNNERS: dict[str, Runner] = {
     "horizon": horizon.run,
     "hpa": hpa.run,
     "step": step.run,
+    "celery": celery.run,
 }
 
 __all__ = ["RUNNERS", "PoolTick", "Runner"]

@@ -36,17 +36,23 @@ class PolicyConstants:
         "expected_run_time_s",
         "max_processes",
         "max_step_up",
+        "measured_cap_mb",
+        "measured_min_samples",
+        "measured_size",
         "memory_mb",
         "min_processes",
         "percentile",
         "priority",
+        "reaction_share",
         "scale_down_step",
+        "scale_down_window_jobs",
         "scale_down_window_s",
         "sizing",
         "slo_wait_s",
         "sqrt_model",
         "startup_s",
         "static_processes",
+        "steady_load_slack",
         "steady_percentile",
         "strategy",
         "weights",
@@ -58,16 +64,23 @@ class PolicyConstants:
         self.min_processes = policy.min_processes
         self.max_processes = policy.max_processes
         self.static_processes = policy.static_processes
-        self.memory_mb = policy.memory_per_worker_mb
+        self.memory_mb = policy.memory_per_worker_mb  # declared
+        sizing = policy.memory
+        self.measured_size = sizing.size == "measured"
+        self.measured_min_samples = sizing.min_samples
+        self.measured_cap_mb = policy.worker_memory_limit_mb + sizing.margin_mb
         self.priority = policy.priority
         self.expected_run_time_s = policy.expected_run_time_s
         self.slo_wait_s = policy.slo.wait_s
         self.percentile = policy.slo.percentile
         self.sqrt_model = knobs.model == "sqrt"
         self.steady_percentile = knobs.steady_percentile
+        self.steady_load_slack = knobs.steady_load_slack
+        self.reaction_share = knobs.reaction_share
         self.startup_s = knobs.startup_s
         self.arrival_half_life_s = knobs.arrival_half_life_s
         self.scale_down_window_s = knobs.scale_down_window_s
+        self.scale_down_window_jobs = knobs.scale_down_window_jobs
         self.scale_down_step = knobs.scale_down_step
         self.max_step_up = knobs.max_step_up
         # the slo strategy's steady-state model, as f(load, T/S) -> workers
@@ -125,6 +138,8 @@ class PoolTick:
     __slots__ = (
         "cap",
         "const",
+        "crash_note",
+        "crashing",
         "current",
         "delayed_due",
         "draining",
@@ -132,6 +147,7 @@ class PoolTick:
         "granted",
         "keep_up",
         "memory",
+        "memory_mb",
         "oldest_wait_s",
         "pending",
         "policy",
@@ -180,16 +196,24 @@ class PoolTick:
         self.starting = starting
         self.current = running + starting
         self.workers_known = True  # False: Supervisor could not say (current is then 0)
+        self.crashing = 0  # slots in BACKOFF/FATAL: crashed at start, hold no memory
+        self.crash_note = ""  # set by decide when crashes hold the pool back
         self.draining = draining
         self.work = work
         self.previous = previous  # the count decided last tick (or observed, on the first)
         self.memory = memory  # this pool's strategy memory from the last tick (None at first)
+        self.memory_mb = const.memory_mb  # one worker's size for the budget (core.worker_mb)
         self.wanted = previous  # set by the strategy
         self.reason: str | LazyReason = ""  # set by the strategy
         # for the memory budget (budget.Claim); allocate sets granted and cap
         self.fixed = False
         self.urgency = 0.0
         self.keep_up = 0  # set by a strategy that tells keeping up from catching up
+
+    @property
+    def idle(self) -> int:
+        """Workers without a job (starting ones included): stopped, they exit at once."""
+        return max(0, self.current - self.reserved)
 
     @property
     def waiting(self) -> int:

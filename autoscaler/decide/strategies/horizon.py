@@ -6,7 +6,9 @@ Horizon balances the process pools of one supervisor (here: the pools whose
 1. Per pool: size = ready jobs (LLEN of its queues), time = Σ size × average run time (ms,
    Horizon's metrics; the average resets at every `horizon:snapshot`, so it reads 0 until a
    job of that queue finished since the last snapshot).
-2. Target (numberOfWorkersPerQueue): with Σtime > 0, time/Σtime × maxProcesses (strategy
+2. Target (numberOfWorkersPerQueue), by the knob `balance`: `false` first (one pool per
+   supervisor: min(maxProcesses, max(minProcesses, size))), `simple` an even split
+   maxProcesses / pools; `auto`: with Σtime > 0, time/Σtime × maxProcesses (strategy
    `time`) or size/Σsize × maxProcesses (`size`); with Σtime = 0, maxProcesses when the pool
    has jobs, else minProcesses.
 3. Pools are scaled in ascending order of target (a stable sort). For each (scalePool), with
@@ -52,21 +54,29 @@ def horizon_targets(
     min_processes: Sequence[int],
     max_processes: int,
     by_size: bool,
-    balancing: bool = True,
+    balance: str = "auto",
 ) -> list[float]:
-    """numberOfWorkersPerQueue: each pool's share of maxProcesses. `balancing` False is
-    Horizon's `balance => false` (one pool for all queues), used only by its own tests."""
+    """numberOfWorkersPerQueue: each pool's target count, in Horizon's order of cases.
+
+    `balance = false` is checked first (laravel/horizon PR #1552, "Set AutoScaler logic to
+    target process scaling based on queue size when balance is false"; before it the
+    non-balancing case sat inside the Σtime = 0 branch, so any run time sent it to the
+    time share, i.e. to maxProcesses): min(max, max(min, size)). `simple` (balancing but
+    not auto-scaling) is an even split of maxProcesses; `auto` shares it by time or size,
+    or gives max to a pool with jobs (min to one without) while no run time is known."""
+    if balance == "false":
+        return [
+            float(min(max_processes, max(low, size)))
+            for size, low in zip(sizes, min_processes, strict=True)
+        ]
+    if balance == "simple":
+        return [max_processes / len(sizes)] * len(sizes)
     total_time = sum(times)
     total_size = sum(sizes)
     if total_time > 0:
         if by_size:
             return [size / total_size * max_processes for size in sizes]
         return [time / total_time * max_processes for time in times]
-    if not balancing:
-        return [
-            float(min(max_processes, max(low, size)))
-            for size, low in zip(sizes, min_processes, strict=True)
-        ]
     return [
         float(max_processes if size else low)
         for size, low in zip(sizes, min_processes, strict=True)
@@ -101,7 +111,7 @@ def horizon_balance(
     max_processes: int,
     max_shift: int,
     by_size: bool,
-    balancing: bool = True,
+    balance: str = "auto",
 ) -> list[int]:
     """AutoScaler::scale for one supervisor: the new active count of every pool, in order."""
     targets = horizon_targets(
@@ -110,7 +120,7 @@ def horizon_balance(
         min_processes=[p.min_processes for p in pools],
         max_processes=max_processes,
         by_size=by_size,
-        balancing=balancing,
+        balance=balance,
     )
     counts = [p.active for p in pools]
     supervisor_total = sum(p.active + p.draining for p in pools)
@@ -166,7 +176,11 @@ def run(
 ) -> dict[str, Any]:
     groups: dict[str, list[PoolTick]] = {}
     for tick in ticks:
-        groups.setdefault(tick.policy.strategy.horizon.supervisor, []).append(tick)
+        knobs = tick.policy.strategy.horizon
+        # balance = false: Horizon runs one process pool per supervisor, so each pool here
+        # (a program of its own, with its own queues) is a supervisor of its own
+        group = f"{tick.pool} (balance false)" if knobs.balance == "false" else knobs.supervisor
+        groups.setdefault(group, []).append(tick)
     kept: dict[str, Any] = {}
     for supervisor, members in groups.items():
         knobs = members[0].policy.strategy.horizon
@@ -181,7 +195,10 @@ def run(
             )
         key = f"horizon:{supervisor}"
         last = shared.get(key)
-        max_processes = knobs.max_processes or sum(t.const.max_processes for t in members)
+        if knobs.balance == "false":
+            max_processes = members[0].const.max_processes
+        else:
+            max_processes = knobs.max_processes or sum(t.const.max_processes for t in members)
         if isinstance(last, float | int) and now_s - last < knobs.balance_cooldown_s:
             kept[key] = last
             for tick in members:
@@ -204,11 +221,12 @@ def run(
             max_processes=max_processes,
             max_shift=knobs.balance_max_shift,
             by_size=knobs.auto_scaling_strategy == "size",
+            balance=knobs.balance,
         )
         for tick, pool, count in zip(members, pools, counts, strict=True):
             tick.wanted = count
             tick.reason = (
-                f"horizon {supervisor}: size {pool.size}, runtime {pool.runtime_ms:.0f}ms, "
-                f"share of {max_processes}; {tick.current} -> {count}"
+                f"horizon {supervisor} (balance {knobs.balance}): size {pool.size}, "
+                f"runtime {pool.runtime_ms:.0f}ms, of {max_processes}; {tick.current} -> {count}"
             )
     return kept

@@ -7,8 +7,11 @@ kubernetes (pkg/controller/podautoscaler/horizontal.go, replica_calculator.go):
   the target is an AverageValue of `listLength` per replica. KEDA itself only moves between
   zero and one replica: active when LLEN > activationListLength (checked every
   pollingInterval); scale to zero after cooldownPeriod without activity (minReplicaCount 0).
-- The HPA syncs every 15 s. Per metric: ratio = usage / (target × statusReplicas); within
-  the tolerance keep statusReplicas, else ⌈usage / target⌉. Several metrics: the largest.
+- The HPA syncs every 15 s. Per metric, with KEDA's default metricType AverageValue:
+  ratio = usage / (target × statusReplicas); within the tolerance keep statusReplicas, else
+  ⌈usage / target⌉. With metricType Value: ratio = usage / target; within the tolerance
+  keep statusReplicas, else ⌈ratio × ready pods⌉ (a worker still starting is not ready).
+  Several metrics: the largest.
 - Stabilization: up = the lowest recommendation inside the up window (including the new one),
   down = the highest inside the down window; the result is the current (spec) count
   clamped into [up, down].
@@ -46,6 +49,26 @@ def average_value_replicas(
     if 1.0 - scale_down_tolerance <= ratio <= 1.0 + scale_up_tolerance:
         return status_replicas
     return math.ceil(usage / target)
+
+
+def value_replicas(
+    *,
+    status_replicas: int,
+    ready_pods: int,
+    usage: float,
+    target: float,
+    scale_up_tolerance: float,
+    scale_down_tolerance: float,
+) -> int:
+    """GetExternalMetricReplicas (a Value target) through getUsageRatioReplicaCount: the
+    ratio usage/target times the pods that are Ready (a starting worker is not), unless the
+    ratio is within the tolerance; from zero replicas, ⌈ratio⌉."""
+    ratio = usage / target
+    if status_replicas <= 0:
+        return math.ceil(ratio)
+    if 1.0 - scale_down_tolerance <= ratio <= 1.0 + scale_up_tolerance:
+        return status_replicas
+    return math.ceil(ratio * ready_pods)
 
 
 def stabilize(
@@ -254,16 +277,24 @@ def hpa_step(
     )
     proposal = 0
     for length in lengths:
-        proposal = max(
-            proposal,
-            average_value_replicas(
+        if knobs.metric_type == "Value":
+            replicas_for_metric = value_replicas(
+                status_replicas=status,
+                ready_pods=tick.running,  # Supervisor's RUNNING: past startsecs
+                usage=float(length),
+                target=knobs.list_length,
+                scale_up_tolerance=up_tolerance,
+                scale_down_tolerance=down_tolerance,
+            )
+        else:
+            replicas_for_metric = average_value_replicas(
                 status_replicas=status,
                 usage=float(length),
                 target=knobs.list_length,
                 scale_up_tolerance=up_tolerance,
                 scale_down_tolerance=down_tolerance,
-            ),
-        )
+            )
+        proposal = max(proposal, replicas_for_metric)
     stabilized = stabilize(
         recommendations=memory.recommendations,
         now_s=now_s,

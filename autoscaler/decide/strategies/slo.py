@@ -16,7 +16,9 @@ docs/slo-strategy.md derives every formula; in short, each tick and pool:
      workers' start-up delay (queueing.backlog_servers).
 3. Scale up in one jump to that count (optionally at most max_step_up at once). Scale down
    only to the highest count needed during the last scale_down_window_s, and by at most
-   scale_down_step per decision, so a lull between two bursts does not flap.
+   scale_down_step per decision, so a lull between two bursts does not flap. Decisions
+   closer than MIN_DOWN_GAP_S to the last scale-down (catch-up ticks after a stall) hold:
+   the step is a rate, not something a burst of ticks can repeat.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ SERVICE_HALF_LIFE_JOBS = 30.0
 # A flow-balance sample spanning more than this many intervals (a tick was skipped or held)
 # is not trusted: the completions in between were not seen.
 MAX_GAP_INTERVALS = 2.5
+# A scale-down this soon after the last one waits (ticks run back to back after a stall).
+MIN_DOWN_GAP_S = 0.5
 # distinct sample spans whose EWMA weight is kept per policy (arrival_weight)
 WEIGHT_CACHE_LIMIT = 256
 
@@ -52,6 +56,7 @@ class SloMemory(NamedTuple):
     service_s: float  # estimate of the mean run time
     window: Window  # (time, needed) pairs, needed decreasing: a sliding maximum
     cell: Cell | None  # the steady-state grid cell last used
+    down_at_s: float  # time of the last scale-down (-inf: none yet)
     measured_jobs: float  # jobs whose run time the estimate holds (0: the policy's guess)
 
 
@@ -90,6 +95,8 @@ def needed_workers(
     startup_s: float,
     reaction_s: float,
     model: str = "erlang_c",
+    steady_load_slack: float = 0.0,
+    reaction_share: float = 1.0,
 ) -> SloNeed:
     """The workers that keep the SLO: max(steady state, backlog), rounded up (pure).
 
@@ -97,7 +104,7 @@ def needed_workers(
     backlog: queueing.backlog_servers for the jobs waiting now. (The strategy's hot path,
     _decide_pool, computes the same; a test holds them equal.)"""
     steady = steady_count(
-        arrival_rate_per_s * service_s,
+        arrival_rate_per_s * service_s - steady_load_slack,
         slo_wait_s / service_s,
         staffing_rule(model, steady_percentile),
     )
@@ -109,6 +116,7 @@ def needed_workers(
         slo_wait_s,
         startup_s,
         reaction_s,
+        reaction_share,
     )
     needed = steady if backlog <= steady else math.ceil(backlog - 1e-9)
     return SloNeed(
@@ -249,9 +257,10 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
         at_s, queued_before, rate, service_s = now_s, 0, None, const.expected_run_time_s
         window: Window = ((now_s, tick.previous),)
         cell = None
+        down_at_s = -math.inf
         measured = 0.0
     else:
-        at_s, queued_before, rate, service_s, window, cell, measured = memory
+        at_s, queued_before, rate, service_s, window, cell, down_at_s, measured = memory
     reserved = tick.reserved
     waiting = tick.pending + tick.delayed_due
     queued = waiting + reserved
@@ -288,7 +297,7 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
     slo_wait_s = const.slo_wait_s
     steady = 0
     if rate is not None and rate > 0.0:
-        load = rate * service_s
+        load = rate * service_s - const.steady_load_slack
         decay = slo_wait_s / service_s
         # reuse the last cell while inside it, or outside only where fewer workers would do
         if (
@@ -310,6 +319,7 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
             slo_wait_s,
             const.startup_s,
             dt,
+            const.reaction_share,
         )
         if backlog > steady:
             needed = math.ceil(backlog - 1e-9)
@@ -321,15 +331,27 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
     if window[0][1] <= needed:  # the common case: nothing in the window exceeds the need
         window = ((now_s, needed),)
     else:
-        window = slide(window, now_s, needed, const.scale_down_window_s)
+        # at least a few run times: a pool of long jobs would step down job by job
+        span_s = max(const.scale_down_window_s, const.scale_down_window_jobs * service_s)
+        window = slide(window, now_s, needed, span_s)
     window_max = window[0][1]
     if needed == base:  # hold (window_max >= needed): the common case again
         count = base
     else:
         count = scale(base, needed, window_max, const.scale_down_step, const.max_step_up)
+        if count < base:
+            if now_s - down_at_s < MIN_DOWN_GAP_S:
+                count = base  # a catch-up tick right after another: not a new step down
+            else:
+                down_at_s = now_s
     tick.wanted = count
-    tick.keep_up = steady if steady > 0 else 1
-    tick.memory = _make_memory(SloMemory, (now_s, queued, rate, service_s, window, cell, measured))
+    # the budget's first tier: keeping pace with the whole load (the slack is for the
+    # backlog rule, which the second tier serves by lateness)
+    pace = math.ceil(rate * service_s) if rate is not None and rate > 0.0 else 0
+    tick.keep_up = max(steady, pace, 1)
+    tick.memory = _make_memory(
+        SloMemory, (now_s, queued, rate, service_s, window, cell, down_at_s, measured)
+    )
     tick.reason = (
         _reason,
         (const, base, oldest, waiting, rate, service_s, steady, backlog, needed, count, window_max),

@@ -1,0 +1,295 @@
+"""Replace workers surge-first: a new slot starts, and the old one is stopped only once the new
+one is RUNNING (it finishes its job first). A pool never has fewer RUNNING workers for it.
+
+Used for recycling a leaking or old worker (the daemon asks: `request`) and for rolling
+restarts (`autoscaler restart` records a Restart: each old worker in turn). At most one
+replacement per pool at a time. Every apply runs the same steps, under the apply lock, from the
+state file (retire_state), so the daemon and `autoscaler restart` never fight:
+
+1. `adjust` (before the layout is chosen): per pool with a replacement in progress
+   - no new slot yet: the pool's count + 1 (the surge; one above max_processes is allowed);
+   - the new slot RUNNING: the count, dropping the old slot first (SIGTERM, it finishes its job);
+   - the new slot FATAL/EXITED: the count, dropping the new slot; the old one is kept and the
+     replacement (and a restart) fails with the reason;
+   - cancelled (`restart` interrupted with Ctrl-C): the count, dropping the new slot unless it
+     already runs (then the old one goes): no slot is left over after this apply;
+   - the old worker gone (exited, or another PID in its slot): done.
+2. `settle` (after the calls): remember which slot was added as the new one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loguru import logger
+
+from autoscaler.act.reconcile import SERVING, Slot, SlotChange, pool_members
+from autoscaler.act.retire_state import (
+    ReplaceState,
+    ReplaceStateError,
+    Retirement,
+    loads,
+    read_text,
+    save,
+)
+from autoscaler.policy.model import Policy
+
+LIVE_STATES = SERVING | {"STOPPING"}
+FAILED_STATES = frozenset({"FATAL", "EXITED"})
+
+
+@dataclass(slots=True, kw_only=True)
+class Adjustment:
+    """What the layout must do for the replacements in progress."""
+
+    desired: dict[str, int] | None
+    retire_first: dict[str, str] = field(default_factory=dict)  # slot -> why it goes first
+    surge: set[str] = field(default_factory=set)  # pools one above their count
+
+
+class Replacer:
+    """The actuator's hook for surge-first replacements (see the module docstring)."""
+
+    def __init__(self, *, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._requests: dict[str, Retirement] = {}
+        self._state = ReplaceState()
+        self._loaded: str | None = None  # the file's text when the state was read
+        self.events: list[str] = []  # the last apply's, for the CLI and the log
+        self.failures: dict[str, str] = {}  # pool -> why its replacement failed, last apply
+
+    # -- asking ----------------------------------------------------------------------------
+    def request(self, *, pool: str, slot: str, pid: int, reason: str) -> None:
+        """Replace this worker (the daemon's recycling); taken up by the next apply unless
+        the pool is replacing another one or restarting."""
+        self._requests[pool] = Retirement(
+            pool=pool, slot=slot, pid=pid, reason=reason, origin="recycle", since_s=self._clock()
+        )
+
+    def requested(self) -> dict[str, Retirement]:
+        """The recycles asked for and not yet taken up by an apply."""
+        return dict(self._requests)
+
+    def busy_pools(self) -> set[str]:
+        """Pools with a replacement or a restart in progress at the last apply."""
+        restarting = {p for p, r in self._state.restarts.items() if r.failed is None}
+        return set(self._state.retiring) | restarting
+
+    def state(self) -> ReplaceState:
+        """The state as the last apply left it."""
+        return self._state
+
+    # -- the apply's two steps ---------------------------------------------------------------
+    def adjust(
+        self,
+        policies: Mapping[str, Policy],
+        slots: Mapping[str, Slot],
+        desired: Mapping[str, int] | None,
+        busy: Collection[str] | None,
+    ) -> Adjustment:
+        self.events, self.failures = [], {}
+        try:
+            self._loaded = read_text(self.path)
+            state = loads(self.path, self._loaded)
+        except ReplaceStateError as exc:
+            logger.error(f"{exc}: starting from no replacement in progress")
+            state, self._loaded = ReplaceState(), ""
+        self._state = state
+        now = self._clock()
+        self._next_restart_steps(state, policies, slots, busy or (), now)
+        restarting = {p for p, r in state.restarts.items() if r.failed is None}
+        for pool, wanted in self._requests.items():
+            old = slots.get(wanted.slot)
+            if (
+                pool in policies
+                and pool not in state.retiring
+                and pool not in restarting
+                and _alive(old, wanted.pid)
+            ):
+                state.retiring[pool] = wanted
+                self._event(f"{pool}: recycling {wanted.slot} (pid {wanted.pid}): {wanted.reason}")
+        self._requests = {}
+        adjustment = Adjustment(desired=dict(desired) if desired is not None else None)
+        counts: dict[str, int] = {}
+        for pool, retirement in list(state.retiring.items()):
+            policy = policies.get(pool)
+            count = (
+                None if policy is None else self._step(state, retirement, policy, slots, adjustment)
+            )
+            if policy is None:
+                del state.retiring[pool]
+            elif count is not None:
+                counts[pool] = count
+        if counts:
+            adjustment.desired = {**(adjustment.desired or {}), **counts}
+        return adjustment
+
+    def settle(self, slots: Mapping[str, Slot], done: Collection[SlotChange]) -> None:
+        """After the apply's calls: note the slot added for each surge; save the state."""
+        for pool, retirement in self._state.retiring.items():
+            if retirement.replacement is None:
+                added = sorted(c.slot for c in done if c.pool == pool and c.action == "add")
+                if added:
+                    retirement.replacement = added[0]
+                    self._event(f"{pool}: started {added[0]} to replace {retirement.slot}")
+        save(self.path, self._state, unchanged_from=self._loaded)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _next_restart_steps(
+        self,
+        state: ReplaceState,
+        policies: Mapping[str, Policy],
+        slots: Mapping[str, Slot],
+        busy: Collection[str],
+        now_s: float,
+    ) -> None:
+        """Drop restarted pools' old workers that are gone; start the next replacement."""
+        for pool, restart in list(state.restarts.items()):
+            if pool not in policies:
+                del state.restarts[pool]
+                continue
+            if restart.failed is not None:
+                continue
+            restart.old = {s: pid for s, pid in restart.old.items() if _alive(slots.get(s), pid)}
+            if pool in state.retiring:
+                continue
+            if not restart.old:
+                del state.restarts[pool]
+                self._event(f"{pool}: restart done, {restart.replaced} worker(s) replaced")
+                continue
+            todo = [name for name in restart.old if slots[name].in_file]  # alive, so known
+            if not todo:
+                continue  # the last old workers finish their jobs
+
+            def order(name: str) -> tuple[bool, bool, str]:
+                return (name in busy, slots[name].state != "RUNNING", name)
+
+            name = min(todo, key=order)
+            state.retiring[pool] = Retirement(
+                pool=pool,
+                slot=name,
+                pid=restart.old[name],
+                reason="restart",
+                origin="restart",
+                since_s=now_s,
+            )
+
+    def _step(
+        self,
+        state: ReplaceState,
+        retirement: Retirement,
+        policy: Policy,
+        slots: Mapping[str, Slot],
+        adjustment: Adjustment,
+    ) -> int | None:
+        """One replacement's step; returns the pool's count for the layout (None: leave it)."""
+        pool = retirement.pool
+        old = slots.get(retirement.slot)
+        restart = state.restarts.get(pool)
+        restarting = restart is not None and retirement.origin == "restart"
+        if not _alive(old, retirement.pid):
+            del state.retiring[pool]
+            if restart is not None and restarting:
+                restart.replaced += 1
+                restart.old.pop(retirement.slot, None)
+            self._event(f"{pool}: {retirement.slot} (pid {retirement.pid}) has exited: replaced")
+            return None
+        assert old is not None
+        if not old.in_file:  # told to stop: it finishes its job
+            # A restart goes on with the next worker (the restart waits for this one's exit
+            # before it is done); a recycle waits for the exit (one at a time, memory first).
+            if restart is not None and restarting:
+                restart.replaced += 1
+                del state.retiring[pool]
+            elif retirement.cancel:
+                del state.retiring[pool]
+            return None
+        in_file = [s for s in pool_members(slots, pool) if s.in_file]
+        if retirement.members_before is None:
+            retirement.members_before = len(in_file)
+        elif retirement.replacement is None and len(in_file) > retirement.members_before:
+            retirement.replacement = _adopt(in_file, retirement)
+        new = slots.get(retirement.replacement) if retirement.replacement else None
+        base = _base(pool, policy, in_file, adjustment.desired, new)
+        if new is not None and new.state == "RUNNING":
+            adjustment.retire_first[old.name] = (
+                f"replaced by {new.name} ({retirement.reason}): it finishes its job first"
+            )
+            self._event(f"{pool}: {new.name} RUNNING: stopping {old.name} (pid {retirement.pid})")
+            return base
+        if new is not None and new.state in FAILED_STATES:
+            info = new.process
+            detail = (info.spawnerr or f"exit status {info.exitstatus}") if info else new.state
+            why = f"{new.name} did not start ({new.state}: {detail}); {old.name} kept"
+            adjustment.retire_first[new.name] = "its replacement run did not start"
+            del state.retiring[pool]
+            self.failures[pool] = why
+            if restart is not None and retirement.origin == "restart":
+                restart.failed = why
+            logger.error(f"{pool}: replacing {old.name} failed: {why}")
+            self.events.append(f"{pool}: FAILED: {why}")
+            return base
+        if retirement.cancel:
+            if new is not None:
+                adjustment.retire_first[new.name] = "restart interrupted: undoing its surge"
+            del state.retiring[pool]
+            self._event(f"{pool}: restart interrupted: {old.name} kept")
+            return base
+        if new is None and base < len(in_file):
+            # The pool shrinks anyway: the old worker is the one to go, no surge needed.
+            adjustment.retire_first[old.name] = (
+                f"scale down, and {retirement.reason}: it finishes its job first"
+            )
+            return base
+        if new is None:
+            retirement.replacement = None  # not added yet, or gone: (re)add one
+        # Should the pool shrink meanwhile, the old worker is the first to go.
+        adjustment.retire_first[old.name] = (
+            f"scale down, and {retirement.reason}: it finishes its job first"
+        )
+        adjustment.surge.add(pool)
+        return base + 1
+
+    def _event(self, text: str) -> None:
+        self.events.append(text)
+        logger.info(text)
+
+
+def _base(
+    pool: str,
+    policy: Policy,
+    in_file: list[Slot],
+    desired: Mapping[str, int] | None,
+    new: Slot | None,
+) -> int:
+    """The pool's count without the surge: the caller's, else the file's less the new slot
+    (in the file only as the surge), within min/max_processes."""
+    if desired is not None and pool in desired:
+        count = desired[pool]
+    else:
+        count = len(in_file) - (1 if new is not None and new.in_file else 0)
+    return min(max(count, policy.min_processes), policy.max_processes)
+
+
+def _alive(slot: Slot | None, pid: int) -> bool:
+    """The worker that ran under `pid` in this slot is still there (serving or stopping)."""
+    return (
+        slot is not None
+        and slot.process is not None
+        and slot.process.pid == pid
+        and slot.state in LIVE_STATES
+    )
+
+
+def _adopt(in_file: list[Slot], retirement: Retirement) -> str | None:
+    """The pool has one slot more than when the surge began, but no apply recorded it (one
+    that wrote the file did not live to): the newest slot is the new worker."""
+    others = [s for s in in_file if s.name != retirement.slot]
+    if not others:
+        return None
+    newest = max(others, key=lambda s: (s.process is None, s.process.start_s if s.process else 0))
+    return newest.name
