@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -35,6 +35,13 @@ CONFIG_ENV = "AUTOSCALER_CONFIG"
 # A fleet's name and a host's id are parts of Redis key names.
 FLEET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MASK = "***"
+# Where the settings file is looked for when neither --config nor AUTOSCALER_CONFIG names one,
+# first found wins (README "Configuration"). The first is relative to the working directory.
+SEARCH_PATHS: tuple[Path, ...] = (
+    Path("autoscaler.toml"),
+    Path("/etc/autoscaler/autoscaler.toml"),
+)
+DEFAULT_ORIGIN = "default"
 
 
 class Settings(BaseSettings):
@@ -49,6 +56,23 @@ class Settings(BaseSettings):
         validate_default=True,
         allow_inf_nan=False,  # "inf" passes gt=0, then breaks every sleep and sum
     )
+    # Set by load_settings: the settings file read (None: none) and each field's source.
+    _config_file: Path | None = PrivateAttr(default=None)
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def config_file(self) -> Path | None:
+        """The settings file these settings were read from (None: none was found)."""
+        return self._config_file
+
+    def origin(self, name: str) -> str:
+        """Where a field's value came from: `--flag`, `env AUTOSCALER_X`, `.env`, the
+        settings file's path, or `default`."""
+        return self._origins.get(name, DEFAULT_ORIGIN)
+
+    def defaults_used(self, *names: str) -> bool:
+        """Every named field has its default value: no source set it."""
+        return all(self.origin(name) == DEFAULT_ORIGIN for name in names)
 
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
@@ -271,7 +295,7 @@ def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Setti
     unknown = sorted(set(overrides) - set(Settings.model_fields))
     if unknown:
         raise TypeError(f"load_settings() got unknown settings {unknown}")
-    path = config_file if config_file is not None else _config_file_from_env()
+    path = find_config_file(config_file)
     if path is not None:
         _check_config_file(path)
     _check_dotenv()
@@ -280,8 +304,9 @@ def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Setti
         # pydantic-settings builds its sources from the class, so the file rides on a subclass.
         model_config = SettingsConfigDict(toml_file=path)
 
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return ConfiguredSettings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = ConfiguredSettings(**given)
     except ValidationError as exc:
         origin = f"settings (env AUTOSCALER_*, .env{f', {path}' if path else ''})"
         problems = "; ".join(
@@ -291,6 +316,52 @@ def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Setti
         raise SettingsError(f"{origin}: {problems}") from exc
     except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
         raise SettingsError(f"{path}: {exc}") from exc
+    settings._config_file = path
+    settings._origins = _origins(path, given)
+    return settings
+
+
+def find_config_file(explicit: Path | None = None) -> Path | None:
+    """--config, else AUTOSCALER_CONFIG, else the first of SEARCH_PATHS that exists."""
+    if explicit is not None:
+        return explicit
+    from_env = _config_file_from_env()
+    if from_env is not None:
+        return from_env
+    return next((path for path in SEARCH_PATHS if path.is_file()), None)
+
+
+def searched_text() -> str:
+    """The places looked in, for messages: `./autoscaler.toml, /etc/...`."""
+    return ", ".join(str(p) if p.is_absolute() else f"./{p}" for p in SEARCH_PATHS)
+
+
+def _origins(path: Path | None, given: dict[str, Any]) -> dict[str, str]:
+    """Each field's source, in the order the settings apply them (flags, env, .env, file)."""
+    prefix = "autoscaler_"
+    environ = {key.lower(): key for key in os.environ}
+    dotenv: set[str] = set()
+    env_file = Settings.model_config.get("env_file")
+    if isinstance(env_file, str) and Path(env_file).is_file():
+        dotenv = {key.lower() for key in DotEnvSettingsSource(Settings).env_vars}
+    in_file: set[str] = set()
+    if path is not None:
+        in_file = set(tomllib.loads(path.read_text(encoding="utf-8")))
+    origins: dict[str, str] = {}
+    for name in Settings.model_fields:
+        key = f"{prefix}{name}"
+        nested = [k for k in environ if k == key or k.startswith(f"{key}__")]
+        if name in given:
+            origins[name] = "command line"
+        elif nested:
+            origins[name] = f"env {environ[nested[0]]}"
+        elif key in dotenv or any(k.startswith(f"{key}__") for k in dotenv):
+            origins[name] = f".env ({Path(str(env_file)).resolve()})"
+        elif name in in_file:
+            origins[name] = str(path)
+        else:
+            origins[name] = DEFAULT_ORIGIN
+    return origins
 
 
 def _check_config_file(path: Path) -> None:

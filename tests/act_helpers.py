@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -152,3 +154,17 @@ def running(client: SupervisorClient) -> int:
 def busy_from_logs(client: SupervisorClient) -> set[str]:
     """Slots whose log shows a job in hand, as the daemon and the CLI tell it."""
     return logtail.busy_slots(p for p in client.processes() if p.group == p.name)
+
+
+def run_once(cwd: Path) -> int:
+    """`autoscaler run --once` in a subprocess with this process's environment (the daemon
+    installs signal handlers and log sinks: never inside the test process)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "autoscaler", "run", "--once"],
+        cwd=cwd,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode

@@ -33,10 +33,21 @@ BUDGET = MemoryBudget(budget_mb=1e6)
 
 
 def test_service_time_moves_by_completions() -> None:
-    assert estimate_service_s(2.0, 0, None) == 2.0
-    assert estimate_service_s(2.0, 3, None) == 2.0
-    half = estimate_service_s(2.0, int(SERVICE_HALF_LIFE_JOBS), 4.0)
-    assert half == pytest.approx(3.0)
+    assert estimate_service_s(2.0, 0, None, 100.0) == (2.0, 100.0)
+    assert estimate_service_s(2.0, 3, None, 100.0) == (2.0, 100.0)
+    half, seen = estimate_service_s(2.0, int(SERVICE_HALF_LIFE_JOBS), 4.0, 1000.0)
+    assert half == pytest.approx(3.0) and seen == 1000.0 + SERVICE_HALF_LIFE_JOBS
+
+
+def test_the_first_measured_jobs_replace_the_policys_guess() -> None:
+    """init writes expected_run_time_s = 1.0; a 15 s crawler must not need ~30 jobs to show."""
+    first, seen = estimate_service_s(1.0, 1, 15.0)  # nothing measured yet: the guess goes
+    assert first == 15.0 and seen == 1.0
+    second, seen = estimate_service_s(first, 1, 17.0, seen)  # the plain mean while few
+    assert second == pytest.approx(16.0) and seen == 2.0
+    # Once many are measured, one odd job barely moves it (the moving average).
+    late, _ = estimate_service_s(16.0, 1, 100.0, 500.0)
+    assert late == pytest.approx(16.0 + (1 - 2 ** (-1 / SERVICE_HALF_LIFE_JOBS)) * 84.0)
 
 
 def need(**overrides: Any) -> int:

@@ -57,6 +57,7 @@ from autoscaler.supervisord.include_file import (
     section_names,
     sections_of,
 )
+from autoscaler.supervisord.paused import PausedFileError, read_paused
 from autoscaler.supervisord.rpc import (
     ProcessInfo,
     SupervisorClient,
@@ -298,6 +299,7 @@ class Actuator:
             hold=self._watch.held(),
         )
         done, failed = self._execute(changes)
+        self._track_retiring(slots, done)
         unloaded = [c for c, why in failed if c.action == "add" and is_unknown_name(why)]
         if unloaded and not report.reread:
             # The slots' configuration is not loaded (supervisord restarted with an older
@@ -342,13 +344,19 @@ class Actuator:
         check: bool = False,
     ) -> tuple[ApplyPlan, Layout, dict[str, Slot]]:
         """`check`: also check the whole text (each pool's sections are checked anyway)."""
-        slots = our_slots(self.policies, section_names(old_text or ""), processes)
+        retiring = self.file.retiring()
+        slots = our_slots(self.policies, section_names(old_text or ""), processes, retiring)
+        try:
+            paused = read_paused(self.file.state_dir)
+        except PausedFileError as exc:  # never guess: restarting a paused pool is worse
+            raise SupervisorFileError(f"not applied: {exc}") from None
         surge = self.replacer.adjust(self.policies, slots, desired, busy)
         layout = choose_layout(
             self.policies,
             slots,
             surge.desired,
             busy,
+            set(paused),
             retire_first=surge.retire_first,
             surge=surge.surge,
         )
@@ -371,6 +379,15 @@ class Actuator:
             refused=refused,
         )
         return plan, layout, slots
+
+    def _track_retiring(self, slots: Mapping[str, Slot], done: list[SlotChange]) -> None:
+        """Slots of removed pools, from their stop until supervisord no longer has them (a
+        stopped group left behind would be started by `supervisorctl start all`)."""
+        retiring = set(self.file.retiring())
+        retiring |= {c.slot for c in done if c.action == "stop" and c.pool is None}
+        retiring -= {c.slot for c in done if c.action == "remove"}
+        retiring &= {name for name, slot in slots.items() if slot.process is not None}
+        self.file.set_retiring(retiring)
 
     def _target(self, layout: Layout) -> set[str]:
         return {

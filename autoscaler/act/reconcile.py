@@ -80,16 +80,19 @@ def our_slots(
     policies: Mapping[str, Policy],
     file_slots: Collection[str],
     processes: Iterable[ProcessInfo],
+    retiring: Collection[str] = (),
 ) -> dict[str, Slot]:
-    """Every slot autoscaler manages: each program of its file, and each single-process group
-    named `<program>_NN` of a policy's program. Nothing else is ever touched."""
+    """Every slot autoscaler manages: each program of its file, each single-process group
+    named `<program>_NN` of a policy's program, and the `retiring` slots (of pools whose
+    policy was removed: stopped, and removed from Supervisor once stopped). Nothing else is
+    ever touched."""
     owner = pool_of_programs(policies)
     active = {p.name: p for p in processes if p.group == p.name}
     slots: dict[str, Slot] = {}
     for name in sorted(set(file_slots) | set(active)):
         parsed = parse_slot(name)
         pool = owner.get(parsed.program) if parsed is not None else None
-        if name not in file_slots and pool is None:
+        if name not in file_slots and pool is None and name not in retiring:
             continue  # another file's program
         slots[name] = Slot(
             name=name,
@@ -119,6 +122,7 @@ def choose_layout(
     slots: Mapping[str, Slot],
     desired: Mapping[str, int] | None,
     busy_slots: Collection[str] | None,
+    paused: Collection[str] = (),
     *,
     retire_first: Mapping[str, str] | None = None,
     surge: Collection[str] = (),
@@ -127,7 +131,8 @@ def choose_layout(
     holds (or, when the file has none of it, what runs; when nothing runs, its static count).
     `busy_slots`: slots with a job in flight (None: unknown, the highest index goes first).
     `retire_first`: slot -> why, for slots to drop before any other (act/retire.py); `surge`:
-    pools allowed one slot above max_processes while a worker is replaced."""
+    pools allowed one slot above max_processes while a worker is replaced.
+    `paused` pools (`autoscaler pause`) keep no slot, whatever `desired` or their min says."""
     wanted = dict(desired or {})
     unknown = sorted(set(wanted) - set(policies))
     if unknown:
@@ -144,7 +149,11 @@ def choose_layout(
                     f"{slot.name} is {slot.state} but missing from the file: adopting it"
                 )
         count = wanted.get(pool)
-        if count is None:
+        if pool in paused:
+            if count:
+                layout.notes.append(f"pool {pool} is paused: 0 slots, not {count}")
+            count = 0
+        elif count is None:
             count = len(in_file) if in_file else len(members) or policy.static_processes
             # A policy edited since the file was written: its bounds rule, as decide's would.
             bounded = min(max(count, policy.min_processes), policy.max_processes)
@@ -154,7 +163,9 @@ def choose_layout(
                     f"{policy.min_processes} and max_processes {policy.max_processes}: {bounded}"
                 )
                 count = bounded
-        if not policy.min_processes <= count <= policy.max_processes + (pool in surge):
+        if pool not in paused and not (
+            policy.min_processes <= count <= policy.max_processes + (pool in surge)
+        ):
             raise ValueError(
                 f"pool {pool}: {count} slots is outside min_processes {policy.min_processes} "
                 f"and max_processes {policy.max_processes}"

@@ -17,6 +17,7 @@ from autoscaler.observe import logtail
 from autoscaler.policy.loader import PolicySet
 from autoscaler.policy.model import Policy
 from autoscaler.settings import Settings
+from autoscaler.supervisord.paused import Pause, PausedFileError, read_paused
 from autoscaler.supervisord.rpc import ProcessInfo
 from autoscaler.table import render_table
 
@@ -39,6 +40,15 @@ def build_actuator(args: argparse.Namespace) -> tuple[Settings, PolicySet, Actua
     logger.add(_to_stderr, level="WARNING", format="{level}: {message}")
     policies = load_cli_policies(args.policies, settings)
     return settings, policies, Actuator.from_settings(settings, policies)
+
+
+def read_paused_cli(actuator: Actuator) -> dict[str, Pause]:
+    """The paused pools beside the actuator's include file; an unreadable file is a usage
+    error that names it."""
+    try:
+        return read_paused(actuator.file.state_dir)
+    except PausedFileError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _to_stderr(line: object) -> None:

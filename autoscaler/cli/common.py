@@ -10,7 +10,13 @@ from typing import Any
 
 from autoscaler.constants import EXIT_USAGE
 from autoscaler.policy.loader import PolicyErrors, PolicySet, load_policies
-from autoscaler.settings import Settings, SettingsError, load_settings
+from autoscaler.settings import (
+    CONFIG_ENV,
+    Settings,
+    SettingsError,
+    load_settings,
+    searched_text,
+)
 
 
 class UsageError(Exception):
@@ -23,6 +29,17 @@ def build_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
         return load_settings(config_file=args.config, **overrides)
     except SettingsError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def unreachable_hint(settings: Settings, *fields: str) -> str:
+    """When the fields of an unreachable service all hold their defaults and no settings
+    file was found, a sentence saying so (the likely cause); else ""."""
+    if settings.config_file is not None or not settings.defaults_used(*fields):
+        return ""
+    return (
+        f" (at the default address: no settings file was found in {searched_text()}; "
+        f"use --config FILE or {CONFIG_ENV}, or set AUTOSCALER_{fields[0].upper()})"
+    )
 
 
 def load_cli_policies(directory: Path | None, settings: Settings) -> PolicySet:

@@ -14,7 +14,7 @@ from autoscaler.cli.actuation import (
     counts_table,
     parse_counts,
 )
-from autoscaler.cli.common import UsageError, add_format, print_json
+from autoscaler.cli.common import UsageError, add_format, print_json, unreachable_hint
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
 from autoscaler.supervisord.include_file import SupervisorFileError
 from autoscaler.supervisord.rpc import SupervisorUnavailable
@@ -45,7 +45,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     if args.static and args.counts:
         raise UsageError("give POOL=N pairs or --static, not both")
-    _settings, policies, actuator = build_actuator(args)
+    settings, policies, actuator = build_actuator(args)
     requested = parse_counts(args.counts, policies)
     if args.static:
         requested = {pool: policy.static_processes for pool, policy in policies.items()}
@@ -57,7 +57,11 @@ def run(args: argparse.Namespace) -> int:
             clamped.append(note)
     try:
         plan = actuator.plan(desired, busy_slots=busy_slots)
-    except (SupervisorUnavailable, SupervisorFileError) as exc:
+    except SupervisorUnavailable as exc:
+        hint = unreachable_hint(settings, "supervisor_url")
+        print(f"autoscaler: {exc}{hint}", file=sys.stderr)
+        return EXIT_FAILED
+    except SupervisorFileError as exc:
         print(f"autoscaler: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.format == "json":

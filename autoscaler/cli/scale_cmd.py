@@ -8,6 +8,7 @@ import argparse
 import sys
 import time
 
+from autoscaler.act.actuator import Actuator
 from autoscaler.act.apply_report import ApplyReport, change_json
 from autoscaler.act.reconcile import SlotChange
 from autoscaler.cli.actuation import (
@@ -17,8 +18,9 @@ from autoscaler.cli.actuation import (
     changes_table,
     check_pool,
     clamp,
+    read_paused_cli,
 )
-from autoscaler.cli.common import UsageError, add_format, print_json
+from autoscaler.cli.common import UsageError, add_format, print_json, unreachable_hint
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
 
 RETRY_FOR_S = 10.0  # keep retrying an unreachable supervisord this long (with backoff)
@@ -41,7 +43,9 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "and finish their job (idle ones are chosen first). " + DAEMON_NOTE,
     )
     parser.add_argument("pool", help="pool name (a policy file's stem)")
-    parser.add_argument("count", type=int, metavar="N", help="worker slots wanted")
+    parser.add_argument(
+        "count", metavar="N", help="worker slots wanted, or `static`: the policy's static_processes"
+    )
     parser.add_argument(
         "--wait",
         type=float,
@@ -58,37 +62,23 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     if args.wait < 0:
         raise UsageError("--wait must be >= 0")
-    _settings, policies, actuator = build_actuator(args)
+    settings, policies, actuator = build_actuator(args)
     pool = check_pool(args.pool, policies)
-    count, clamp_note = clamp(pool, policies[pool], args.count)
+    if pool in read_paused_cli(actuator):
+        raise UsageError(f"pool {pool} is paused: `autoscaler resume {pool}` first")
+    requested = _count(args.count, policies[pool].static_processes)
+    count, clamp_note = clamp(pool, policies[pool], requested)
     desired = {pool: count}
-    deadline = time.monotonic() + RETRY_FOR_S
-    report = actuator.apply(desired, busy_slots=busy_slots)
-    # Only an unreachable supervisord is worth waiting for: a refused file or reread would be
-    # refused again, and each try would make the refused text briefly live.
-    while report.unreachable and time.monotonic() < deadline:
-        time.sleep(min(report.retry_in_s or POLL_S, max(0.0, deadline - time.monotonic())))
-        report = actuator.apply(desired, busy_slots=busy_slots)
-    if report.error is None and pool in report.refused:
-        # Other pools may have been applied; for this command, its own pool failing is the error.
-        report.error = f"{pool} not applied: {report.refused[pool]}"
-    first = report
-    changes = list(report.changes)
-    if report.ok and args.wait > 0:
-        until = time.monotonic() + args.wait
-        while not report.converged and time.monotonic() < until:
-            time.sleep(POLL_S)
-            report = actuator.apply(desired, busy_slots=busy_slots)
-            changes += report.changes
-            if report.error is not None and report.retry_in_s:
-                time.sleep(min(report.retry_in_s, max(0.0, until - time.monotonic())))
+    first, report, changes = apply_until(actuator, desired, wait_s=args.wait, pool=pool)
     settled = report.ok and (args.wait == 0 or report.converged)
+    if first.unreachable and first.error is not None:
+        first.error += unreachable_hint(settings, "supervisor_url")
     if args.format == "json":
         print_json(
             {
                 **report.to_json(),  # the last apply: counts, draining, problems, error
                 "pool": pool,
-                "requested": args.count,
+                "requested": requested,
                 "count": count,
                 "clamped": clamp_note,
                 "before": first.before.get(pool),  # this pool's slots before the first apply
@@ -108,6 +98,48 @@ def run(args: argparse.Namespace) -> int:
             wait_s=args.wait,
         )
     return EXIT_OK if settled else EXIT_FAILED
+
+
+def _count(text: str, static: int) -> int:
+    if text == "static":
+        return static
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"N: expected a number or `static`, not {text!r}") from None
+
+
+def apply_until(
+    actuator: Actuator,
+    desired: dict[str, int] | None,
+    *,
+    wait_s: float,
+    pool: str | None = None,
+) -> tuple[ApplyReport, ApplyReport, list[SlotChange]]:
+    """Apply `desired` (retrying an unreachable supervisord for RETRY_FOR_S), then with
+    `wait_s` keep applying until it has converged. (first report, last report, changes).
+    `pool`: the command's own pool, whose refusal is its error."""
+    deadline = time.monotonic() + RETRY_FOR_S
+    report = actuator.apply(desired, busy_slots=busy_slots)
+    # Only an unreachable supervisord is worth waiting for: a refused file or reread would be
+    # refused again, and each try would make the refused text briefly live.
+    while report.unreachable and time.monotonic() < deadline:
+        time.sleep(min(report.retry_in_s or POLL_S, max(0.0, deadline - time.monotonic())))
+        report = actuator.apply(desired, busy_slots=busy_slots)
+    if report.error is None and pool in report.refused:
+        # Other pools may have been applied; for this command, its own pool failing is the error.
+        report.error = f"{pool} not applied: {report.refused[pool]}"
+    first = report
+    changes = list(report.changes)
+    if report.ok and wait_s > 0:
+        until = time.monotonic() + wait_s
+        while not report.converged and time.monotonic() < until:
+            time.sleep(POLL_S)
+            report = actuator.apply(desired, busy_slots=busy_slots)
+            changes += report.changes
+            if report.error is not None and report.retry_in_s:
+                time.sleep(min(report.retry_in_s, max(0.0, until - time.monotonic())))
+    return first, report, changes
 
 
 def _print(

@@ -21,6 +21,7 @@ from autoscaler.cli.common import (
     build_settings,
     load_cli_policies,
     print_json,
+    unreachable_hint,
 )
 from autoscaler.cli.status_view import (
     SLOT_HEADERS,
@@ -32,8 +33,9 @@ from autoscaler.cli.status_view import (
     table_rows,
 )
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
+from autoscaler.daemon.published import active_daemon_pid, read_published
 from autoscaler.decide.core import decide
-from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan
+from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan, PoolDecision
 from autoscaler.laravel.discovery import Discovery, discover
 from autoscaler.laravel.sampler import connect_redis, describe_redis_error
 from autoscaler.observe.observation import Observation
@@ -41,6 +43,7 @@ from autoscaler.observe.observer import Observer
 from autoscaler.policy.loader import PolicySet
 from autoscaler.policy.model import Policy
 from autoscaler.settings import Settings
+from autoscaler.supervisord.include_file import default_state_dir
 from autoscaler.table import render_table
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
@@ -171,22 +174,83 @@ def _show(
     if slots:
         _show_slots(observation, output, compact=compact)
         return
-    plan = desired_plan(observation, policies, settings)
+    plan, source_note = shown_plan(observation, policies, settings)
     if output == "json":
         rows = pool_rows(observation, policies, plan, observer.flows)
+        for row in rows:
+            row["desired_source"] = "daemon" if source_note.startswith("desired:") else "status"
         if compact:
             print(json.dumps(rows, separators=(",", ":")))
         else:
             print_json(rows)
-        for line in notes(observation, observer.log_problems):
+        for line in _notes(observation, observer, settings):
             if "unknown" in line:
                 print(f"autoscaler: {line}", file=sys.stderr)
         return
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(observation.at_s))
     print(f"autoscaler status at {stamp} (prefix {settings.redis_prefix})")
     print(render_table(TABLE_HEADERS, table_rows(observation, policies, plan, observer.flows)))
-    for line in notes(observation, observer.log_problems):
+    for line in [*_notes(observation, observer, settings), source_note]:
         print(f"  {line}")
+
+
+def _notes(observation: Observation, observer: Observer, settings: Settings) -> list[str]:
+    """status_view's notes, with the likely cause when a service is unreachable at its
+    default address and no settings file was found."""
+    lines = notes(observation, observer.log_problems)
+    if observation.redis_error:
+        lines[0] += unreachable_hint(settings, "redis_url")
+    if observation.supervisor_error:
+        lines[1 if observation.redis_error else 0] += unreachable_hint(settings, "supervisor_url")
+    if observer.paused_problem:
+        lines.append(observer.paused_problem)
+    if observer.unmanaged:
+        found = "; ".join(
+            f"{pool}: {len(others)} ({', '.join(sorted({f'{p.group}:*' for p in others}))})"
+            for pool, others in sorted(observer.unmanaged.items())
+        )
+        lines.append(
+            f"unmanaged workers (other Supervisor programs consuming the queues; decide counts "
+            f"them as capacity): {found}"
+        )
+    return lines
+
+
+def shown_plan(
+    observation: Observation, policies: Mapping[str, Policy], settings: Settings
+) -> tuple[Plan, str]:
+    """The active daemon's last decision when it is fresh, else decide's answer from this
+    one sample; and a note saying which it is."""
+    state_dir = settings.state_dir or default_state_dir(settings.include_file)
+    pid = active_daemon_pid(state_dir)
+    published = read_published(state_dir) if pid is not None else None
+    if published is not None and published.fresh(observation.at_s):
+        stamp = time.strftime("%H:%M:%S", time.localtime(published.at_s))
+        decisions = {
+            pool: PoolDecision(
+                pool=pool, strategy=d.strategy, current=d.current, desired=d.desired,
+                reason=d.reason, held=d.held,
+            )
+            for pool, d in published.pools.items()
+            if pool in policies
+        }  # fmt: skip
+        plan = Plan(
+            at_s=published.at_s, decisions=decisions, memory_limit_mb=0.0, memory_planned_mb=0.0
+        )
+        dry = " (dry run: not applied)" if published.dry_run else ""
+        return plan, f"desired: the daemon's decision at {stamp} (pid {pid}){dry}"
+    if pid is None:
+        why = "no daemon is active"
+    elif published is None:
+        why = f"the daemon (pid {pid}) has published no decision yet"
+    else:
+        age_s = observation.at_s - published.at_s
+        why = f"the daemon's (pid {pid}) last decision is {age_s:.0f}s old"
+    note = (
+        f"desired recomputed by status from this sample ({why}); the daemon's own count may "
+        "differ: it remembers earlier ticks"
+    )
+    return desired_plan(observation, policies, settings), note
 
 
 def _show_slots(observation: Observation, output: str, *, compact: bool) -> None:

@@ -73,12 +73,14 @@ def pool_rows(
                 "workers_starting": workers.starting if workers is not None else None,
                 "workers_draining": workers.draining if workers is not None else None,
                 "workers_failed": workers.failed if workers is not None else None,
+                "workers_unmanaged": workers.unmanaged if workers is not None else None,
                 # resident memory (worker + children) of the RUNNING workers, MB
                 "memory_mb": _round(obs.memory.total_mb) if obs.memory is not None else None,
                 "memory_mb_max": _round(obs.memory.max_mb) if obs.memory is not None else None,
                 "desired": decision.desired if decision is not None else None,
                 "desired_held": decision.held if decision is not None else None,
                 "desired_reason": decision.reason if decision is not None else None,
+                "paused": pool in observation.paused,
                 "window_s": _round(observation.interval_s),
                 "completions": work.completions if work is not None else None,
                 "failures": work.failures if work is not None else None,
@@ -113,11 +115,12 @@ def table_rows(
         pool_cells: list[object] = [
             _one_decimal(throughput_per_min(obs, observation.interval_s)),
             _three_digits(obs.work.run_time_mean_s) if obs.work is not None else None,
-            obs.workers.running if obs.workers is not None else UNKNOWN,
-            decision.desired if decision is not None else None,
+            _workers_cell(obs),
+            _desired_cell(decision.desired if decision is not None else None,
+                          paused=pool in observation.paused),
             _one_decimal(obs.memory.total_mb) if obs.memory is not None else None,
             _one_decimal(obs.memory.max_mb) if obs.memory is not None else None,
-        ]
+        ]  # fmt: skip
         samples: list[QueueSample | None] = (
             list(obs.queues) if obs.queues is not None else [None] * len(policy.queues)
         )
@@ -193,6 +196,12 @@ def notes(observation: Observation, log_problems: Mapping[str, str]) -> list[str
         lines.append("done/min and run times need a window: use --window S (or --watch)")
     else:
         lines.append(f"done/min and run times over the last {observation.interval_s:.1f} s")
+    if observation.paused:
+        names = sorted(observation.paused)
+        lines.append(
+            f"paused (workers stopped, queues kept): {', '.join(names)}; "
+            f"`autoscaler resume {names[0]}` to resume"
+        )
     estimated: dict[str, list[str]] = {}
     for pool, obs in observation.pools.items():
         if obs.work is not None and obs.work.source == "redis":
@@ -204,6 +213,19 @@ def notes(observation: Observation, log_problems: Mapping[str, str]) -> list[str
             if queue.age_problem is not None:
                 lines.append(f"oldest wait of {queue.queue} unknown: {queue.age_problem}")
     return lines
+
+
+def _workers_cell(obs: PoolObservation) -> object:
+    workers = obs.workers
+    if workers is None:
+        return UNKNOWN
+    if workers.unmanaged:
+        return f"{workers.running} +{workers.unmanaged} unmanaged"
+    return workers.running
+
+
+def _desired_cell(desired: int | None, *, paused: bool) -> object:
+    return f"{desired or 0} paused" if paused else desired
 
 
 def _queue_cells(sample: QueueSample | None) -> list[object]:

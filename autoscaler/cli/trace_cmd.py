@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from autoscaler.bundled import seed_policies_dir
-from autoscaler.cli.common import UsageError, add_format, print_json
+from autoscaler.cli.common import UsageError, add_format, build_settings, print_json
 from autoscaler.cli.simulate_cmd import load_policy_dir
 from autoscaler.constants import EXIT_OK
 from autoscaler.policy.loader import PolicySet
@@ -49,7 +49,14 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     show = actions.add_parser("show", help="summarise a trace per queue")
     show.add_argument("trace", type=Path)
-    _add_policies(show)
+    show.add_argument(
+        "--policies",
+        type=Path,
+        metavar="DIR",
+        help="policies whose queues the trace uses and whose static / max are shown "
+        "(default: AUTOSCALER_POLICIES_DIR when it exists, else the seed policies shipped "
+        "with autoscaler)",
+    )
     add_format(show)
     show.set_defaults(func=run_show)
 
@@ -132,6 +139,22 @@ def _add_out_and_policies(parser: argparse.ArgumentParser) -> None:
 
 def _policies(args: argparse.Namespace) -> PolicySet:
     return load_policy_dir(args.policies or seed_policies_dir())
+
+
+def _policies_dir(args: argparse.Namespace) -> Path:
+    """--policies, else AUTOSCALER_POLICIES_DIR when it exists (the operator's own bounds, as
+    `simulate` does), else the seed policies shipped with autoscaler (said on stderr)."""
+    if args.policies is not None:
+        return Path(args.policies)
+    configured = build_settings(args).policies_dir
+    if configured.is_dir():
+        return configured
+    print(
+        f"autoscaler: no {configured}/ here: using the seed policies shipped with autoscaler "
+        "(pass --policies DIR for yours)",
+        file=sys.stderr,
+    )
+    return seed_policies_dir()
 
 
 def _pairs(values: list[str] | None, flag: str) -> list[tuple[str, str]]:
@@ -218,7 +241,8 @@ def _azure_sources(values: list[str]) -> list[tuple[Path, str, float]]:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    policies = _policies(args)
+    directory = _policies_dir(args)
+    policies = load_policy_dir(directory)
     try:
         trace = load_trace(args.trace, policies)
     except TraceError as exc:
@@ -231,6 +255,7 @@ def run_show(args: argparse.Namespace) -> int:
                 "kind": trace.kind,
                 "duration_s": trace.duration_s,
                 "bucket_s": trace.bucket_s,
+                "policies": str(directory),
                 "queues": rows,
             }
         )
@@ -238,7 +263,7 @@ def run_show(args: argparse.Namespace) -> int:
     bucket = f", {trace.bucket_s:g} s buckets" if trace.bucket_s else ""
     print(
         f"{trace.name}: {trace.kind} trace, {trace.duration_s / 3600:.2f} h{bucket}, "
-        f"{trace.jobs} jobs"
+        f"{trace.jobs} jobs; static / max from {directory}"
     )
     print(
         render_table(

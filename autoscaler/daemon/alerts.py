@@ -26,6 +26,7 @@ from loguru import logger
 WebhookFormat = Literal["generic", "wecom", "slack"]
 AlertKind = Literal[
     "workers_fatal",
+    "workers_crashing",
     "slo_missed_at_max",
     "budget_exhausted",
     "supervisor_unreachable",

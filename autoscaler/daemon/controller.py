@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from loguru import logger
@@ -18,8 +19,10 @@ from loguru import logger
 from autoscaler.act.actuator import Actuator
 from autoscaler.act.apply_report import ApplyReport
 from autoscaler.daemon.alerts import Alert, Alerter, AlertKind
+from autoscaler.daemon.crashloop import CrashWatch
 from autoscaler.daemon.metrics import Metrics
 from autoscaler.daemon.outage import Outage
+from autoscaler.daemon.published import publish
 from autoscaler.daemon.recycler import Recycler
 from autoscaler.decide.core import decide
 from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan
@@ -68,8 +71,13 @@ class Controller:
         dry_run: bool = False,
         summary_interval_s: float = 300.0,
         clock: Callable[[], float] = time.time,
+        publish_dir: Path | None = None,
+        interval_s: float = 5.0,
         planner: Planner | None = None,
     ) -> None:
+        self.publish_dir = publish_dir  # where `status` finds the last decision (None: off)
+        self.crash_watch = CrashWatch()
+        self.interval_s = interval_s
         self.policies = policies
         self.planner = planner
         if planner is not None:
@@ -140,8 +148,10 @@ class Controller:
         if not self.dry_run:
             self.recycler.tick(observation, plan, self.policies)
         report = self._act(observation, plan)
+        self._publish(plan)
         self.recycler.after_apply()
         self._alert(observation, plan, report)
+        self._crashes(observation.at_s)
         duration = time.monotonic() - started
         if self.metrics is not None:
             self.metrics.record(observation, plan, previous)
@@ -154,6 +164,41 @@ class Controller:
             changed=changed,
             duration_s=duration,
         )
+
+    def _crashes(self, now_s: float) -> None:
+        """Unexpected worker exits: counted (metric), logged, alerted above a rate."""
+        for pool in set(self.crash_watch.pools()) | set(self.observer.crashes):
+            exits = self.observer.crashes.get(pool, [])
+            if exits and self.metrics is not None:
+                self.metrics.worker_exits.labels(pool).inc(len(exits))
+            recent = self.crash_watch.add(pool, len(exits), now_s)
+            crossed = self.crash_watch.crossed(pool, recent)
+            last = f"{exits[-1].name} ({exits[-1].how})" if exits else ""
+            if crossed is False:
+                logger.info("{}: workers stopped exiting unexpectedly", pool)
+                self.alerter.clear("workers_crashing", pool)
+            elif crossed is True or recent >= self.crash_watch.threshold:
+                message = (
+                    f"{recent} worker exit(s) not expected in the last "
+                    f"{self.crash_watch.window_s:.0f}s, last {last or '-'}: a crash loop "
+                    "(--memory exits 12; see the slot's log: autoscaler logs POOL)"
+                )
+                if crossed:
+                    logger.warning("{}: {}", pool, message)
+                self.alerter.raise_(
+                    Alert(kind="workers_crashing", subject=pool, message=message, at_s=now_s)
+                )
+            else:
+                for event in exits:
+                    logger.info("{}: {} exited unexpectedly ({})", pool, event.name, event.how)
+
+    def _publish(self, plan: Plan) -> None:
+        if self.publish_dir is None:
+            return
+        try:
+            publish(self.publish_dir, plan, interval_s=self.interval_s, dry_run=self.dry_run)
+        except OSError as exc:  # status recomputes instead; the loop goes on
+            logger.warning("cannot publish the decision for status: {}", exc)
 
     def _log_head_problems(self, problems: Mapping[str, str]) -> None:
         """A head job whose payload cannot be used costs its queue the precise age, nothing

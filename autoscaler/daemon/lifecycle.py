@@ -13,7 +13,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
+import xmlrpc.client
+from collections.abc import Callable, Mapping
 from types import FrameType
 
 from loguru import logger
@@ -28,9 +29,12 @@ from autoscaler.daemon.ticker import Ticker
 from autoscaler.decide.plan import MemoryBudget
 from autoscaler.fleet.member import FleetMember
 from autoscaler.observe.observer import Observer
+from autoscaler.policy.model import Policy
 from autoscaler.policy.watch import PolicyWatcher
 from autoscaler.settings import Settings
 from autoscaler.supervisord.include_file import default_state_dir
+from autoscaler.supervisord.rpc import SupervisorUnavailable
+from autoscaler.supervisord.slots import worker_counts
 
 
 class Daemon:
@@ -80,6 +84,7 @@ class Daemon:
         """Run until stopped (or one tick with `once`). Returns the exit code."""
         policies = self.watcher.load_initial()  # PolicyErrors: refuse to start
         closers: list[Callable[[], None]] = []
+        farewell = "stopped"
         try:
             if not self._wait_for_lock():
                 # --once beside an active daemon did nothing: say so in the exit code.
@@ -111,6 +116,8 @@ class Daemon:
                 metrics=self.metrics,
                 dry_run=self.settings.dry_run,
                 summary_interval_s=self.settings.summary_interval_s,
+                publish_dir=self.lock.path.parent,
+                interval_s=self.settings.interval_s,
                 planner=member,
             )
             logger.info(
@@ -121,6 +128,7 @@ class Daemon:
                 self.settings.include_file,
             )
             self._loop()
+            farewell = self._workers_left()
         finally:
             for close in closers:
                 close()
@@ -128,8 +136,24 @@ class Daemon:
             self.alerter.close()
             if self.metrics is not None:
                 self.metrics.close()
-        logger.info("stopped; the workers keep running")
+        logger.info(farewell)
         return 1 if self.once and not _tick_succeeded(self.last) else 0
+
+    def _workers_left(self) -> str:
+        """The last log line, saying what is true: `supervisorctl stop all` stops the workers
+        with the daemon, a `supervisorctl stop autoscaler` leaves them running."""
+        assert self.controller is not None
+        actuator = self.controller.actuator
+        try:
+            counts = worker_counts(actuator.client.processes(), self.controller.policies)
+        except (SupervisorUnavailable, xmlrpc.client.Fault) as exc:
+            return f"stopped; the workers are left as they are (supervisord: {exc})"
+        running = sum(c.running + c.starting for c in counts.values())
+        stopping = sum(c.draining for c in counts.values())
+        if running == 0 and stopping == 0:
+            return "stopped; no worker slot of ours is running"
+        finishing = f", {stopping} finishing their job" if stopping else ""
+        return f"stopped; {running} worker slot(s) keep running{finishing}"
 
     def _serve_metrics(self) -> None:
         if self.settings.metrics_port is None:
@@ -248,8 +272,23 @@ class Daemon:
             )
         self._missing_reported = set(result.missing)
         if result.changed and self.watcher.policies is not None and self.controller is not None:
-            logger.info("policies reloaded: {}", ", ".join(self.watcher.policies))
+            logger.info(
+                "policies reloaded: {}", reload_summary(self.controller.policies,
+                                                        self.watcher.policies)
+            )  # fmt: skip
             self.controller.set_policies(self.watcher.policies)
+
+
+def reload_summary(old: Mapping[str, Policy], new: Mapping[str, Policy]) -> str:
+    """Which pools a reload changed, added or removed (not every pool)."""
+    parts = []
+    changed = [pool for pool in new if pool in old and old[pool] != new[pool]]
+    added = [pool for pool in new if pool not in old]
+    removed = [pool for pool in old if pool not in new]
+    for word, pools in (("changed", changed), ("added", added), ("removed", removed)):
+        if pools:
+            parts.append(f"{word} {', '.join(pools)}")
+    return "; ".join(parts) or "no pool changed (comments or formatting only)"
 
 
 def _tick_succeeded(result: TickResult | None) -> bool:

@@ -62,6 +62,10 @@ class Metrics:
             "autoscaler_scale_decisions", "Decisions that changed a pool's count",
             ["pool", "direction"], registry=self.registry,
         )  # fmt: skip
+        self.worker_exits = Counter(
+            "autoscaler_worker_exits", "Worker slot exits supervisord did not expect (a crash "
+            "loop: --memory exits 12)", ["pool"], registry=self.registry,
+        )  # fmt: skip
         self.errors = Counter(
             "autoscaler_errors", "Failed ticks by source", ["source"], registry=self.registry
         )

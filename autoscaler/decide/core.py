@@ -28,6 +28,7 @@ from autoscaler.decide.budget import allocate
 from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan, PoolDecision
 from autoscaler.decide.strategies import RUNNERS, PoolTick
 from autoscaler.decide.strategies.base import PolicyConstants, roster
+from autoscaler.laravel.queue_sample import QueueSample
 from autoscaler.observe.observation import Observation, PoolMemory, PoolObservation
 from autoscaler.policy.model import Policy
 from autoscaler.supervisord.slots import WorkerCounts
@@ -46,10 +47,15 @@ def decide(
     now_s: float,
     budget: MemoryBudget,
 ) -> tuple[Plan, ControllerState]:
-    ticks, by_strategy, in_use_mb = _gather(observation, policies, state, now_s=now_s)
+    ticks, by_strategy, in_use_mb, unmanaged = _gather(observation, policies, state, now_s=now_s)
     shared: dict[str, Any] = {}
     for strategy, group in by_strategy.items():
         shared.update(RUNNERS[strategy](group, now_s, observation.interval_s, state.shared))
+    if unmanaged:  # other programs' workers on a pool's queues: capacity not to add again
+        for tick in ticks:
+            extra = unmanaged.get(tick.pool)
+            if extra and not tick.fixed:
+                tick.wanted -= extra
     limit_mb = budget.limit_mb(
         available_mb=observation.memory_available_mb, managed_in_use_mb=in_use_mb
     )
@@ -96,7 +102,7 @@ def decide(
     plan = Plan.lazy(
         at_s=now_s,
         counts=desired,
-        build=partial(_decisions, ticks, limit_mb),
+        build=partial(_decisions, ticks, limit_mb, unmanaged),
         memory_limit_mb=limit_mb,
         memory_planned_mb=planned_mb,
         memory_peak_mb=peak_mb,
@@ -137,9 +143,9 @@ def _gather(  # noqa: PLR0915 - hot path: one loop, no helper calls per pool
     state: ControllerState,
     *,
     now_s: float,
-) -> tuple[list[PoolTick], dict[str, list[PoolTick]], float]:
-    """A tick per pool (fixed where data is missing), grouped by strategy, and the memory
-    the managed workers hold now."""
+) -> tuple[list[PoolTick], dict[str, list[PoolTick]], float, dict[str, int]]:
+    """A tick per pool (fixed where data is missing), grouped by strategy, the memory the
+    managed workers hold now, and the pools with unmanaged workers (other programs')."""
     age_s = now_s - observation.at_s
     stale = age_s > max(STALE_INTERVALS * observation.interval_s, STALE_MIN_S)
     observed = observation.pools
@@ -148,6 +154,8 @@ def _gather(  # noqa: PLR0915 - hot path: one loop, no helper calls per pool
     ticks: list[PoolTick] = []
     by_strategy: dict[str, list[PoolTick]] = {}
     in_use_mb = 0.0
+    unmanaged: dict[str, int] = {}
+    paused = observation.paused
     for name, policy, const in roster(policies):
         obs = observed.get(name)
         workers = obs.workers if obs is not None else None
@@ -155,10 +163,20 @@ def _gather(  # noqa: PLR0915 - hot path: one loop, no helper calls per pool
         memory = obs.memory if obs is not None else None
         in_use_mb += _holding_mb(const, workers, memory)
         if workers is not None:
+            if workers.unmanaged:
+                unmanaged[name] = workers.unmanaged
             if previous is None:
-                previous = workers.running + workers.starting
+                # Never decided: what runs, or (nothing of ours runs: a first start) the
+                # policy's starting point; the strategy moves from there as the data says
+                # (up at once, down after its scale-down window).
+                previous = workers.running + workers.starting or const.static_processes
         elif previous is None:
             previous = const.static_processes
+        if paused and name in paused:
+            stopped = _paused(name, policy, const, obs=obs)
+            stopped.memory_mb = worker_mb(const, memory)
+            ticks.append(stopped)
+            continue
         queues = obs.queues if obs is not None else None
         if obs is None or queues is None or workers is None or stale:
             if not previous and name not in last_desired:
@@ -175,15 +193,7 @@ def _gather(  # noqa: PLR0915 - hot path: one loop, no helper calls per pool
             pending, reserved = queue.pending, queue.reserved
             delayed_due, oldest = queue.delayed_due, queue.oldest_wait_s
         else:
-            pending = reserved = delayed_due = 0
-            oldest = None
-            for queue in queues:
-                pending += queue.pending
-                reserved += queue.reserved
-                delayed_due += queue.delayed_due
-                age = queue.oldest_wait_s
-                if age is not None and (oldest is None or age > oldest):
-                    oldest = age
+            pending, reserved, delayed_due, oldest = _summed(queues)
         tick = PoolTick(
             name,
             policy,
@@ -208,7 +218,21 @@ def _gather(  # noqa: PLR0915 - hot path: one loop, no helper calls per pool
             by_strategy[const.strategy] = [tick]
         else:
             group.append(tick)
-    return ticks, by_strategy, in_use_mb
+    return ticks, by_strategy, in_use_mb, unmanaged
+
+
+def _summed(queues: tuple[QueueSample, ...]) -> tuple[int, int, int, float | None]:
+    """A pool of several queues: pending, reserved and due delayed summed, the oldest age."""
+    pending = reserved = delayed_due = 0
+    oldest: float | None = None
+    for queue in queues:
+        pending += queue.pending
+        reserved += queue.reserved
+        delayed_due += queue.delayed_due
+        age = queue.oldest_wait_s
+        if age is not None and (oldest is None or age > oldest):
+            oldest = age
+    return pending, reserved, delayed_due, oldest
 
 
 def _holding_mb(
@@ -234,7 +258,9 @@ def worker_mb(const: PolicyConstants, memory: PoolMemory | None) -> float:
     return min(high, const.measured_cap_mb)
 
 
-def _decisions(ticks: list[PoolTick], limit_mb: float) -> dict[str, PoolDecision]:
+def _decisions(
+    ticks: list[PoolTick], limit_mb: float, unmanaged: dict[str, int]
+) -> dict[str, PoolDecision]:
     """The plan's decisions, made when first read (the ticks are decide's own, never
     changed after it returns)."""
     decisions: dict[str, PoolDecision] = {}
@@ -245,6 +271,12 @@ def _decisions(ticks: list[PoolTick], limit_mb: float) -> dict[str, PoolDecision
         if not isinstance(reason, str):
             function, args = reason
             reason = function(*args)
+        extra = unmanaged.get(name)
+        if extra and not tick.fixed:
+            reason = (
+                f"{reason}; {extra} unmanaged worker(s) (other Supervisor programs) on its "
+                f"queues count as capacity"
+            )
         reason += tick.crash_note
         if tick.cap == "budget":
             reason = f"{reason}; memory budget ({limit_mb:.0f} MB) caps at {count}"
@@ -296,6 +328,16 @@ def _held(
     tick.fixed = True
     tick.wanted = count
     tick.reason = f"{why}: hold {count}"
+    return tick
+
+
+def _paused(
+    name: str, policy: Policy, const: PolicyConstants, *, obs: PoolObservation | None
+) -> PoolTick:
+    """A paused pool: zero workers, whatever its min (its slots drain: SIGTERM)."""
+    tick = _held(name, policy, const, obs=obs, previous=0, why="")
+    tick.wanted = tick.granted = 0
+    tick.reason = "paused (`autoscaler resume` to resume): 0 workers"
     return tick
 
 

@@ -283,6 +283,15 @@ class SlotLog:
         work.in_flight = self.in_flight
         return work
 
+    def feed(self, lines: Iterable[str]) -> SlotWork:
+        """Count complete lines that were not read through the tail (a log's history)."""
+        work = SlotWork(exists=True)
+        for line in lines:
+            event = worklog.parse_line(line)
+            if event is not None:
+                self._apply(event, work)
+        return work
+
     def _learn_state(self, context: str) -> None:
         self.in_flight = worklog.job_in_flight(context)
         if self.in_flight:
@@ -330,3 +339,26 @@ class SlotLog:
         if run_s is not None:
             work.run_times_s.append(run_s)
             bucket.run_times_s.append(run_s)
+
+
+HISTORY_BYTES = 4 << 20  # of each file's end, for logged_run_times
+
+
+def logged_run_times(
+    path: str, *, queues: tuple[str, ...], tail_bytes: int = HISTORY_BYTES
+) -> list[float]:
+    """The run times a worker log states (or its legacy stamps give) in its last `tail_bytes`:
+    what `init` learns from the hand-written programs' existing logs. [] when unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - tail_bytes))
+            data = handle.read()
+    except OSError:
+        return []
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    if size > tail_bytes:
+        lines = lines[1:]  # cut by the window
+    work = SlotLog(LogTail(path), queues=queues).feed(lines[:-1])  # the last may be unfinished
+    return list(work.run_times_s)

@@ -107,3 +107,5 @@ class Observation:
     supervisor_error: str | None = None
     memory_available_mb: float | None = None  # MemAvailable; None when not measured
     slots: tuple[SlotUsage, ...] = ()  # each live worker's process (status --slots, recycling)
+    # Pools an operator paused (`autoscaler pause`): decide keeps them at zero workers.
+    paused: frozenset[str] = frozenset()

@@ -50,12 +50,17 @@ from autoscaler.observe.throughput import (
 )
 from autoscaler.policy.model import Policy
 from autoscaler.settings import Settings
+from autoscaler.supervisord.exits import TAIL_BYTES as EXIT_TAIL_BYTES
+from autoscaler.supervisord.exits import ExitReader, WorkerExit, crashes_by_pool
+from autoscaler.supervisord.include_file import default_state_dir
+from autoscaler.supervisord.paused import PausedFileError, read_paused
 from autoscaler.supervisord.rpc import ProcessInfo, SupervisorClient, SupervisorUnavailable
 from autoscaler.supervisord.slots import (
     parse_slot,
     pool_of_programs,
     slot_logfile,
     slot_name,
+    unmanaged_workers,
     worker_counts,
 )
 
@@ -120,8 +125,12 @@ class Observer:
         clock: Callable[[], float] = time.time,
         meminfo: Path = MEMINFO,
         log_max_bytes: int = DEFAULT_MAX_BYTES,
+        state_dir: Path | None = None,
     ) -> None:
         self.policies = policies
+        self.state_dir = state_dir  # where `autoscaler pause` keeps the paused pools
+        self.paused: frozenset[str] = frozenset()
+        self.paused_problem: str | None = None
         self.client = client
         self.supervisor = supervisor
         self.sampler = QueueSampler(
@@ -147,6 +156,13 @@ class Observer:
         self.meter = ProcessMeter()
         self._memory_history = MemoryHistory()
         self.flows: dict[str, QueueFlow] = {}  # the last tick's, per queue
+        self._commands: dict[tuple[str, str], str] = {}  # (group, name) -> command
+        self._exit_reader = ExitReader()
+        self._logged_exits: list[WorkerExit] = []
+        # Per pool, its slots' exits that supervisord did not expect, since the last tick.
+        self.crashes: dict[str, list[WorkerExit]] = {}
+        # Per pool, the live processes of other programs consuming its queues (last tick).
+        self.unmanaged: dict[str, list[ProcessInfo]] = {}
         self.log_problems: dict[str, str] = {}  # the last tick's, per pool
         self.head_problems: dict[str, str] = {}  # the last tick's, per queue
 
@@ -158,6 +174,7 @@ class Observer:
             prefix=settings.redis_prefix,
             supervisor=SupervisorClient.from_settings(settings),
             log_max_bytes=settings.log_max_bytes_per_tick,
+            state_dir=settings.state_dir or default_state_dir(settings.include_file),
         )
 
     def set_policies(self, policies: Mapping[str, Policy]) -> None:
@@ -197,6 +214,13 @@ class Observer:
         first = self._last_at is None
         interval = 0.0 if self._last_at is None else max(0.0, now - self._last_at)
         counts = worker_counts(processes, self.policies) if processes is not None else None
+        self.crashes = {}
+        if processes is not None and counts is not None:
+            self.crashes = crashes_by_pool(self._logged_exits, self.policies)
+            self._logged_exits = []
+            self.unmanaged = unmanaged_workers(processes, self._commands, self.policies)
+            for pool, others in self.unmanaged.items():
+                counts[pool].unmanaged = len(others)
         flows: dict[str, QueueFlow] = {}
         pools: dict[str, PoolObservation] = {}
         self.log_problems = {}
@@ -232,6 +256,7 @@ class Observer:
             self._reserved[name] = queue_sample.reserved
         self._last_at = now
         self.flows = flows
+        self._read_paused()
         return Observation(
             at_s=now,
             interval_s=interval,
@@ -240,7 +265,18 @@ class Observer:
             supervisor_error=supervisor_error,
             memory_available_mb=memory_available_mb(self._meminfo),
             slots=slots,
+            paused=self.paused,
         )
+
+    def _read_paused(self) -> None:
+        """The paused pools; an unreadable file keeps the last set read (and says why)."""
+        if self.state_dir is None:
+            return
+        try:
+            self.paused = frozenset(read_paused(self.state_dir))
+            self.paused_problem = None
+        except PausedFileError as exc:
+            self.paused_problem = f"{exc}; keeping the paused pools read before"
 
     def _measure(
         self, processes: list[ProcessInfo], pools: dict[str, PoolObservation], now_s: float
@@ -294,14 +330,32 @@ class Observer:
         if wait_s > 0:
             return None, _waiting(self._supervisor_failure, wait_s)
         try:
-            processes = self.supervisor.processes()
+            # One round trip: the processes, and every program's command (to find other
+            # programs' workers on our queues).
+            raw, configs, log_tail = self.supervisor.multicall(
+                [
+                    ("getAllProcessInfo", ()),
+                    ("getAllConfigInfo", ()),
+                    ("readLog", (-EXIT_TAIL_BYTES, 0)),  # its exits (supervisord/exits.py)
+                ]
+            )
+            if isinstance(raw, xmlrpc.client.Fault):
+                raise raw
         except SupervisorUnavailable as exc:
             failure = str(exc)
         except xmlrpc.client.Fault as exc:
             failure = f"supervisord at {self.supervisor.url}: {exc.faultString}"
         else:
             self._supervisor_retry.succeeded()
-            return processes, None
+            self._logged_exits = (
+                self._exit_reader.new_exits(log_tail) if isinstance(log_tail, str) else []
+            )
+            if not isinstance(configs, xmlrpc.client.Fault):
+                self._commands = {
+                    (str(c.get("group")), str(c.get("name"))): str(c.get("command", ""))
+                    for c in configs
+                }
+            return [ProcessInfo.from_rpc(entry) for entry in raw], None
         self._supervisor_failure = failure
         self._supervisor_retry.failed()
         return None, failure
@@ -318,13 +372,20 @@ class Observer:
         paths = dict(self._slot_paths[pool])  # path -> slot name
         logs = _PoolLogs(supervisor_known=processes is not None)
         live_without_log: list[str] = []
+        # Other programs' workers on this pool's queues (a migration's hand-written ones):
+        # their logs count too, or `record` and the run time would see only ours.
+        others = {id(p) for p in self.unmanaged.get(pool, ())} if processes is not None else set()
         for process in processes or []:
             slot = parse_slot(process.name)
-            if slot is None or slot.program != policy.program or process.group != process.name:
+            unmanaged = id(process) in others
+            if not unmanaged and (
+                slot is None or slot.program != policy.program or process.group != process.name
+            ):
                 continue
             path = process.stdout_logfile if _is_log_path(process.stdout_logfile) else None
             if path is not None:
-                paths[path] = process.name
+                # `group:name`: an old group's process may be named like one of our slots.
+                paths[path] = f"{process.group}:{process.name}" if unmanaged else process.name
             if process.statename in LIVE_STATES:
                 if path is None:
                     live_without_log.append(process.name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import configparser
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class ImportedPool:
     program: str
     data: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    # Where expected_run_time_s came from when it was measured (the old programs' logs).
+    run_time_source: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,9 +124,13 @@ def _pool_from_program(path: Path, program: str, options: dict[str, str]) -> Imp
     for key in ("startsecs", "startretries", "stdout_logfile_backups"):
         if key in options:
             supervisor[key] = int(options[key])
-    for key in ("autorestart", "stdout_logfile", "stdout_logfile_maxbytes", "stderr_logfile"):
+    for key in ("stdout_logfile", "stdout_logfile_maxbytes", "stderr_logfile"):
         if key in options:
             supervisor[key] = options[key]
+    if "autorestart" in options:  # a TOML boolean where Supervisor's word is one
+        word = options["autorestart"].strip().lower()
+        booleans = {"true": True, "false": False}
+        supervisor["autorestart"] = booleans.get(word, word)
     if "redirect_stderr" in options:
         supervisor["redirect_stderr"] = options["redirect_stderr"].lower() in ("true", "1", "yes")
     data: dict[str, Any] = {
@@ -142,6 +148,12 @@ def _pool_from_program(path: Path, program: str, options: dict[str, str]) -> Imp
         "supervisor": supervisor,
     }
     return ImportedPool(pool=pool_name_for(queues), program=program, data=data, notes=notes)
+
+
+def with_measured_run_time(pool: ImportedPool, *, mean_s: float, source: str) -> ImportedPool:
+    """The pool with expected_run_time_s measured from the old program's logs."""
+    data = {**pool.data, "expected_run_time_s": round(mean_s, 3)}
+    return replace(pool, data=data, run_time_source=source)
 
 
 def _check_unique_pools(path: Path, pools: list[ImportedPool]) -> None:
@@ -184,7 +196,11 @@ def render_policy(pool: ImportedPool, *, source: Path) -> str:
         f"memory_per_worker_mb = {toml_value(d['memory_per_worker_mb'])}",
         "# Lower wins under memory pressure (as Supervisor's priority, kept from the file).",
         f"priority = {d['priority']}",
-        "# Typical run time of one job until autoscaler has measured it, seconds.",
+        *(
+            comment_lines(f"Measured by `autoscaler init`: {pool.run_time_source}.")
+            if pool.run_time_source
+            else ["# Typical run time of one job until autoscaler has measured it, seconds."]
+        ),
         f"expected_run_time_s = {toml_value(d['expected_run_time_s'])}",
         "",
         "[slo]",

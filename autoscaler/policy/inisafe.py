@@ -13,7 +13,11 @@ import re
 from autoscaler.constants import SUPERVISOR_EXPANSIONS
 
 # `%%` is a literal percent; `%(name)s` an expansion Supervisor knows; `%(ENV_X)s` an env var.
-_PERCENT = re.compile(r"%%|%\((?P<name>[A-Za-z_][A-Za-z0-9_]*)\)s|%")
+# Supervisor expands with Python's % operator, so any conversion works: `%(process_num)02d`,
+# common in hand-written log paths (`init` copies them).
+_PERCENT = re.compile(
+    r"%%|%\((?P<name>[A-Za-z_][A-Za-z0-9_]*)\)[-#0 +]*\d*(?:\.\d+)?[sdiouxXeEfFgGr]|%"
+)
 
 
 def check_ini_value(value: str) -> str:

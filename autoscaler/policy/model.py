@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     StringConstraints,
     model_validator,
@@ -55,6 +56,13 @@ def _check_env_value(value: str) -> str:
 
 
 EnvValue = Annotated[str, AfterValidator(_check_env_value)]
+
+
+def _autorestart_word(value: object) -> object:
+    """A TOML boolean as Supervisor's `true` / `false` (anything else is checked as is)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
 
 
 class SloTarget(StrictModel):
@@ -297,7 +305,11 @@ class SupervisorOptions(StrictModel):
     )
     startsecs: int = Field(default=1, ge=0)
     startretries: int = Field(default=3, ge=0)
-    autorestart: Literal["true", "false", "unexpected"] = "true"
+    # TOML's own `true` / `false` (what `init` writes), or "unexpected"; the quoted strings
+    # "true" / "false" of earlier files still work. Kept as Supervisor's word for the INI.
+    autorestart: Annotated[
+        Literal["true", "false", "unexpected"], BeforeValidator(_autorestart_word)
+    ] = "true"
     stdout_logfile: IniStr | None = Field(
         default=None,
         description="Log path; each slot writes its own file, with `_NN` inserted before the "

@@ -19,6 +19,7 @@ from typing import Any
 from autoscaler.constants import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from autoscaler.policy.fields import changed_fields
 from autoscaler.policy.loader import PolicyError, PolicyErrors, PolicySet, load_policies
+from autoscaler.policy.model import Policy
 from autoscaler.review.runs import (
     SIDES,
     LoadedTrace,
@@ -253,6 +254,8 @@ def _pool_reports(
         if before and after:
             verdict = with_lost_jobs(judge_changed(labelled, yardstick), lost)
             status = "changed" if changes else "unchanged"
+            if not changes and verdict.verdict != "same":
+                verdict = _moved_by_others(verdict, before, results, len(names))
         elif after:
             verdict = judge_added([(label, a) for label, _, a in labelled], yardstick)
             status = "added"
@@ -274,6 +277,30 @@ def _pool_reports(
         )
     out.sort(key=lambda p: (not p["slo_worse"], _ORDER[p["verdict"]], p["pool"]))
     return out
+
+
+def _moved_by_others(
+    verdict: PoolVerdict,
+    policy: Policy,
+    results: Mapping[Task, SimulationResult],
+    traces: int,
+) -> PoolVerdict:
+    """An unchanged pool's results moved: the only link between pools in a simulation is
+    the memory budget, so say whether it binds (no room left for one more of its workers)."""
+    peaks = [
+        (results[(side, i)].peak_memory_mb, results[(side, i)].memory_budget_mb)
+        for i in range(traces)
+        for side in ("base", "head")
+    ]
+    peak, budget = max(peaks)
+    if any(p + policy.memory_per_worker_mb > b for p, b in peaks):
+        why = (
+            f"; no field of it changed: the memory budget binds (peak {peak:.0f} of "
+            f"{budget:.0f} MB), so other pools' changes moved it"
+        )
+    else:
+        why = "; no field of it changed and the memory budget does not bind"
+    return dataclasses.replace(verdict, line=verdict.line + why)
 
 
 def trace_labels(names: Sequence[str]) -> list[str]:

@@ -7,6 +7,7 @@ the simulator's own cost reference and chooses counts by looking at the future.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -198,8 +199,13 @@ def simulate(
                 workers[name].append(world.pools[name].size)
                 wait = seen.oldest_wait_s
                 oldest[name].append(wait if wait is not None else float("nan"))
-        if (now >= trace.duration_s and world.done()) or now >= limit:
-            break
+        if now >= trace.duration_s:
+            for pool in world.pools.values():
+                if pool.cost_end_s == math.inf and pool.done():
+                    # Its cost ends with its own last job, whatever other pools still do.
+                    pool.cost_end_s = max(trace.duration_s, pool.last_finish_s)
+            if world.done() or now >= limit:
+                break
         tick += 1
     last_finish = max((pool.last_finish_s for pool in world.pools.values()), default=0.0)
     end = min(max(trace.duration_s, last_finish), max(now, trace.duration_s))

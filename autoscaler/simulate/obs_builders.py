@@ -48,6 +48,7 @@ _KNOWN = {
         "supervisor_error",
         "memory_available_mb",
         "slots",
+        "paused",
     },
 }
 
@@ -61,6 +62,7 @@ def _builders_match() -> bool:
 
 FAST = _builders_match()
 _new: Any = object.__new__
+_NOTHING_PAUSED: frozenset[str] = frozenset()  # no operator pauses a simulated pool
 
 
 def queue_sample(
@@ -147,4 +149,5 @@ def observation(at_s: float, interval_s: float, pools: dict[str, PoolObservation
     seen.supervisor_error = None
     seen.memory_available_mb = None
     seen.slots = ()
+    seen.paused = _NOTHING_PAUSED
     return seen

@@ -92,6 +92,10 @@ class PoolWorld:
         self.draining: list[tuple[float, float, int]] = []
         self.in_flight: list[tuple[float, int, float]] = []  # heap of (end, queue, run time)
         self.worker_seconds = 0.0
+        # Worker time counts until here: the pool's own end (its last job, or the trace's end),
+        # set once it is known, so that another pool still draining its backlog does not
+        # bill this pool's idle workers (`diff` would call an unchanged pool cheaper).
+        self.cost_end_s = math.inf
         self.scale_events = 0
         # a change back to the count before the previous change, within REVERSAL_WINDOW_S
         self.reversals = 0
@@ -331,7 +335,7 @@ class PoolWorld:
         for entry in self.draining:
             free_at, added_at, _ = entry
             if free_at <= now_s:
-                self.worker_seconds += free_at - added_at
+                self.worker_seconds += min(free_at, self.cost_end_s) - added_at
             else:
                 still.append(entry)
         self.draining = still
@@ -378,7 +382,7 @@ class PoolWorld:
             if free_at > now_s and not booting:  # busy: finish the job, then exit
                 self.draining.append((free_at, added_at, slot))
             else:
-                self.worker_seconds += now_s - added_at
+                self.worker_seconds += max(0.0, min(now_s, self.cost_end_s) - added_at)
         self.heap = [entry for entry in self.heap if entry[1] not in gone]
         heapq.heapify(self.heap)
 
@@ -411,6 +415,7 @@ class PoolWorld:
 
     def finish(self, end_s: float) -> None:
         """Stop the clock at `end_s`: every worker still there exits then."""
+        end_s = min(end_s, self.cost_end_s)
         for added_at in self.added_at.values():
             self.worker_seconds += max(0.0, end_s - added_at)
         self.added_at = {}

@@ -12,6 +12,8 @@ it is hidden and holds no `.conf` file), autoscaler keeps:
 - `<name>.rejected`: the last text supervisord refused to load, for an operator to read;
 - `reread-pending`: present from the moment a new file is written until supervisord has
   loaded it and every slot runs its configuration, so a restarted autoscaler finishes the job;
+- `retiring`: slots of removed pools that were stopped and are removed from supervisord once
+  stopped (they are in no version of the file any more, so nothing else says they are ours);
 - `apply.lock`: serialises applies (the daemon's tick and a manual `autoscaler scale`).
 - `daemon.lock`: the active daemon's (autoscaler/daemon/lock.py), not this module's.
 - `replacing.json`: workers being replaced surge-first (autoscaler/act/retire_state.py).
@@ -40,6 +42,7 @@ _HEADER = re.compile(r"\[(?P<header>.+)\]")  # configparser's SECTCRE
 _PROGRAM_HEADER = re.compile(r"^\[program:([^\]\s]+)\]", re.MULTILINE)
 PENDING_MARKER = "reread-pending"
 LOCK_NAME = "apply.lock"
+RETIRING_NAME = "retiring"
 
 
 class SupervisorFileError(Exception):
@@ -278,6 +281,31 @@ class SupervisorFile:
     def clear_pending(self) -> None:
         if self.pending():
             self.pending_path.unlink(missing_ok=True)
+
+    # -- slots of removed pools --------------------------------------------------------------
+    @property
+    def retiring_path(self) -> Path:
+        return self.state_dir / RETIRING_NAME
+
+    def retiring(self) -> list[str]:
+        """Slots of pools whose policy was removed, stopped but maybe not yet removed from
+        supervisord (they are in no version of the file any more)."""
+        try:
+            text = self.retiring_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise SupervisorFileError(f"{self.retiring_path}: cannot read: {exc}") from None
+        return [line.strip() for line in text.splitlines() if parse_slot(line.strip())]
+
+    def set_retiring(self, names: set[str]) -> None:
+        if set(self.retiring()) == names:
+            return  # converged: no write
+        if not names:
+            self.retiring_path.unlink(missing_ok=True)
+            return
+        self._ensure_state_dir()
+        write_atomic(self.retiring_path, "".join(f"{n}\n" for n in sorted(names)), mode=0o600)
 
     # -- the lock ------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from autoscaler.policy.model import Policy
+from autoscaler.policy.model import Policy, default_queue_list
 from autoscaler.supervisord.rpc import ProcessInfo
 
 _SLOT = re.compile(r"^(?P<program>.+)_(?P<index>\d{2,})$")
@@ -24,6 +24,7 @@ STARTING_STATES = frozenset({"STARTING"})
 CRASHING_STATES = frozenset({"BACKOFF", "FATAL"})
 DRAINING_STATES = frozenset({"STOPPING"})
 FAILED_STATES = frozenset({"FATAL", "EXITED", "UNKNOWN"})
+LIVE_STATES = RUNNING_STATES | frozenset({"STARTING"})  # an unmanaged worker serving
 
 
 @dataclass(slots=True, kw_only=True)
@@ -35,6 +36,9 @@ class WorkerCounts:
     draining: int  # STOPPING: finishing their job after SIGTERM, still holding memory
     failed: int = 0  # FATAL, or EXITED where Supervisor will not start it again
     crashing: int = 0  # BACKOFF or FATAL: crashed at start (FATAL counts in `failed` too)
+    # RUNNING or STARTING processes of other Supervisor programs (not autoscaler's slots)
+    # whose command consumes the pool's queues: the hand-written workers during a migration.
+    unmanaged: int = 0
 
     @property
     def current(self) -> int:
@@ -76,6 +80,47 @@ def slot_logfile(policy: Policy, index: int) -> str | None:
 def pool_of_programs(policies: Mapping[str, Policy]) -> dict[str, str]:
     """Supervisor program name -> pool name."""
     return {policy.program: pool for pool, policy in policies.items()}
+
+
+WORKER_COMMANDS = ("queue:work", "queue:listen")
+
+
+def pool_of_command(command: str, policies: Mapping[str, Policy]) -> str | None:
+    """The pool whose queues a `queue:work` command consumes (its first queue a policy
+    consumes), None for anything else."""
+    if not any(word in command for word in WORKER_COMMANDS):
+        return None
+    owner = {queue: pool for pool, policy in policies.items() for queue in policy.queues}
+    for queue in default_queue_list(command):
+        if queue in owner:
+            return owner[queue]
+    return None
+
+
+def is_our_slot(process: ProcessInfo, programs: Mapping[str, str]) -> bool:
+    """A single-process group `<program>_NN` of a policy's program (`programs`: program ->
+    pool, pool_of_programs)."""
+    slot = parse_slot(process.name)
+    return slot is not None and process.group == process.name and slot.program in programs
+
+
+def unmanaged_workers(
+    processes: Iterable[ProcessInfo],
+    commands: Mapping[tuple[str, str], str],
+    policies: Mapping[str, Policy],
+) -> dict[str, list[ProcessInfo]]:
+    """Pool -> the live processes of other programs that consume its queues. `commands`:
+    (group, name) -> command, from getAllConfigInfo."""
+    programs = pool_of_programs(policies)
+    found: dict[str, list[ProcessInfo]] = {}
+    for process in processes:
+        if is_our_slot(process, programs) or process.statename not in LIVE_STATES:
+            continue
+        command = commands.get((process.group, process.name))
+        pool = pool_of_command(command, policies) if command else None
+        if pool is not None:
+            found.setdefault(pool, []).append(process)
+    return found
 
 
 def worker_counts(

@@ -232,6 +232,12 @@ class Worker:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "artisan",
+        nargs="*",
+        metavar="WORD",
+        help="accepted and ignored, so a command reads like artisan's: queue:work redis ...",
+    )
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1"))
     parser.add_argument("--prefix", default=DEFAULT_REDIS_PREFIX)
     parser.add_argument("--queue", default="default", help="queues in priority order, a,b")

@@ -32,7 +32,9 @@ from autoscaler.decide.strategies.base import PolicyConstants, PoolTick
 from autoscaler.observe.estimators import ewma_weight
 
 # Run times are averaged per job: a new mean over n jobs moves the estimate by
-# 1 − 2^(−n / SERVICE_HALF_LIFE_JOBS).
+# 1 − 2^(−n / SERVICE_HALF_LIFE_JOBS), or by n / (jobs measured so far + n) while that is
+# more: the first measured jobs replace the policy's guess outright (it is only a guess), and
+# the estimate is their plain mean until enough jobs are measured for the moving average.
 SERVICE_HALF_LIFE_JOBS = 30.0
 # A flow-balance sample spanning more than this many intervals (a tick was skipped or held)
 # is not trusted: the completions in between were not seen.
@@ -55,6 +57,7 @@ class SloMemory(NamedTuple):
     window: Window  # (time, needed) pairs, needed decreasing: a sliding maximum
     cell: Cell | None  # the steady-state grid cell last used
     down_at_s: float  # time of the last scale-down (-inf: none yet)
+    measured_jobs: float  # jobs whose run time the estimate holds (0: the policy's guess)
 
 
 class SloNeed(NamedTuple):
@@ -67,12 +70,18 @@ class SloNeed(NamedTuple):
     service_s: float
 
 
-def estimate_service_s(previous_s: float, completions: int, run_time_mean_s: float | None) -> float:
-    """Completion-weighted moving average of the run time."""
+def estimate_service_s(
+    previous_s: float, completions: int, run_time_mean_s: float | None, measured_jobs: float = 0.0
+) -> tuple[float, float]:
+    """Completion-weighted moving average of the run time, weighted by how much is measured:
+    (new estimate, jobs measured so far). `previous_s` counts as `measured_jobs` jobs, so
+    the policy's guess (0 jobs) gives way to the first measurement entirely."""
     if completions <= 0 or run_time_mean_s is None or run_time_mean_s <= 0:
-        return previous_s
+        return previous_s, measured_jobs
     weight = 1.0 - math.pow(2.0, -completions / SERVICE_HALF_LIFE_JOBS)
-    return previous_s + weight * (run_time_mean_s - previous_s)
+    share = completions / (measured_jobs + completions)
+    weight = max(weight, share)
+    return previous_s + weight * (run_time_mean_s - previous_s), measured_jobs + completions
 
 
 def needed_workers(
@@ -249,8 +258,9 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
         window: Window = ((now_s, tick.previous),)
         cell = None
         down_at_s = -math.inf
+        measured = 0.0
     else:
-        at_s, queued_before, rate, service_s, window, cell, down_at_s = memory
+        at_s, queued_before, rate, service_s, window, cell, down_at_s, measured = memory
     reserved = tick.reserved
     waiting = tick.pending + tick.delayed_due
     queued = waiting + reserved
@@ -259,7 +269,9 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
     if work is not None:
         completions: float = work.completions
         if completions > 0:
-            service_s = estimate_service_s(service_s, work.completions, work.run_time_mean_s)
+            service_s, measured = estimate_service_s(
+                service_s, work.completions, work.run_time_mean_s, measured
+            )
         arrived = work.arrivals
     else:  # no worker logs: what Redis shows in flight finishes at 1/S per worker
         running = tick.running
@@ -337,7 +349,9 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
     # backlog rule, which the second tier serves by lateness)
     pace = math.ceil(rate * service_s) if rate is not None and rate > 0.0 else 0
     tick.keep_up = max(steady, pace, 1)
-    tick.memory = _make_memory(SloMemory, (now_s, queued, rate, service_s, window, cell, down_at_s))
+    tick.memory = _make_memory(
+        SloMemory, (now_s, queued, rate, service_s, window, cell, down_at_s, measured)
+    )
     tick.reason = (
         _reason,
         (const, base, oldest, waiting, rate, service_s, steady, backlog, needed, count, window_max),
