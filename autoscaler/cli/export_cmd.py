@@ -17,9 +17,9 @@ from autoscaler.kubernetes.export import (
     redis_target,
     render_yaml,
 )
+from autoscaler.kubernetes.names import SCALER_PORT
 
 DEFAULT_NAMESPACE = "default"
-DEFAULT_SCALER_PORT = 6000
 DEFAULT_IMAGE = "laravel-app:latest"
 KEDA_SERVICE = "autoscaler-keda"  # the Service name docs/kubernetes.md gives `keda serve`
 
@@ -52,7 +52,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="HOST:PORT",
         default=None,
         help="where KEDA reaches `autoscaler keda serve` (default "
-        f"{KEDA_SERVICE}.<namespace>.svc:{DEFAULT_SCALER_PORT})",
+        f"{KEDA_SERVICE}.<namespace>.svc:{SCALER_PORT})",
     )
     keda.add_argument(
         "--image",
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"no policy in {args.policies or settings.policies_dir}")
     if args.redis_address is not None and not args.native:
         raise UsageError("--redis-address needs --native")
-    scaler = args.scaler_address or f"{KEDA_SERVICE}.{args.namespace}.svc:{DEFAULT_SCALER_PORT}"
+    scaler = args.scaler_address or f"{KEDA_SERVICE}.{args.namespace}.svc:{SCALER_PORT}"
     if not _host_port(scaler):
         raise UsageError(f"--scaler-address {scaler!r}: expected HOST:PORT")
     try:

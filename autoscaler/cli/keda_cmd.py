@@ -14,10 +14,10 @@ from autoscaler.constants import EXIT_FAILED, EXIT_OK
 from autoscaler.daemon.logsetup import configure_logging
 from autoscaler.decide.plan import MemoryBudget
 from autoscaler.kubernetes.asks import Asker
+from autoscaler.kubernetes.names import SCALER_PORT
 from autoscaler.laravel.sampler import connect_redis
 from autoscaler.observe.observer import Observer
 
-DEFAULT_PORT = 6000
 MISSING = (
     "autoscaler keda serve needs grpcio and protobuf (the `kubernetes` extra): "
     "pip install 'autoscaler[kubernetes]'"
@@ -42,7 +42,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "the replicas. SIGTERM/SIGINT stop it.",
     )
     serve.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"gRPC port (default {DEFAULT_PORT})"
+        "--port", type=int, default=SCALER_PORT, help=f"gRPC port (default {SCALER_PORT})"
     )
     serve.add_argument(
         "--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0: all)"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+# `keda serve`'s gRPC port, and the one `export keda` points the ScaledObjects at
+SCALER_PORT = 6000
 MAX_LABEL = 63  # DNS-1123 label length, which Deployment and ScaledObject names must fit
 _NOT_ALLOWED = re.compile(r"[^a-z0-9-]+")
 
