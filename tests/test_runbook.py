@@ -194,3 +194,23 @@ def test_the_runbook_migrates_and_rolls_back_without_losing_capacity(
     wait_for(lambda: _states(supervisord).get(f"{GROUP}:{GROUP}_01") == "RUNNING", what="reloaded")
     time.sleep(2)
     assert _states(supervisord)["autoscaler:autoscaler"] == "STOPPED"
+
+
+@pytest.mark.integration
+def test_supervisorctl_stop_all_leaves_every_worker_stopped(
+    host: tuple[Supervisord, RedisServer, dict[str, str]], tmp_path: Path
+) -> None:
+    """`supervisorctl stop all` with busy workers: supervisord signals every program at once
+    (the daemon too) and waits for them, so the daemon never sees its slots STOPPED and
+    starts them again as drift. Nothing runs afterwards."""
+    supervisord, redis, env = host
+    _run(blocks("settings") + blocks("migrate"), env, tmp_path)
+    wait_for(lambda: _states(supervisord).get("autoscaler:autoscaler") == "RUNNING", what="daemon")
+    client = redis.client()
+    for n in range(4):  # each worker busy for a few of the daemon's ticks while it stops
+        push(client, PREFIX, "mail", make_payload(job_id=f"long{n}", run_s=4))
+    wait_for(lambda: client.llen(f"{PREFIX}queues:mail") == 0, what="the jobs taken")
+    _run("supervisorctl stop all || true", env, tmp_path)
+    time.sleep(3)  # three of the daemon's 1 s ticks, had it survived the workers
+    running = {name for name, state in _states(supervisord).items() if state != "STOPPED"}
+    assert running == set(), f"still running after `supervisorctl stop all`: {running}"
