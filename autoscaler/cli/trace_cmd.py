@@ -152,6 +152,9 @@ def _register_azure_functions(kinds: argparse._SubParsersAction[argparse.Argumen
         + ", ".join(f"{k}={t.queue}:{t.share:g}" for k, t in AZURE_FUNCTION_TRIGGERS.items())
         + ")",
     )
+    functions.add_argument(
+        "--source", default="", help="where the files came from (for the header)"
+    )
     functions.add_argument("--seed", type=int, default=DEFAULT_IMPORT_SEED)
     _add_out_and_policies(functions)
     functions.set_defaults(func=run_import)
@@ -289,6 +292,7 @@ def run_import(args: argparse.Namespace) -> int:
                 triggers=triggers,
                 policies=policies,
                 seed=args.seed,
+                source=args.source,
             )
         elif args.kind == "access-log":
             classes = (

@@ -141,8 +141,10 @@ def import_azure_functions(
     triggers: Mapping[str, TriggerTarget],
     policies: Mapping[str, Policy],
     seed: int = DEFAULT_IMPORT_SEED,
+    source: str = "",
 ) -> JobRows:
-    """A job trace from the minute columns; trigger kinds not in `triggers` are dropped."""
+    """A job trace from the minute columns; trigger kinds not in `triggers` are dropped.
+    `source` (where these files came from) is added to the header comment."""
     for trigger, wanted in triggers.items():
         if not 0 < wanted.share <= 1:
             raise TraceImportError(f"trigger {trigger}: the share kept must be in (0, 1]")
@@ -192,6 +194,7 @@ def import_azure_functions(
             "50, 75, 99, 100; log-linear between, scaled to the",
             "function's Average), within 10 ms and 95 % of --timeout.",
             mapping + ". Other triggers dropped.",
+            *([source] if source else []),
         ],
         parts,
     )
