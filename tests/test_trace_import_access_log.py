@@ -120,8 +120,12 @@ def test_common_log_format_lines_keep_their_zone(seed: PolicySet, tmp_path: Path
     ("line", "message"),
     [
         ("1044,30/Apr/1998,22:46,/images/11104.gif,200,508", "time '22:46' is not HH:MM:SS"),
-        ("1044,31/Apr/1998,22:46:12,/images/11104.gif,200,508", "day is out of range"),
-        ("1044,30/Apr/1998,22:46:12,/images/11104.gif,200,many", "invalid literal"),
+        (
+            "1044,31/Apr/1998,22:46:12,/images/11104.gif,200,508",
+            "date '31/Apr/1998': day is out of range",
+        ),
+        ("1044,30/Apr/1998,22:46:12,/images/11104.gif,200,many", "size 'many' is not a byte count"),
+        ("1044,30/Apr/1998,22:46:12,/images/11104.gif,OK,508", "status 'OK' is not a number"),
         ("GET /images/11104.gif", "neither Common Log Format nor client,date,time"),
     ],
 )

@@ -94,7 +94,11 @@ def _text(raw: Path) -> str:
 def _day_s(date: str, cache: dict[str, float]) -> float:
     """`30/Apr/1998` -> seconds since the epoch at 00:00 UTC."""
     if date not in cache:
-        cache[date] = datetime.strptime(date, "%d/%b/%Y").replace(tzinfo=UTC).timestamp()
+        try:
+            day = datetime.strptime(date, "%d/%b/%Y")
+        except ValueError as exc:
+            raise ValueError(f"date {date!r}: {exc}") from None
+        cache[date] = day.replace(tzinfo=UTC).timestamp()
     return cache[date]
 
 
@@ -133,11 +137,14 @@ def read_access_log(raw: Path) -> Requests:
                     )
                 time_s = _day_s(fields[1], days) + _clock_s(fields[2])
                 path, status, size = ",".join(fields[3:-2]), fields[-2], fields[-1]
-            if status != "-":
-                int(status)  # a number, whatever it is ("-" when the server logged none)
+            if status != "-" and not status.isdigit():  # "-": the server logged none
+                raise ValueError(f"status {status!r} is not a number")
+            size = size.strip()
+            if size not in ("-", "") and not size.isdigit():
+                raise ValueError(f"size {size!r} is not a byte count")
             times.append(time_s)
             classes.append(request_class(path))
-            sizes.append(0.0 if size.strip() in ("-", "") else float(int(size)))
+            sizes.append(float(size) if size.isdigit() else 0.0)
         except ValueError as exc:
             raise TraceImportError(
                 f"{raw}:{line_number}: bad request line {line!r}: {exc}"
