@@ -129,7 +129,12 @@ def test_log_linear_mean_of_flat_and_rising_percentiles() -> None:
         (
             INVOCATIONS.replace("timer,0,1,0,0,0", "timer,0,x,0,0,0"),
             DURATIONS,
-            r"invocations\.csv:2: bad invocation count",
+            r"invocations\.csv:2: minute 481: bad invocation count 'x'",
+        ),
+        (
+            INVOCATIONS.replace("http,3,2,0,0,0", "http,3,2,0,-1,0"),
+            DURATIONS,
+            r"invocations\.csv:3: minute 483: bad invocation count '-1'",
         ),
         (
             INVOCATIONS.replace("http,3,2,0,0,0", "http,3,2,0,0"),

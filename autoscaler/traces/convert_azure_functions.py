@@ -79,12 +79,12 @@ def read_invocations(raw: Path) -> tuple[list[int], list[FunctionMinutes]]:
     for line, row in rows:
         if len(row) != len(header):
             raise TraceImportError(f"{raw}:{line}: {len(row)} fields, the header has {len(header)}")
-        try:
-            counts = np.array([int(float(v)) for v in row[4:]], dtype=np.int64)
-        except ValueError as exc:
-            raise TraceImportError(f"{raw}:{line}: bad invocation count: {exc}") from exc
-        if np.any(counts < 0):
-            raise TraceImportError(f"{raw}:{line}: negative invocation count")
+        bad = next((i for i, v in enumerate(row[4:]) if not v.strip().isdigit()), None)
+        if bad is not None:  # counts are whole and non-negative
+            raise TraceImportError(
+                f"{raw}:{line}: minute {header[4 + bad]}: bad invocation count {row[4 + bad]!r}"
+            )
+        counts = np.array([int(v) for v in row[4:]], dtype=np.int64)
         functions.append(FunctionMinutes(row[2], row[3].strip(), counts))
     if not functions:
         raise TraceImportError(f"{raw}: no functions")
