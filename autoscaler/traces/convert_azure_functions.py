@@ -114,8 +114,8 @@ def read_durations(raw: Path) -> dict[str, FloatArray]:
                 f"{raw}:{line}: duration percentiles must be non-negative and non-decreasing"
             )
         points = np.maximum(ms, 1.0)  # 1 ms: the log needs a positive floor
-        durations[row[function_at]] = points * (max(average_ms, 1.0) / log_linear_mean(points))
-        durations[row[function_at]] /= 1000.0
+        scale = max(average_ms, 1.0) / log_linear_mean(points)
+        durations[row[function_at]] = points * scale / 1000.0
     return durations
 
 
