@@ -117,6 +117,8 @@ def test_a_one_slot_pool_keeps_a_worker_through_a_command_change(one: Sandbox) -
     with RunningSampler(one.supervisord.url, "sandbox-one_") as sampler:
         edit_command(one, "--memory=100")
         apply_until_done(one, done=lambda: not state_file.exists())
+    idle = sum(1 for count in sampler.counts if count == 0)
+    print(f"RUNNING workers: min {min(sampler.counts)}, 0 in {idle}/{len(sampler.counts)} samples")
     assert min(sampler.counts) >= 1  # never without a RUNNING worker
     assert finished_by(one) == {job: old_pid}  # the old worker finished its job...
     log = (one.supervisord.directory / "supervisord.log").read_text()

@@ -307,23 +307,25 @@ class Replacer:
             retirement.replacement = _adopt(in_file, retirement)
         new = slots.get(retirement.replacement) if retirement.replacement else None
         base = _base(pool, policy, in_file, adjustment.desired, new)
-        if retirement.origin == "config" and (new is None or new.state != "RUNNING"):
-            # An unproven configuration: no scale-up until its first worker runs (decide
-            # counts the surge slot as the pool's, and a crashing one must not multiply).
-            before = len(in_file) - (1 if new is not None and new.in_file else 0)
-            base = min(base, max(before, policy.min_processes))
         if new is not None and new.state == "RUNNING":
             adjustment.retire_first[old.name] = (
                 f"replaced by {new.name} ({retirement.reason}): it finishes its job first"
             )
             self._event(f"{pool}: {new.name} RUNNING: stopping {old.name} (pid {retirement.pid})")
             return base
+        if retirement.origin == "config" and not retirement.cancel:
+            # An unproven configuration: no scale-up until its first worker runs (decide
+            # counts the surge slot as the pool's, and a crashing one must not multiply).
+            before = len(in_file) - (1 if new is not None and new.in_file else 0)
+            base = min(base, max(before, policy.min_processes))
         if new is not None and new.state in FAILED_STATES:
             adjustment.retire_first[new.name] = "its replacement run did not start"
             self._failed(state, retirement, old, new)
             return base
         if retirement.cancel:
-            what = "restart interrupted" if restarting else "configuration put back"
+            what = (
+                "configuration put back" if retirement.origin == "config" else "restart interrupted"
+            )
             if new is not None:
                 adjustment.retire_first[new.name] = f"{what}: undoing its surge"
             del state.retiring[pool]
