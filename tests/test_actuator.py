@@ -18,7 +18,7 @@ from autoscaler.act.actuator import Actuator
 from autoscaler.act.reconcile import Action, SlotChange
 from autoscaler.act.slot_calls import execute, is_unknown_name
 from autoscaler.policy.model import Policy
-from autoscaler.supervisord.include_file import slot_texts
+from autoscaler.supervisord.include_file import section_names, slot_texts
 from autoscaler.supervisord.rpc import SupervisorClient
 from autoscaler.testing.laravel import QueueKeys, make_payload, push
 from autoscaler.testing.stack import RedisServer, Supervisord
@@ -314,6 +314,7 @@ def test_a_reload_failure_rolls_back_and_reloads_the_last_good_file(
     # supervisord said no: the next apply finds it pending, and rolls it back all the same.
     act.policies = {"mail": bad}
     act.file.write(act.plan({"mail": 3}).new_text)  # written, marked pending, never reread
+    act.replacer.checkpoint()  # the surge-first replacement it began, saved before the write
     assert act.file.pending() and "ENV_ACT_ONLY_HERE" in include.read_text()
     clock.advance(10)
     report = act.apply({"mail": 3})
@@ -391,7 +392,7 @@ def test_a_converged_apply_writes_nothing_and_changes_nothing(
     assert not act.file.pending()
 
 
-def test_a_policy_edit_replaces_slots_one_at_a_time(
+def test_a_policy_edit_replaces_slots_surge_first_one_at_a_time(
     supervisord: Supervisord, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     policy = worker_policy(redis_url=redis_server.url, queue="mail", log_dir=tmp_path / "logs")
@@ -404,17 +405,20 @@ def test_a_policy_edit_replaces_slots_one_at_a_time(
     assert plan.changes == []  # the same policy: nothing to replace
     act.policies = {"mail": edited}
     plan = act.plan({"mail": 3})
-    assert [(c.action, c.slot) for c in plan.changes] == [
+    # A new slot first (the surge), then each old one in turn, once its replacement runs.
+    assert [(c.action, c.slot) for c in plan.changes] == [("add", "mail-worker_03")] + [
         ("replace", f"mail-worker_0{i}") for i in range(3)
     ]
+    assert all("surge-first" in c.reason for c in plan.changes[1:])
     floor: list[int] = []
     converge(act, {"mail": 3}, on_tick=lambda r: floor.append(running(client)))
     new = pids(client, "mail-worker_")
-    assert sorted(new) == sorted(old)
+    assert len(new) == 3
     assert not set(new.values()) & set(old.values())  # every slot runs the new command
-    assert min(floor) >= 2  # never more than one worker of the pool out at a time
+    assert min(floor) >= 3  # never fewer workers than the pool's count
     commands = {c["name"]: c["command"] for c in client.config_info()}
     assert all(commands[name].endswith("--tries=2") for name in new)
+    assert len(section_names(include.read_text())) == 3
     assert not act.file.pending()
 
 

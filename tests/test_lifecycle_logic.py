@@ -24,7 +24,7 @@ from autoscaler.supervisord.rpc import ProcessInfo
 from tests.act_helpers import make_policy as act_policy
 from tests.decide_helpers import make_policy, observation, pool_obs
 
-STATES = {"STOPPED": 0, "STARTING": 10, "RUNNING": 20, "STOPPING": 40, "FATAL": 200}
+STATES = {"STOPPED": 0, "STARTING": 10, "RUNNING": 20, "BACKOFF": 30, "STOPPING": 40, "FATAL": 200}
 
 
 # -- decide: declared or measured size ---------------------------------------------------------

@@ -1,6 +1,7 @@
 """docs/runbook.md executed as written on a real supervisord: migrating hand-written programs
-to autoscaler and rolling back, with the queue never left without workers, no job lost, and
-the daemon kept off after the rollback (also across `supervisorctl reload`)."""
+to autoscaler, changing a pool's command and rolling back, with the queue never left without
+workers, no job lost, and the daemon kept off after the rollback (also across `supervisorctl
+reload`)."""
 
 from __future__ import annotations
 
@@ -141,6 +142,22 @@ def _states(supervisord: Supervisord) -> dict[str, str]:
     return {f"{p['group']}:{p['name']}": p["statename"] for p in processes}
 
 
+def _commands_end(supervisord: Supervisord, suffix: str) -> bool:
+    """Exactly two slots run, both with a command ending in `suffix`."""
+    proxy = supervisord.proxy()
+    commands = {c["name"]: c["command"] for c in proxy.supervisor.getAllConfigInfo()}
+    slots = [
+        p["name"]
+        for p in proxy.supervisor.getAllProcessInfo()
+        if p["name"].startswith(f"{GROUP}_") and p["group"] == p["name"]
+    ]
+    running = _states(supervisord)
+    return len(slots) == 2 and all(
+        commands[name].endswith(suffix) and running.get(f"{name}:{name}") == "RUNNING"
+        for name in slots
+    )
+
+
 def _run(script: str, env: dict[str, str], cwd: Path) -> str:
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
@@ -170,6 +187,12 @@ def test_the_runbook_migrates_and_rolls_back_without_losing_capacity(
     assert states[f"{GROUP}_00:{GROUP}_00"] == "RUNNING"
     assert states[f"{GROUP}_01:{GROUP}_01"] == "RUNNING"
     wait_for(lambda: _states(supervisord).get("autoscaler:autoscaler") == "RUNNING", what="daemon")
+
+    # A command change: replaced surge-first by the daemon, never below the pool's 2 workers.
+    with Capacity(supervisord) as capacity:
+        _run(settings + blocks("change"), env, tmp_path)
+        wait_for(lambda: _commands_end(supervisord, "--tries=3"), timeout_s=180, what="change")
+    assert capacity.lowest == 2, "the command change lost workers"
 
     ids = [f"job{n}" for n in range(20)]
     for job_id in ids:

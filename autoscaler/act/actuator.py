@@ -30,6 +30,7 @@ from collections.abc import Callable, Collection, Mapping
 from loguru import logger
 
 from autoscaler.act.apply_report import ApplyPlan, ApplyReport, SlotProblem
+from autoscaler.act.outdated import find_outdated
 from autoscaler.act.pool_guard import PoolGuard, with_policy_origin
 from autoscaler.act.reconcile import (
     KILLED,
@@ -202,10 +203,15 @@ class Actuator:
                     slot=name,
                     pool=slots[name].pool,
                     action="replace",
-                    reason="configuration changed: replaced gracefully, one slot per pool "
-                    "at a time",
+                    reason=plan.replacing.get(name, "configuration changed")
+                    + (
+                        ": replaced surge-first, one slot per pool at a time (a new slot "
+                        "starts; this one stops, finishing its job, once the new one runs)"
+                        if name in plan.replacing
+                        else ": replaced gracefully, one slot per pool at a time"
+                    ),
                 )
-                for name in sorted(changed)
+                for name in sorted(changed | (set(plan.replacing) - {c.slot for c in changes}))
             ]
         return plan
 
@@ -274,6 +280,7 @@ class Actuator:
         report.refused = plan.refused
         for note in plan.notes:
             logger.warning(note)
+        self.replacer.checkpoint()  # before the file names a surge slot
         try:
             report.wrote_file = self.file.write(plan.new_text)  # checks before writing
         except SupervisorFileError as exc:
@@ -315,7 +322,9 @@ class Actuator:
         replaced = {c.slot for c in done if c.action == "replace"}
         if report.reread and not (changed & target) - replaced and not unloaded:
             self.file.clear_pending()
-        report.pending = self.file.pending()
+        # A refused pool keeps its sections: its replacements wait until it is fixed.
+        report.replacing = sorted(self.replacer.replacing - set(report.refused))
+        report.pending = self.file.pending() or bool(report.replacing)
         report.changes = done
         review = self._watch.review(self.policies, slots, target, done)
         report.counts, report.draining, report.settled = (
@@ -350,7 +359,9 @@ class Actuator:
             paused = read_paused(self.file.state_dir)
         except PausedFileError as exc:  # never guess: restarting a paused pool is worse
             raise SupervisorFileError(f"not applied: {exc}") from None
-        surge = self.replacer.adjust(self.policies, slots, desired, busy)
+        # Slots running an older configuration keep their sections until replaced.
+        outdated = find_outdated(self.policies, old_text, slots, set(paused))
+        surge = self.replacer.adjust(self.policies, slots, desired, busy, outdated, log=not check)
         layout = choose_layout(
             self.policies,
             slots,
@@ -360,7 +371,7 @@ class Actuator:
             retire_first=surge.retire_first,
             surge=surge.surge,
         )
-        text, refused = self._guard.render(self.policies, old_text, layout)
+        text, refused = self._guard.render(self.policies, old_text, layout, outdated.sections)
         problem: str | None = None
         if check and text != old_text:
             try:
@@ -377,6 +388,7 @@ class Actuator:
             notes=layout.notes,
             problem=problem,
             refused=refused,
+            replacing=dict(outdated.reasons),
         )
         return plan, layout, slots
 

@@ -36,6 +36,8 @@ class ApplyPlan:
     notes: list[str]  # drift found and how it is repaired
     problem: str | None = None  # the new text would be refused: it is never written
     refused: dict[str, str] = field(default_factory=dict)  # pool -> why it keeps its slots
+    # slot -> what changed: slots running an older configuration, replaced surge-first
+    replacing: dict[str, str] = field(default_factory=dict)
 
     @property
     def file_changed(self) -> bool:
@@ -61,6 +63,7 @@ class ApplyPlan:
             "notes": self.notes,
             "problem": self.problem,
             "refused": self.refused,
+            "replacing": self.replacing,
         }
 
 
@@ -80,6 +83,7 @@ class ApplyReport:
     reread: bool = False
     rolled_back: bool = False
     pending: bool = False  # a reread or a replacement is still to finish
+    replacing: list[str] = field(default_factory=list)  # pools with outdated slots to replace
     settled: bool = False  # every wanted slot RUNNING
     error: str | None = None
     retry_in_s: float | None = None  # when error: the next attempt waits this long
@@ -135,6 +139,7 @@ class ApplyReport:
             },
             "draining": self.draining,
             "pending": self.pending,
+            "replacing": self.replacing,
             "converged": self.converged,
         }
 

@@ -80,10 +80,15 @@ class PoolGuard:
         }
 
     def render(
-        self, policies: Mapping[str, Policy], old_text: str | None, layout: Layout
+        self,
+        policies: Mapping[str, Policy],
+        old_text: str | None,
+        layout: Layout,
+        verbatim: Mapping[str, str] | None = None,
     ) -> tuple[str, dict[str, str]]:
         """The file for `layout`, each pool checked on its own: a refused or held pool keeps
-        the sections the live file has for it, and `layout` is changed to match.
+        the sections the live file has for it, and `layout` is changed to match. `verbatim`:
+        slot -> section written as it is (render_pool).
         Returns (text, pool -> why it was not applied)."""
         old_sections = slot_texts(old_text or "")
         blocks: dict[str, str] = {}
@@ -94,7 +99,7 @@ class PoolGuard:
             if held is not None and held.backoff.remaining_s() > 0:
                 reason = held.reason
             else:
-                block = render_pool(pool, policy, indices)
+                block = render_pool(pool, policy, indices, verbatim)
                 try:
                     self.file.check(block)
                 except SupervisorFileError as exc:

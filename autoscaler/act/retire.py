@@ -1,8 +1,10 @@
 """Replace workers surge-first: a new slot starts, and the old one is stopped only once the new
 one is RUNNING (it finishes its job first). A pool never has fewer RUNNING workers for it.
 
-Used for recycling a leaking or old worker (the daemon asks: `request`) and for rolling
-restarts (`autoscaler restart` records a Restart: each old worker in turn). At most one
+Used for recycling a leaking or old worker (the daemon asks: `request`), for rolling
+restarts (`autoscaler restart` records a Restart: each old worker in turn) and for policy edits
+that change a slot's section (act/outdated.py: each outdated worker in turn, the new slot with
+the new section, the old one keeping its old section until it goes). At most one
 replacement per pool at a time. Every apply runs the same steps, under the apply lock, from the
 state file (retire_state), so the daemon and `autoscaler restart` never fight:
 
@@ -10,7 +12,8 @@ state file (retire_state), so the daemon and `autoscaler restart` never fight:
    - no new slot yet: the pool's count + 1 (the surge; one above max_processes is allowed);
    - the new slot RUNNING: the count, dropping the old slot first (SIGTERM, it finishes its job);
    - the new slot FATAL/EXITED: the count, dropping the new slot; the old one is kept and the
-     replacement (and a restart) fails with the reason;
+     replacement (and a restart) fails with the reason; a failed configuration is not tried
+     again for CONFIG_RETRY_S, unless the policy changes again (retire_state.ConfigFailure);
    - cancelled (`restart` interrupted with Ctrl-C): the count, dropping the new slot unless it
      already runs (then the old one goes): no slot is left over after this apply;
    - the old worker gone (exited, or another PID in its slot): done.
@@ -26,11 +29,15 @@ from pathlib import Path
 
 from loguru import logger
 
+from autoscaler.act.outdated import KEEP_STATES, Outdated
 from autoscaler.act.reconcile import SERVING, Slot, SlotChange, pool_members
 from autoscaler.act.retire_state import (
+    ConfigFailure,
+    Origin,
     ReplaceState,
     ReplaceStateError,
     Retirement,
+    dumps,
     loads,
     read_text,
     save,
@@ -39,6 +46,12 @@ from autoscaler.policy.model import Policy
 
 LIVE_STATES = SERVING | {"STOPPING"}
 FAILED_STATES = frozenset({"FATAL", "EXITED"})
+CONFIG_RETRY_S = 600.0  # a configuration whose new worker did not start: tried again after
+LABELS: dict[Origin, str] = {
+    "recycle": "recycling",
+    "restart": "restart",
+    "config": "configuration change",
+}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -61,6 +74,13 @@ class Replacer:
         self._loaded: str | None = None  # the file's text when the state was read
         self.events: list[str] = []  # the last apply's, for the CLI and the log
         self.failures: dict[str, str] = {}  # pool -> why its replacement failed, last apply
+        self.config_failures: set[str] = set()  # those of `failures` that were config changes
+        # Whether a pool may start a configuration replacement now (one more worker): the
+        # daemon's memory budget says, per tick; None (the CLI): always.
+        self.may_surge: Callable[[str], bool] | None = None
+        self.replacing: set[str] = set()  # pools with outdated slots still to replace
+        self.waiting: set[str] = set()  # of those, the pools waiting for room (may_surge)
+        self._log = True
 
     # -- asking ----------------------------------------------------------------------------
     def request(self, *, pool: str, slot: str, pid: int, reason: str) -> None:
@@ -90,8 +110,14 @@ class Replacer:
         slots: Mapping[str, Slot],
         desired: Mapping[str, int] | None,
         busy: Collection[str] | None,
+        outdated: Outdated | None = None,
+        *,
+        log: bool = True,
     ) -> Adjustment:
-        self.events, self.failures = [], {}
+        """`outdated`: slots running an older configuration (replaced one per pool at a time).
+        `log`: log the events (not for a plan that only shows them)."""
+        self.events, self.failures, self.config_failures = [], {}, set()
+        self._log = log
         try:
             self._loaded = read_text(self.path)
             state = loads(self.path, self._loaded)
@@ -101,6 +127,7 @@ class Replacer:
         self._state = state
         now = self._clock()
         self._next_restart_steps(state, policies, slots, busy or (), now)
+        self._next_config_steps(state, slots, busy or (), outdated or Outdated(), now)
         restarting = {p for p, r in state.restarts.items() if r.failed is None}
         for pool, wanted in self._requests.items():
             old = slots.get(wanted.slot)
@@ -127,6 +154,13 @@ class Replacer:
         if counts:
             adjustment.desired = {**(adjustment.desired or {}), **counts}
         return adjustment
+
+    def checkpoint(self) -> None:
+        """Save the state as `adjust` left it, before the apply writes the file: should the
+        process die between that write and `settle`, the next apply finds the replacement
+        and the pool's size before its surge, and adopts the new slot (_adopt)."""
+        save(self.path, self._state, unchanged_from=self._loaded)
+        self._loaded = None if self._state.empty else dumps(self._state)
 
     def settle(self, slots: Mapping[str, Slot], done: Collection[SlotChange]) -> None:
         """After the apply's calls: note the slot added for each surge; save the state."""
@@ -178,6 +212,63 @@ class Replacer:
                 since_s=now_s,
             )
 
+    def _next_config_steps(
+        self,
+        state: ReplaceState,
+        slots: Mapping[str, Slot],
+        busy: Collection[str],
+        outdated: Outdated,
+        now_s: float,
+    ) -> None:
+        """Start replacing one outdated slot per pool that replaces nothing else now: not
+        while a restart runs (it replaces them all), nor within CONFIG_RETRY_S of a failure
+        to start the same configuration, nor without room (may_surge)."""
+        self.replacing, self.waiting = set(), set()
+        for retirement in state.retiring.values():
+            old = slots.get(retirement.slot)
+            if (
+                retirement.origin == "config"
+                and old is not None
+                and old.in_file
+                and old.state in KEEP_STATES
+                and old.name not in outdated.sections
+            ):
+                retirement.cancel = True  # its policy was put back: undo the surge
+        for pool, failed in list(state.config_failed.items()):
+            if pool not in outdated.pools or outdated.wanted.get(pool) != failed.wanted:
+                del state.config_failed[pool]  # edited again, or back to what runs
+        for pool, names in outdated.pools.items():
+            failure = state.config_failed.get(pool)
+            if failure is not None and now_s - failure.at_s < CONFIG_RETRY_S:
+                continue
+            self.replacing.add(pool)
+            restart = state.restarts.get(pool)
+            if pool in state.retiring or (restart is not None and restart.failed is None):
+                continue
+            if self.may_surge is not None and not self.may_surge(pool):
+                self.waiting.add(pool)
+                continue
+
+            def order(name: str) -> tuple[bool, bool, str]:
+                return (name in busy, slots[name].state != "RUNNING", name)
+
+            name = min(names, key=order)
+            info = slots[name].process
+            assert info is not None  # outdated slots are STARTING or RUNNING
+            state.retiring[pool] = Retirement(
+                pool=pool,
+                slot=name,
+                pid=info.pid,
+                reason=outdated.reasons[name],
+                origin="config",
+                since_s=now_s,
+                wanted=outdated.wanted[pool],
+            )
+            self._event(
+                f"{pool}: {name} (pid {info.pid}): {outdated.reasons[name]}: replacing it "
+                "surge-first"
+            )
+
     def _step(
         self,
         state: ReplaceState,
@@ -202,10 +293,11 @@ class Replacer:
         if not old.in_file:  # told to stop: it finishes its job
             # A restart goes on with the next worker (the restart waits for this one's exit
             # before it is done); a recycle waits for the exit (one at a time, memory first).
+            # A configuration change goes on too (the draining worker's memory is counted).
             if restart is not None and restarting:
                 restart.replaced += 1
                 del state.retiring[pool]
-            elif retirement.cancel:
+            elif retirement.cancel or retirement.origin == "config":
                 del state.retiring[pool]
             return None
         in_file = [s for s in pool_members(slots, pool) if s.in_file]
@@ -221,23 +313,23 @@ class Replacer:
             )
             self._event(f"{pool}: {new.name} RUNNING: stopping {old.name} (pid {retirement.pid})")
             return base
+        if retirement.origin == "config" and not retirement.cancel:
+            # An unproven configuration: no scale-up until its first worker runs (decide
+            # counts the surge slot as the pool's, and a crashing one must not multiply).
+            before = len(in_file) - (1 if new is not None and new.in_file else 0)
+            base = min(base, max(before, policy.min_processes))
         if new is not None and new.state in FAILED_STATES:
-            info = new.process
-            detail = (info.spawnerr or f"exit status {info.exitstatus}") if info else new.state
-            why = f"{new.name} did not start ({new.state}: {detail}); {old.name} kept"
             adjustment.retire_first[new.name] = "its replacement run did not start"
-            del state.retiring[pool]
-            self.failures[pool] = why
-            if restart is not None and retirement.origin == "restart":
-                restart.failed = why
-            logger.error(f"{pool}: replacing {old.name} failed: {why}")
-            self.events.append(f"{pool}: FAILED: {why}")
+            self._failed(state, retirement, old, new)
             return base
         if retirement.cancel:
+            what = (
+                "configuration put back" if retirement.origin == "config" else "restart interrupted"
+            )
             if new is not None:
-                adjustment.retire_first[new.name] = "restart interrupted: undoing its surge"
+                adjustment.retire_first[new.name] = f"{what}: undoing its surge"
             del state.retiring[pool]
-            self._event(f"{pool}: restart interrupted: {old.name} kept")
+            self._event(f"{pool}: {what}: {old.name} kept")
             return base
         if new is None and base < len(in_file):
             # The pool shrinks anyway: the old worker is the one to go, no surge needed.
@@ -254,9 +346,32 @@ class Replacer:
         adjustment.surge.add(pool)
         return base + 1
 
+    def _failed(self, state: ReplaceState, retirement: Retirement, old: Slot, new: Slot) -> None:
+        """The new slot did not start: the old worker stays, the replacement ends."""
+        pool = retirement.pool
+        info = new.process
+        detail = (info.spawnerr or f"exit status {info.exitstatus}") if info else new.state
+        why = f"{new.name} did not start ({new.state}: {detail}); {old.name} kept"
+        del state.retiring[pool]
+        self.failures[pool] = f"{LABELS[retirement.origin]}: {why}"
+        restart = state.restarts.get(pool)
+        if restart is not None and retirement.origin == "restart":
+            restart.failed = why
+        if retirement.origin == "config":
+            why += f", with its older configuration (tried again in {CONFIG_RETRY_S:.0f}s)"
+            self.failures[pool] = f"{LABELS['config']}: {why}"
+            self.config_failures.add(pool)
+            state.config_failed[pool] = ConfigFailure(
+                pool=pool, wanted=retirement.wanted or "", why=why, at_s=self._clock()
+            )
+        if self._log:
+            logger.error(f"{pool}: replacing {old.name} failed: {why}")
+        self.events.append(f"{pool}: FAILED: {why}")
+
     def _event(self, text: str) -> None:
         self.events.append(text)
-        logger.info(text)
+        if self._log:
+            logger.info(text)
 
 
 def _base(

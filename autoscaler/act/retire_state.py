@@ -18,7 +18,9 @@ from typing import Any, Literal
 from autoscaler.fileio import write_atomic
 
 STATE_NAME = "replacing.json"
-Origin = Literal["recycle", "restart"]
+# recycle: a leaking or old worker; restart: `autoscaler restart`; config: a policy edit changed
+# the slot's section (act/outdated.py).
+Origin = Literal["recycle", "restart", "config"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -34,6 +36,7 @@ class Retirement:
     replacement: str | None = None  # the slot added for it (None: not added yet)
     members_before: int | None = None  # the pool's slots in the file when the surge began
     cancel: bool = False  # `restart` interrupted: finish or undo this step, start no other
+    wanted: str | None = None  # config: the digest of the configuration it moves to
 
 
 @dataclass(slots=True, kw_only=True)
@@ -50,13 +53,25 @@ class Restart:
 
 
 @dataclass(slots=True, kw_only=True)
+class ConfigFailure:
+    """A pool whose new configuration did not start: its old workers keep the old one, and
+    no other replacement to that configuration starts before a retry delay (or a new edit)."""
+
+    pool: str
+    wanted: str  # the digest of the configuration that did not start
+    why: str
+    at_s: float  # unix time
+
+
+@dataclass(slots=True, kw_only=True)
 class ReplaceState:
     retiring: dict[str, Retirement] = field(default_factory=dict)  # pool -> its one replacement
     restarts: dict[str, Restart] = field(default_factory=dict)  # pool -> restart
+    config_failed: dict[str, ConfigFailure] = field(default_factory=dict)  # pool -> failure
 
     @property
     def empty(self) -> bool:
-        return not self.retiring and not self.restarts
+        return not self.retiring and not self.restarts and not self.config_failed
 
 
 class ReplaceStateError(Exception):
@@ -84,6 +99,7 @@ def loads(path: Path, text: str | None) -> ReplaceState:
         return ReplaceState(
             retiring={p: Retirement(**r) for p, r in raw.get("retiring", {}).items()},
             restarts={p: Restart(**r) for p, r in raw.get("restarts", {}).items()},
+            config_failed={p: ConfigFailure(**r) for p, r in raw.get("config_failed", {}).items()},
         )
     except (ValueError, TypeError) as exc:
         # A damaged file must not stop every apply: report it, and start from nothing (the
@@ -96,6 +112,8 @@ def dumps(state: ReplaceState) -> str:
         "retiring": {p: asdict(r) for p, r in sorted(state.retiring.items())},
         "restarts": {p: asdict(r) for p, r in sorted(state.restarts.items())},
     }
+    if state.config_failed:  # absent otherwise: files of earlier versions stay the same
+        data["config_failed"] = {p: asdict(r) for p, r in sorted(state.config_failed.items())}
     return json.dumps(data, indent=1) + "\n"
 
 

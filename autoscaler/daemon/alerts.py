@@ -4,9 +4,9 @@ Kinds: workers FATAL, a pool at max while missing its SLO, the memory budget exh
 Supervisor or Redis unreachable, an invalid policy edit, a policy file gone, a pool whose
 sections Supervisor refuses, the include file that cannot be written, new slots that crash
 at start, workers killed at stopwaitsecs, the metrics port taken, a pool recycling leaking
-workers too often. Each (kind, subject) fires at most once per `interval_s`; a webhook that is
-slow or down never delays a tick (a background thread posts, dropping alerts when its small
-queue is full).
+workers too often, a policy edit whose new workers do not start (the old ones are kept). Each
+(kind, subject) fires at most once per `interval_s`; a webhook that is slow or down never
+delays a tick (a background thread posts, dropping alerts when its small queue is full).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ AlertKind = Literal[
     "workers_killed",
     "metrics_unavailable",
     "recycling",
+    "config_change_failed",
 ]
 
 

@@ -6,6 +6,11 @@ actuator's Replacer to replace it surge-first, only when the pool has no replace
 in progress and one more worker fits the memory budget this tick. A failed replacement (the new
 worker did not start) holds the pool's recycling back for FAILURE_HOLD_S. A pool recycling more
 than `alert_recycles_per_hour` workers in an hour raises a `recycling` alert: a leak to fix.
+
+The same budget gates the replacement of workers that run an older configuration (a policy
+edit, act/outdated.py): each tick the Replacer may start one per pool only while one more
+worker fits what is left after the recycles (`may_surge`); otherwise it waits, and says so
+once. A new configuration that does not start raises `config_change_failed`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Callable, Mapping
 from loguru import logger
 
 from autoscaler.act.retire import Replacer
-from autoscaler.daemon.alerts import Alert, Alerter
+from autoscaler.daemon.alerts import Alert, Alerter, AlertKind
 from autoscaler.daemon.metrics import Metrics
 from autoscaler.decide.core import worker_mb
 from autoscaler.decide.plan import Plan
@@ -46,14 +51,22 @@ class Recycler:
         self._recycled: dict[str, deque[float]] = {}  # pool -> when each recycle was asked
         self._held_until: dict[str, float] = {}  # pool -> no recycling before (a failure)
         self._no_room: set[str] = set()  # pools told "no room" (logged once)
+        self._no_room_config: set[str] = set()  # likewise, for configuration changes
 
     def tick(self, observation: Observation, plan: Plan, policies: Mapping[str, Policy]) -> None:
-        """Ask for at most one replacement per pool; call before the tick's apply."""
-        if observation.supervisor_error is not None or not observation.slots:
-            return
+        """Ask for at most one replacement per pool, and say how many configuration surges
+        fit; call before the tick's apply."""
+        room_mb = plan.memory_limit_mb - plan.memory_peak_mb
+        if observation.supervisor_error is None and observation.slots:
+            room_mb = self._recycle(observation, policies, room_mb)
+        self.replacer.may_surge = self._surge_room(observation, policies, room_mb)
+
+    def _recycle(
+        self, observation: Observation, policies: Mapping[str, Policy], room_mb: float
+    ) -> float:
+        """Ask for the recycles that fit; returns the room left."""
         now = self._clock()
         busy = self.replacer.busy_pools()
-        room_mb = plan.memory_limit_mb - plan.memory_peak_mb
         for pool, policy in policies.items():
             limits = policy.lifecycle
             if limits.max_rss_mb is None and limits.max_age_s is None:
@@ -78,15 +91,45 @@ class Recycler:
             room_mb -= size_mb
             self.replacer.request(pool=pool, slot=choice.slot, pid=choice.pid, reason=choice.reason)
             self._count(pool, policy, now, choice.reason)
+        return room_mb
+
+    def _surge_room(
+        self, observation: Observation, policies: Mapping[str, Policy], room_mb: float
+    ) -> Callable[[str], bool]:
+        """may_surge for this tick's apply: each yes takes one worker's memory off the room."""
+        left_mb = room_mb
+
+        def fits(pool: str) -> bool:
+            nonlocal left_mb
+            policy = policies.get(pool)
+            if policy is None:
+                return False
+            obs = observation.pools.get(pool)
+            size_mb = worker_mb(constants(policy), obs.memory if obs is not None else None)
+            if size_mb > left_mb + 1e-9:
+                if pool not in self._no_room_config:
+                    logger.warning(
+                        "{}: a worker runs an older configuration; replacing it surge-first "
+                        "needs one more worker ({:.0f} MB) and the memory budget has {:.0f} MB "
+                        "free: waiting (it keeps the older configuration meanwhile)",
+                        pool, size_mb, max(0.0, left_mb),
+                    )  # fmt: skip
+                    self._no_room_config.add(pool)
+                return False
+            self._no_room_config.discard(pool)
+            left_mb -= size_mb
+            return True
+
+        return fits
 
     def after_apply(self) -> None:
         """Hold back the pools whose replacement failed in this apply."""
         now = self._clock()
         for pool, why in self.replacer.failures.items():
             self._held_until[pool] = now + FAILURE_HOLD_S
-            self.alerter.raise_(
-                Alert(kind="workers_fatal", subject=pool, message=f"recycling: {why}", at_s=now)
-            )
+            config = pool in self.replacer.config_failures
+            kind: AlertKind = "config_change_failed" if config else "workers_fatal"
+            self.alerter.raise_(Alert(kind=kind, subject=pool, message=why, at_s=now))
 
     def _count(self, pool: str, policy: Policy, now_s: float, reason: str) -> None:
         times = self._recycled.setdefault(pool, deque())

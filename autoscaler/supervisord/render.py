@@ -77,10 +77,16 @@ def assemble(blocks: Mapping[str, str]) -> str:
     return HEADER + "".join(blocks[pool] for pool in sorted(blocks))
 
 
-def render_pool(pool: str, policy: Policy, indices: Iterable[int]) -> str:
-    """One pool's block of the file: a comment, then its slots by index ('' without slots)."""
+def render_pool(
+    pool: str, policy: Policy, indices: Iterable[int], kept: Mapping[str, str] | None = None
+) -> str:
+    """One pool's block of the file: a comment, then its slots by index ('' without slots).
+    `kept`: slot name -> a section to write as it is instead of the policy's (a worker that
+    still runs an older configuration while its replacement starts: act/outdated.py)."""
     wanted = sorted(set(indices))
-    return pool_block(pool, policy, [render_slot(policy, index) for index in wanted])
+    old = kept or {}
+    sections = [old.get(slot_name(policy.program, i)) or render_slot(policy, i) for i in wanted]
+    return pool_block(pool, policy, sections)
 
 
 def pool_block(pool: str, policy: Policy, sections: list[str]) -> str:
