@@ -212,6 +212,41 @@ def test_no_flapping_when_load_alternates() -> None:
     assert len(ups) + len(downs) <= len(counts) // 3
 
 
+def burst_then_quiet(knobs: dict[str, float], quiet_rate: float) -> list[int]:
+    """Counts of a pool that a burst took up, then under a steady `quiet_rate` of 2 s jobs."""
+    policy = make_policy(
+        "q",
+        min_processes=1,
+        max_processes=30,
+        slo={"wait_s": 10.0, "percentile": 95.0},
+        strategy={"name": "slo", "slo": knobs},
+    )
+    world = World(policy, workers=1)
+    for _ in range(4):
+        world.tick(3.0, 2.0)
+    return [world.tick(quiet_rate, 2.0).counts()["q"] for _ in range(200)]
+
+
+def test_reversal_hold_keeps_the_count_before_the_last_scale_up_away() -> None:
+    """reversal_hold_s: no return to the count before a scale-up within the hold."""
+    free = burst_then_quiet({}, 0.1)
+    held = burst_then_quiet({"reversal_hold_s": 300.0}, 0.1)
+    assert free[20] == 1  # without the hold the pool is back at 1 within 100 s
+    first_one = held.index(1)
+    # the last scale-up was the burst's (4 ticks of 5 s before the quiet began)
+    assert 5 * (first_one + 1) + 20 >= 300
+    assert min(held[:first_one]) >= 2
+
+
+def test_down_percentile_keeps_a_count_that_meets_the_slo_at_the_load() -> None:
+    """down_percentile: scale down only to a count that meets that percentile in steady
+    state; at a load of 0.8 (0.4 jobs/s of 2 s) one worker leaves ~29 % of jobs past 10 s."""
+    free = burst_then_quiet({}, 0.4)
+    kept = burst_then_quiet({"down_percentile": 95.0}, 0.4)
+    assert min(free) == 1
+    assert min(kept[20:]) == erlang_c_servers(0.4, 2.0, 10.0, 95.0) == 2
+
+
 def test_redis_only_signals_still_scale() -> None:
     policy = make_policy("q", max_processes=30, slo={"wait_s": 10.0, "percentile": 95.0})
     world = World(policy, workers=1)

@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from autoscaler.decide.queueing import backlog_servers, staffing_rule
+from autoscaler.decide.queueing import backlog_servers, erlang_c_servers, staffing_rule
 from autoscaler.decide.strategies.base import PolicyConstants, PoolTick
 from autoscaler.observe.estimators import ewma_weight
 
@@ -58,6 +58,8 @@ class SloMemory(NamedTuple):
     cell: Cell | None  # the steady-state grid cell last used
     down_at_s: float  # time of the last scale-down (-inf: none yet)
     measured_jobs: float  # jobs whose run time the estimate holds (0: the policy's guess)
+    up_at_s: float  # time of the last scale-up (-inf: none yet)
+    up_from: int  # the count before that scale-up
 
 
 class SloNeed(NamedTuple):
@@ -259,8 +261,12 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
         cell = None
         down_at_s = -math.inf
         measured = 0.0
+        up_at_s, up_from = -math.inf, 0
     else:
-        at_s, queued_before, rate, service_s, window, cell, down_at_s, measured = memory
+        (at_s, queued_before, rate, service_s, window, cell, down_at_s, measured, up_at_s) = memory[
+            :9
+        ]
+        up_from = memory[9]
     reserved = tick.reserved
     waiting = tick.pending + tick.delayed_due
     queued = waiting + reserved
@@ -343,19 +349,45 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
             if now_s - down_at_s < MIN_DOWN_GAP_S:
                 count = base  # a catch-up tick right after another: not a new step down
             else:
-                down_at_s = now_s
+                count = _hysteresis(const, count, base, now_s, up_at_s, up_from, rate, service_s)
+                if count < base:
+                    down_at_s = now_s
+        elif count > base:
+            up_at_s, up_from = now_s, base
     tick.wanted = count
     # the budget's first tier: keeping pace with the whole load (the slack is for the
     # backlog rule, which the second tier serves by lateness)
     pace = math.ceil(rate * service_s) if rate is not None and rate > 0.0 else 0
     tick.keep_up = max(steady, pace, 1)
     tick.memory = _make_memory(
-        SloMemory, (now_s, queued, rate, service_s, window, cell, down_at_s, measured)
+        SloMemory,
+        (now_s, queued, rate, service_s, window, cell, down_at_s, measured, up_at_s, up_from),
     )
     tick.reason = (
         _reason,
         (const, base, oldest, waiting, rate, service_s, steady, backlog, needed, count, window_max),
     )
+
+
+def _hysteresis(  # noqa: PLR0917 - hot path, positional
+    const: PolicyConstants,
+    count: int,
+    base: int,
+    now_s: float,
+    up_at_s: float,
+    up_from: int,
+    rate: float | None,
+    service_s: float,
+) -> int:
+    """A scale-down from `base` to `count`, raised so the pool does not flap: not back to
+    the count before the last scale-up within reversal_hold_s of it, and not below the
+    count that keeps down_percentile of jobs within the SLO at the current load."""
+    if const.reversal_hold_s > 0.0 and now_s - up_at_s < const.reversal_hold_s:
+        count = max(count, up_from + 1)
+    if const.down_percentile > 0.0 and rate is not None and rate > 0.0 and count < base:
+        sustained = erlang_c_servers(rate, service_s, const.slo_wait_s, const.down_percentile)
+        count = max(count, min(sustained, base))
+    return count
 
 
 def _reason(  # noqa: PLR0917 - called with a lazy reason's stored arguments
