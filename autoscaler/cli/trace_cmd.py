@@ -24,6 +24,12 @@ from autoscaler.traces.convert import (
     import_nasa_http,
     import_swf,
 )
+from autoscaler.traces.convert_access_log import (
+    DEFAULT_ACCESS_CLASSES,
+    ClassTarget,
+    import_access_log,
+)
+from autoscaler.traces.convert_azure_functions import TriggerTarget, import_azure_functions
 from autoscaler.traces.loader import Trace, TraceError, load_trace, parse_trace
 from autoscaler.traces.scenarios import DEFAULT_SEED, SCENARIOS, generate
 from autoscaler.traces.writer import JobRows, RateRows, write_trace
@@ -36,6 +42,11 @@ NASA_SHARES = {
     "high": 0.03,
 }
 SWF_GROUPS = {1: "forecast_crawler", 2: "bill_processing"}
+AZURE_FUNCTION_TRIGGERS = {
+    "http": TriggerTarget("card_query", 0.08),
+    "timer": TriggerTarget("mail", 0.08),
+    "queue": TriggerTarget("default", 0.04),
+}
 
 
 def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -120,6 +131,60 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     swf.add_argument("--compress", type=float, default=20.0, help="time divided by this")
     _add_out_and_policies(swf)
     swf.set_defaults(func=run_import)
+
+    _register_azure_functions(kinds)
+    _register_access_log(kinds)
+
+
+def _register_azure_functions(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    functions = kinds.add_parser(
+        "azure-functions",
+        help="Azure Functions 2019 per-minute invocations + durations CSVs -> job trace",
+    )
+    functions.add_argument("invocations", type=Path, help="invocations_per_function CSV")
+    functions.add_argument("durations", type=Path, help="function_durations_percentiles CSV")
+    functions.add_argument(
+        "--trigger",
+        action="append",
+        metavar="TRIGGER=QUEUE[:SHARE]",
+        help="a trigger kind's queue and the share of its invocations kept, repeatable; other "
+        "triggers are dropped (default: "
+        + ", ".join(f"{k}={t.queue}:{t.share:g}" for k, t in AZURE_FUNCTION_TRIGGERS.items())
+        + ")",
+    )
+    functions.add_argument(
+        "--source", default="", help="where the files came from (for the header)"
+    )
+    functions.add_argument("--seed", type=int, default=DEFAULT_IMPORT_SEED)
+    _add_out_and_policies(functions)
+    functions.set_defaults(func=run_import)
+
+
+def _register_access_log(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    access = kinds.add_parser(
+        "access-log",
+        help="web access log (Common Log Format, or the World Cup 98 CSV) -> job trace",
+    )
+    access.add_argument("raw", type=Path, help="log file: plain, .gz, .bz2 or a .tar.bz2 of one")
+    access.add_argument(
+        "--class",
+        dest="classes",
+        action="append",
+        metavar="CLASS=QUEUE[:SHARE]",
+        help="a request class (page, image, other) to a queue, with the share kept, "
+        "repeatable; classes not given are dropped (default: "
+        + ", ".join(f"{k}={t.queue}:{t.share:g}" for k, t in DEFAULT_ACCESS_CLASSES.items())
+        + ")",
+    )
+    access.add_argument(
+        "--compress", type=float, default=1.0, help="time divided by this (default 1)"
+    )
+    access.add_argument(
+        "--source", default="", help="where the log came from and its licence (for the header)"
+    )
+    access.add_argument("--seed", type=int, default=DEFAULT_IMPORT_SEED)
+    _add_out_and_policies(access)
+    access.set_defaults(func=run_import)
 
 
 def _add_policies(parser: argparse.ArgumentParser) -> None:
@@ -212,6 +277,37 @@ def run_import(args: argparse.Namespace) -> int:
             )
         elif args.kind == "azure-llm":
             rows = import_azure_llm(_azure_sources(args.sources), policies=policies, seed=args.seed)
+        elif args.kind == "azure-functions":
+            triggers = (
+                {
+                    k: TriggerTarget(*_queue_share(v, k))
+                    for k, v in _pairs(args.trigger, "--trigger")
+                }
+                if args.trigger
+                else AZURE_FUNCTION_TRIGGERS
+            )
+            rows = import_azure_functions(
+                args.invocations,
+                args.durations,
+                triggers=triggers,
+                policies=policies,
+                seed=args.seed,
+                source=args.source,
+            )
+        elif args.kind == "access-log":
+            classes = (
+                {k: ClassTarget(*_queue_share(v, k)) for k, v in _pairs(args.classes, "--class")}
+                if args.classes
+                else DEFAULT_ACCESS_CLASSES
+            )
+            rows = import_access_log(
+                args.raw,
+                classes=classes,
+                policies=policies,
+                seed=args.seed,
+                compress=args.compress,
+                source=args.source,
+            )
         else:
             groups = (
                 {int(_float(n, "--group")): q for n, q in _pairs(args.group, "--group")}
@@ -230,6 +326,12 @@ def run_import(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     _write(rows, args.out, policies)
     return EXIT_OK
+
+
+def _queue_share(value: str, key: str) -> tuple[str, float]:
+    """`QUEUE[:SHARE]` (share 1 when absent)."""
+    queue, _, share = value.partition(":")
+    return queue, _float(share, f"{key} share") if share else 1.0
 
 
 def _azure_sources(values: list[str]) -> list[tuple[Path, str, float]]:
