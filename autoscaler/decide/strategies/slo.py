@@ -41,6 +41,12 @@ SERVICE_HALF_LIFE_JOBS = 30.0
 MAX_GAP_INTERVALS = 2.5
 # A scale-down this soon after the last one waits (ticks run back to back after a stall).
 MIN_DOWN_GAP_S = 0.5
+# A busy worker that finished no job in an interval of at least STUCK_RUN_TIMES mean run
+# times is held by a job far longer than the mean (heavy-tailed run times); once the oldest
+# waiting job has used STUCK_WAIT_SHARE of its SLO, the backlog rule's workers are counted
+# on top of such workers instead of among them.
+STUCK_RUN_TIMES = 4.0
+STUCK_WAIT_SHARE = 0.75
 # distinct sample spans whose EWMA weight is kept per policy (arrival_weight)
 WEIGHT_CACHE_LIMIT = 256
 
@@ -86,6 +92,27 @@ def estimate_service_s(
     return previous_s + weight * (run_time_mean_s - previous_s), measured_jobs + completions
 
 
+def stuck_workers(  # noqa: PLR0917 - positional on the hot path
+    busy: int,
+    completions: int,
+    interval_s: float,
+    service_s: float,
+    oldest_wait_s: float,
+    slo_wait_s: float,
+) -> int:
+    """Busy workers that finished no job in an interval of at least STUCK_RUN_TIMES mean
+    run times (at least busy − completions of them), counted once the oldest waiting job has
+    used STUCK_WAIT_SHARE of its SLO; else 0. Such a worker is held by a job far longer than
+    the mean (heavy-tailed run times) and serves none of the waiting jobs soon."""
+    if (
+        completions >= busy
+        or interval_s < STUCK_RUN_TIMES * service_s
+        or oldest_wait_s < STUCK_WAIT_SHARE * slo_wait_s
+    ):
+        return 0
+    return busy - completions
+
+
 def needed_workers(
     *,
     arrival_rate_per_s: float,
@@ -99,11 +126,13 @@ def needed_workers(
     model: str = "erlang_c",
     steady_load_slack: float = 0.0,
     reaction_share: float = 1.0,
+    stuck: int = 0,
 ) -> SloNeed:
     """The workers that keep the SLO: max(steady state, backlog), rounded up (pure).
 
     steady: the queueing model's count for P(wait > T) <= 1 − steady_percentile/100;
-    backlog: queueing.backlog_servers for the jobs waiting now. (The strategy's hot path,
+    backlog: queueing.backlog_servers for the jobs waiting now, plus the `stuck` workers
+    (stuck_workers) when jobs wait. (The strategy's hot path,
     _decide_pool, computes the same; a test holds them equal.)"""
     steady = steady_count(
         arrival_rate_per_s * service_s - steady_load_slack,
@@ -120,6 +149,8 @@ def needed_workers(
         reaction_s,
         reaction_share,
     )
+    if waiting > 0:
+        backlog += stuck
     needed = steady if backlog <= steady else math.ceil(backlog - 1e-9)
     return SloNeed(
         needed=needed,
@@ -327,6 +358,9 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
             dt,
             const.reaction_share,
         )
+        if work is not None and oldest is not None:
+            busy = reserved if reserved < tick.running else tick.running
+            backlog += stuck_workers(busy, work.completions, dt, service_s, oldest, slo_wait_s)
         if backlog > steady:
             needed = math.ceil(backlog - 1e-9)
     if needed < const.min_processes:
