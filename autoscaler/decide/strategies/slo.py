@@ -18,7 +18,12 @@ docs/slo-strategy.md derives every formula; in short, each tick and pool:
    only to the highest count needed during the last scale_down_window_s, and by at most
    scale_down_step per decision, so a lull between two bursts does not flap. Decisions
    closer than MIN_DOWN_GAP_S to the last scale-down (catch-up ticks after a stall) hold:
-   the step is a rate, not something a burst of ticks can repeat.
+   the step is a rate, not something a burst of ticks can repeat. Optional hysteresis
+   (knobs, off by default): no return to the count before the last scale-up within
+   reversal_hold_s, and no scale-down to a count that would not keep down_percentile of
+   jobs within the SLO at the current load.
+4. A busy worker that finished nothing in an interval of several run times is stuck on a
+   long job: once the oldest waiting job nears its SLO, the backlog's workers come on top.
 """
 
 from __future__ import annotations
@@ -294,10 +299,8 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
         measured = 0.0
         up_at_s, up_from = -math.inf, 0
     else:
-        (at_s, queued_before, rate, service_s, window, cell, down_at_s, measured, up_at_s) = memory[
-            :9
-        ]
-        up_from = memory[9]
+        (at_s, queued_before, rate, service_s, window, cell) = memory[:6]
+        down_at_s, measured, up_at_s, up_from = memory[6:]
     reserved = tick.reserved
     waiting = tick.pending + tick.delayed_due
     queued = waiting + reserved
