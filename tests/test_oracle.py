@@ -14,6 +14,8 @@ from autoscaler.observe.observation import Observation
 from autoscaler.policy.loader import PolicySet
 from autoscaler.simulate.engine import SimulationResult, World, WorldSettings, simulate
 from autoscaler.simulate.oracle import OracleController
+from autoscaler.simulate.oracle_search import run_oracle as searched_oracle
+from autoscaler.simulate.oracle_search import score
 from autoscaler.traces.loader import Trace, parse_trace
 from tests.sim_helpers import policy_set
 
@@ -202,7 +204,7 @@ def test_the_oracle_under_a_budget_that_binds_across_pools(tmp_path: Path, seed:
         rows += [f"{a:.2f},{queue},{s:.2f}" for a, s in zip(arrivals, services, strict=True)]
     trace = parse_trace("\n".join(rows) + "\n", policies, name="pair")
     settings = WorldSettings(interval_s=5.0, startup_s=1.0, memory_budget_mb=300.0)
-    oracle = run_oracle(trace, policies, settings)
+    oracle = searched_oracle(trace, policies, settings=settings)
     assert oracle.peak_memory_mb <= 300.0
     cheapest: dict[int, float] = {}
     for first in itertools.product(range(3), repeat=3):
@@ -227,3 +229,32 @@ def test_the_oracle_under_a_budget_that_binds_across_pools(tmp_path: Path, seed:
     # measured: 1.26x (seed 2) and 1.14x (seed 5); one tick at a time, it cannot see that
     # holding a worker across a tick can be cheaper than the start it saves later
     assert sum(pool.worker_seconds for pool in oracle.pools.values()) <= 1.3 * cheapest[0]
+
+
+def test_the_split_search_runs_only_when_the_budget_binds_and_never_does_worse(
+    tmp_path: Path,
+) -> None:
+    policies = policy_set(
+        tmp_path,
+        {
+            "urgent": {"min_processes": 1, "max_processes": 8, "priority": 10},
+            "batch": {"min_processes": 1, "max_processes": 8, "priority": 900},
+        },
+    )
+    rng = np.random.default_rng(4)
+    rows = ["arrival_s,queue,service_s"]
+    for second in range(0, 240, 2):
+        rows += [f"{second},urgent,{rng.uniform(2, 6):.2f}", f"{second},batch,4"]
+    trace = parse_trace("\n".join(rows) + "\n", policies, name="both")
+    roomy = WorldSettings(interval_s=5.0, startup_s=1.0, memory_budget_mb=1e6)
+    controller = OracleController(policies, usable_memory_mb=roomy.usable_memory_mb)
+    plain = simulate(trace, policies, controller, strategy="oracle", settings=roomy)
+    assert not controller.bound
+    assert score(searched_oracle(trace, policies, settings=roomy)) == score(plain)
+    tight = WorldSettings(interval_s=5.0, startup_s=1.0, memory_budget_mb=4 * 128.0)
+    controller = OracleController(policies, usable_memory_mb=tight.usable_memory_mb)
+    first = simulate(trace, policies, controller, strategy="oracle", settings=tight)
+    assert controller.bound
+    best = searched_oracle(trace, policies, settings=tight)
+    assert score(best) <= score(first)
+    assert best.peak_memory_mb <= 4 * 128.0

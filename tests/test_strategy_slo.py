@@ -24,6 +24,7 @@ from autoscaler.decide.strategies.slo import (
     scale,
     slide,
     steady_cell,
+    stuck_workers,
 )
 from autoscaler.observe.estimators import ewma_weight
 from autoscaler.policy.model import Policy
@@ -212,6 +213,72 @@ def test_no_flapping_when_load_alternates() -> None:
     assert len(ups) + len(downs) <= len(counts) // 3
 
 
+def burst_then_quiet(knobs: dict[str, float], quiet_rate: float) -> list[int]:
+    """Counts of a pool that a burst took up, then under a steady `quiet_rate` of 2 s jobs."""
+    policy = make_policy(
+        "q",
+        min_processes=1,
+        max_processes=30,
+        slo={"wait_s": 10.0, "percentile": 95.0},
+        strategy={"name": "slo", "slo": knobs},
+    )
+    world = World(policy, workers=1)
+    for _ in range(4):
+        world.tick(3.0, 2.0)
+    return [world.tick(quiet_rate, 2.0).counts()["q"] for _ in range(200)]
+
+
+def test_reversal_hold_keeps_the_count_before_the_last_scale_up_away() -> None:
+    """reversal_hold_s: no return to the count before a scale-up within the hold."""
+    free = burst_then_quiet({}, 0.1)
+    held = burst_then_quiet({"reversal_hold_s": 300.0}, 0.1)
+    assert free[20] == 1  # without the hold the pool is back at 1 within 100 s
+    first_one = held.index(1)
+    # the last scale-up was the burst's (4 ticks of 5 s before the quiet began)
+    assert 5 * (first_one + 1) + 20 >= 300
+    assert min(held[:first_one]) >= 2
+
+
+def test_down_percentile_keeps_a_count_that_meets_the_slo_at_the_load() -> None:
+    """down_percentile: scale down only to a count that meets that percentile in steady
+    state; at a load of 0.8 (0.4 jobs/s of 2 s) one worker leaves ~29 % of jobs past 10 s."""
+    free = burst_then_quiet({}, 0.4)
+    kept = burst_then_quiet({"down_percentile": 95.0}, 0.4)
+    assert min(free) == 1
+    assert min(kept[20:]) == erlang_c_servers(0.4, 2.0, 10.0, 95.0) == 2
+
+
+def test_a_worker_stuck_on_a_long_job_does_not_count_for_the_backlog() -> None:
+    """Heavy-tailed run times (azure_functions_2019's default pool): one worker, 1 s jobs on
+    average, but the one in hand has run the whole interval; 20 jobs wait, the oldest 50 s
+    of its 60 s. 20 jobs of 1 s fit one worker's 10 s left, if it were free: it is not."""
+    policy = make_policy("q", max_processes=6, expected_run_time_s=1.0,
+                         slo={"wait_s": 60.0, "percentile": 95.0})  # fmt: skip
+
+    def decided(completions: int, oldest_s: float) -> int:
+        state = ControllerState()
+        for at_s in (1000.0, 1005.0):
+            obs = observation(
+                pool_obs(
+                    "q",
+                    pending=20,
+                    reserved=1,
+                    running=1,
+                    oldest_wait_s=oldest_s,
+                    completions=completions,
+                    run_time_mean_s=1.0,
+                ),
+                at_s=at_s,
+            )
+            plan, state = decide(obs, {"q": policy}, state, now_s=at_s, budget=BUDGET)
+        return plan.counts()["q"]
+
+    assert stuck_workers(1, 0, 5.0, 1.0, 50.0, 60.0) == 1
+    assert decided(completions=0, oldest_s=50.0) >= 2  # the stuck one, and one for the queue
+    assert decided(completions=5, oldest_s=50.0) == 1  # it is moving: one is enough
+    assert decided(completions=0, oldest_s=20.0) == 1  # not yet: the job may end soon
+
+
 def test_redis_only_signals_still_scale() -> None:
     policy = make_policy("q", max_processes=30, slo={"wait_s": 10.0, "percentile": 95.0})
     world = World(policy, workers=1)
@@ -298,6 +365,7 @@ def test_the_observers_arrival_count_is_used_when_given() -> None:
     pending=st.integers(0, 400),
     oldest=st.floats(0, 400),
     completions=st.integers(0, 50),
+    reserved=st.integers(0, 4),
     run_time=st.floats(0.05, 60),
     wait_s=st.floats(1, 300),
     steady_percentile=st.sampled_from([50.0, 80.0, 95.0]),
@@ -308,6 +376,7 @@ def test_the_hot_path_sizes_as_needed_workers(
     pending: int,
     oldest: float,
     completions: int,
+    reserved: int,
     run_time: float,
     wait_s: float,
     steady_percentile: float,
@@ -319,6 +388,7 @@ def test_the_hot_path_sizes_as_needed_workers(
         pool_obs(
             "q",
             pending=pending,
+            reserved=reserved,
             oldest_wait_s=oldest if pending else None,
             completions=completions,
             run_time_mean_s=run_time,
@@ -326,6 +396,8 @@ def test_the_hot_path_sizes_as_needed_workers(
     )
     plan, state = decide(obs, {"q": policy}, ControllerState(), now_s=1000.0, budget=BUDGET)
     memory = state.pools["q"]
+    busy = min(reserved, 2)  # pool_obs runs 2 workers
+    stuck = stuck_workers(busy, completions, 5.0, memory.service_s, oldest, wait_s)
     reference = needed_workers(
         arrival_rate_per_s=memory.arrival_rate_per_s or 0.0,
         service_s=memory.service_s,
@@ -338,6 +410,7 @@ def test_the_hot_path_sizes_as_needed_workers(
         model=model,
         steady_load_slack=policy.strategy.slo.steady_load_slack,
         reaction_share=policy.strategy.slo.reaction_share,
+        stuck=stuck if pending else 0,
     ).needed
     needs = int(plan.decisions["q"].reason.split(" needs ")[1].split(";")[0])
     assert needs == min(max(reference, policy.min_processes), policy.max_processes)

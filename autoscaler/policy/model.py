@@ -136,6 +136,19 @@ class SloKnobs(StrictModel):
     max_step_up: int | None = Field(
         default=None, ge=1, description="Most workers added in one decision (none: no limit)."
     )
+    down_percentile: float = Field(
+        default=0.0,
+        ge=0,
+        lt=100,
+        description="Scale down only to a count that, in steady state at the current load, "
+        "keeps this percentile of jobs within the SLO wait (0: no such check).",
+    )
+    reversal_hold_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="After a scale-up, do not go back to the count before it for this long, "
+        "s (0: no hold).",
+    )
 
 
 class HorizonKnobs(StrictModel):

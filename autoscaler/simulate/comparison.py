@@ -19,7 +19,7 @@ from autoscaler.simulate.engine import (
     WorldSettings,
     simulate,
 )
-from autoscaler.simulate.oracle import OracleController
+from autoscaler.simulate.oracle_search import run_oracle
 from autoscaler.simulate.parallel import SHARED, workers
 from autoscaler.traces.loader import Trace
 
@@ -38,9 +38,8 @@ def run_strategy(
 ) -> SimulationResult:
     controller: Controller
     if name == ORACLE:
-        controller = OracleController(policies, usable_memory_mb=settings.usable_memory_mb)
-        used = policies
-    elif name in STRATEGY_NAMES:
+        return run_oracle(trace, policies, settings=settings, keep_series=keep_series)
+    if name in STRATEGY_NAMES:
         used = policies.with_strategy(_strategy(name))
         controller = DecideController(used, settings.budget)
     else:

@@ -33,6 +33,7 @@ class PolicyConstants:
 
     __slots__ = (
         "arrival_half_life_s",
+        "down_percentile",
         "expected_run_time_s",
         "max_processes",
         "max_step_up",
@@ -44,6 +45,7 @@ class PolicyConstants:
         "percentile",
         "priority",
         "reaction_share",
+        "reversal_hold_s",
         "scale_down_step",
         "scale_down_window_jobs",
         "scale_down_window_s",
@@ -83,6 +85,8 @@ class PolicyConstants:
         self.scale_down_window_jobs = knobs.scale_down_window_jobs
         self.scale_down_step = knobs.scale_down_step
         self.max_step_up = knobs.max_step_up
+        self.down_percentile = knobs.down_percentile
+        self.reversal_hold_s = knobs.reversal_hold_s
         # the slo strategy's steady-state model, as f(load, T/S) -> workers
         self.sizing: Callable[[float, float], int] = staffing_rule(
             knobs.model, knobs.steady_percentile

@@ -18,7 +18,12 @@ docs/slo-strategy.md derives every formula; in short, each tick and pool:
    only to the highest count needed during the last scale_down_window_s, and by at most
    scale_down_step per decision, so a lull between two bursts does not flap. Decisions
    closer than MIN_DOWN_GAP_S to the last scale-down (catch-up ticks after a stall) hold:
-   the step is a rate, not something a burst of ticks can repeat.
+   the step is a rate, not something a burst of ticks can repeat. Optional hysteresis
+   (knobs, off by default): no return to the count before the last scale-up within
+   reversal_hold_s, and no scale-down to a count that would not keep down_percentile of
+   jobs within the SLO at the current load.
+4. A busy worker that finished nothing in an interval of several run times is stuck on a
+   long job: once the oldest waiting job nears its SLO, the backlog's workers come on top.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from autoscaler.decide.queueing import backlog_servers, staffing_rule
+from autoscaler.decide.queueing import backlog_servers, erlang_c_servers, staffing_rule
 from autoscaler.decide.strategies.base import PolicyConstants, PoolTick
 from autoscaler.observe.estimators import ewma_weight
 
@@ -41,6 +46,12 @@ SERVICE_HALF_LIFE_JOBS = 30.0
 MAX_GAP_INTERVALS = 2.5
 # A scale-down this soon after the last one waits (ticks run back to back after a stall).
 MIN_DOWN_GAP_S = 0.5
+# A busy worker that finished no job in an interval of at least STUCK_RUN_TIMES mean run
+# times is held by a job far longer than the mean (heavy-tailed run times); once the oldest
+# waiting job has used STUCK_WAIT_SHARE of its SLO, the backlog rule's workers are counted
+# on top of such workers instead of among them.
+STUCK_RUN_TIMES = 4.0
+STUCK_WAIT_SHARE = 0.75
 # distinct sample spans whose EWMA weight is kept per policy (arrival_weight)
 WEIGHT_CACHE_LIMIT = 256
 
@@ -58,6 +69,8 @@ class SloMemory(NamedTuple):
     cell: Cell | None  # the steady-state grid cell last used
     down_at_s: float  # time of the last scale-down (-inf: none yet)
     measured_jobs: float  # jobs whose run time the estimate holds (0: the policy's guess)
+    up_at_s: float  # time of the last scale-up (-inf: none yet)
+    up_from: int  # the count before that scale-up
 
 
 class SloNeed(NamedTuple):
@@ -84,6 +97,27 @@ def estimate_service_s(
     return previous_s + weight * (run_time_mean_s - previous_s), measured_jobs + completions
 
 
+def stuck_workers(  # noqa: PLR0917 - positional on the hot path
+    busy: int,
+    completions: int,
+    interval_s: float,
+    service_s: float,
+    oldest_wait_s: float,
+    slo_wait_s: float,
+) -> int:
+    """Busy workers that finished no job in an interval of at least STUCK_RUN_TIMES mean
+    run times (at least busy − completions of them), counted once the oldest waiting job has
+    used STUCK_WAIT_SHARE of its SLO; else 0. Such a worker is held by a job far longer than
+    the mean (heavy-tailed run times) and serves none of the waiting jobs soon."""
+    if (
+        completions >= busy
+        or interval_s < STUCK_RUN_TIMES * service_s
+        or oldest_wait_s < STUCK_WAIT_SHARE * slo_wait_s
+    ):
+        return 0
+    return busy - completions
+
+
 def needed_workers(
     *,
     arrival_rate_per_s: float,
@@ -97,11 +131,13 @@ def needed_workers(
     model: str = "erlang_c",
     steady_load_slack: float = 0.0,
     reaction_share: float = 1.0,
+    stuck: int = 0,
 ) -> SloNeed:
     """The workers that keep the SLO: max(steady state, backlog), rounded up (pure).
 
     steady: the queueing model's count for P(wait > T) <= 1 − steady_percentile/100;
-    backlog: queueing.backlog_servers for the jobs waiting now. (The strategy's hot path,
+    backlog: queueing.backlog_servers for the jobs waiting now, plus the `stuck` workers
+    (stuck_workers) when jobs wait. (The strategy's hot path,
     _decide_pool, computes the same; a test holds them equal.)"""
     steady = steady_count(
         arrival_rate_per_s * service_s - steady_load_slack,
@@ -118,6 +154,8 @@ def needed_workers(
         reaction_s,
         reaction_share,
     )
+    if waiting > 0:
+        backlog += stuck
     needed = steady if backlog <= steady else math.ceil(backlog - 1e-9)
     return SloNeed(
         needed=needed,
@@ -259,8 +297,10 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
         cell = None
         down_at_s = -math.inf
         measured = 0.0
+        up_at_s, up_from = -math.inf, 0
     else:
-        at_s, queued_before, rate, service_s, window, cell, down_at_s, measured = memory
+        (at_s, queued_before, rate, service_s, window, cell) = memory[:6]
+        down_at_s, measured, up_at_s, up_from = memory[6:]
     reserved = tick.reserved
     waiting = tick.pending + tick.delayed_due
     queued = waiting + reserved
@@ -321,6 +361,9 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
             dt,
             const.reaction_share,
         )
+        if work is not None and oldest is not None:
+            busy = reserved if reserved < tick.running else tick.running
+            backlog += stuck_workers(busy, work.completions, dt, service_s, oldest, slo_wait_s)
         if backlog > steady:
             needed = math.ceil(backlog - 1e-9)
     if needed < const.min_processes:
@@ -343,19 +386,45 @@ def _decide_pool(tick: PoolTick, now_s: float, dt: float) -> None:  # noqa: PLR0
             if now_s - down_at_s < MIN_DOWN_GAP_S:
                 count = base  # a catch-up tick right after another: not a new step down
             else:
-                down_at_s = now_s
+                count = _hysteresis(const, count, base, now_s, up_at_s, up_from, rate, service_s)
+                if count < base:
+                    down_at_s = now_s
+        elif count > base:
+            up_at_s, up_from = now_s, base
     tick.wanted = count
     # the budget's first tier: keeping pace with the whole load (the slack is for the
     # backlog rule, which the second tier serves by lateness)
     pace = math.ceil(rate * service_s) if rate is not None and rate > 0.0 else 0
     tick.keep_up = max(steady, pace, 1)
     tick.memory = _make_memory(
-        SloMemory, (now_s, queued, rate, service_s, window, cell, down_at_s, measured)
+        SloMemory,
+        (now_s, queued, rate, service_s, window, cell, down_at_s, measured, up_at_s, up_from),
     )
     tick.reason = (
         _reason,
         (const, base, oldest, waiting, rate, service_s, steady, backlog, needed, count, window_max),
     )
+
+
+def _hysteresis(  # noqa: PLR0917 - hot path, positional
+    const: PolicyConstants,
+    count: int,
+    base: int,
+    now_s: float,
+    up_at_s: float,
+    up_from: int,
+    rate: float | None,
+    service_s: float,
+) -> int:
+    """A scale-down from `base` to `count`, raised so the pool does not flap: not back to
+    the count before the last scale-up within reversal_hold_s of it, and not below the
+    count that keeps down_percentile of jobs within the SLO at the current load."""
+    if const.reversal_hold_s > 0.0 and now_s - up_at_s < const.reversal_hold_s:
+        count = max(count, up_from + 1)
+    if const.down_percentile > 0.0 and rate is not None and rate > 0.0 and count < base:
+        sustained = erlang_c_servers(rate, service_s, const.slo_wait_s, const.down_percentile)
+        count = max(count, min(sustained, base))
+    return count
 
 
 def _reason(  # noqa: PLR0917 - called with a lazy reason's stored arguments
