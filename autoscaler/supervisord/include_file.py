@@ -79,7 +79,8 @@ def check_text(
         if name in seen:
             raise SupervisorFileError(f"{path}: section [{name}] appears twice")
         seen.add(name)
-    todo = [chunk for chunk in chunks if not _still_accepted(chunk, accepted)]
+    is_dir: dict[str, bool] = {}  # slots of a pool share a directory: one stat for them
+    todo = [chunk for chunk in chunks if not _still_accepted(chunk, accepted, is_dir)]
     if todo:
         _check_structure("".join(todo), path=path)
         _check_with_supervisor("".join(todo), path=path)
@@ -110,11 +111,21 @@ def _log_dirs(chunk: str) -> tuple[str, ...] | None:
     return tuple(dirs)
 
 
-def _still_accepted(chunk: str, accepted: dict[str, tuple[str, ...] | None] | None) -> bool:
+def _still_accepted(
+    chunk: str, accepted: dict[str, tuple[str, ...] | None] | None, is_dir: dict[str, bool]
+) -> bool:
     if accepted is None or chunk not in accepted:
         return False
     dirs = accepted[chunk]
-    return dirs is not None and all(os.path.isdir(d) for d in dirs)
+    if dirs is None:
+        return False
+    for directory in dirs:
+        found = is_dir.get(directory)
+        if found is None:
+            found = is_dir[directory] = os.path.isdir(directory)
+        if not found:
+            return False
+    return True
 
 
 def _check_structure(text: str, *, path: Path) -> None:
