@@ -7,6 +7,7 @@ bytes of the live file, never with a mock.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from autoscaler.act.actuator import Actuator
 from autoscaler.act.reconcile import Action, SlotChange
 from autoscaler.act.slot_calls import execute, is_unknown_name
 from autoscaler.policy.model import Policy
-from autoscaler.supervisord.include_file import section_names, slot_texts
+from autoscaler.supervisord.include_file import SupervisorFile, section_names, slot_texts
 from autoscaler.supervisord.rpc import SupervisorClient
 from autoscaler.testing.laravel import QueueKeys, make_payload, push
 from autoscaler.testing.stack import RedisServer, Supervisord
@@ -227,6 +228,95 @@ def test_a_refused_pool_keeps_its_slots_and_every_other_pool_still_scales(
     assert report.error is None and report.refused == {} and report.after["mail"] == 3
     converge(act, {"mail": 3, "orders": 3})
     assert len(pids(client, "mail-worker_")) == 3
+
+
+def test_a_running_pools_deleted_log_directory_leaves_it_out_and_the_others_apply(
+    supervisord: Supervisord, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Issue 19.1, the rest: the log directory of a running pool deleted made supervisord
+    refuse the whole file, the live one too, so nothing applied. Now that pool's sections are
+    left out of the file (its slots keep running, untouched), the others apply, and once the
+    directory is back its sections return exactly as they were: nothing restarts."""
+    mail_logs, orders_logs = tmp_path / "mail-logs", tmp_path / "orders-logs"
+    mail = worker_policy(redis_url=redis_server.url, queue="mail", log_dir=mail_logs)
+    orders = worker_policy(redis_url=redis_server.url, queue="orders", log_dir=orders_logs)
+    include = supervisord.include_dir / "workers.conf"
+    act, client = make_actuator(supervisord.url, include, {"mail": mail, "orders": orders})
+    converge(act, {"mail": 2, "orders": 1})
+    mail_sections = _pool_sections(include, "mail-worker_")
+    workers = pids(client, "mail-worker_")
+    shutil.rmtree(mail_logs)
+    report = act.apply({"mail": 3, "orders": 3})
+    assert report.error is None, report.error
+    assert set(report.refused) == {"mail"} and str(mail_logs) in report.refused["mail"]
+    assert "2 serving slot(s) keep running" in report.refused["mail"]
+    assert report.after == {"mail": 2, "orders": 3}
+    assert _pool_sections(include, "mail-worker_") == {}
+    assert not report.notes  # its slots missing from the file are not "adopted" drift
+    converge(act, {"mail": 3, "orders": 3})
+    assert len(pids(client, "orders-worker_")) == 3
+    assert pids(client, "mail-worker_") == workers  # never stopped, never removed
+    mail_logs.mkdir()  # recovers at the next apply: no backoff
+    report = act.apply({"mail": 2, "orders": 3})
+    assert report.error is None and report.refused == {}
+    assert _pool_sections(include, "mail-worker_") == mail_sections
+    assert not [c for c in report.changes if c.pool == "mail"]  # loaded as it runs
+    converge(act, {"mail": 3, "orders": 3})
+    now = pids(client, "mail-worker_")
+    assert len(now) == 3 and {n: now[n] for n in workers} == workers
+
+
+class VanishingLogDir(SupervisorFile):
+    """The include file, with a log directory deleted right after the next write: between
+    our check and supervisord's reread (the race the reread fallback is for)."""
+
+    doomed: Path | None = None
+
+    def write(self, text: str) -> bool:
+        wrote = super().write(text)
+        if self.doomed is not None:
+            shutil.rmtree(self.doomed)
+            self.doomed = None
+        return wrote
+
+
+def test_a_log_directory_deleted_before_the_reread_holds_only_its_pool(
+    supervisord: Supervisord, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """supervisord refuses a section the live file had already (our check passed a moment
+    before): that pool is left out and held, the others apply in the same call."""
+    clock = FakeClock()
+    mail_logs = tmp_path / "mail-logs"
+    mail = worker_policy(redis_url=redis_server.url, queue="mail", log_dir=mail_logs)
+    orders = worker_policy(redis_url=redis_server.url, queue="orders", log_dir=tmp_path / "o")
+    file = VanishingLogDir(path=supervisord.include_dir / "workers.conf", backups=3)
+    client = RecordingClient(supervisord.url)
+    act = Actuator(
+        client=client,
+        file=file,
+        policies={"mail": mail, "orders": orders},
+        clock=clock,
+        retry_initial_s=1.0,
+        retry_max_s=5.0,
+    )
+    converge(act, {"mail": 2, "orders": 1})
+    workers = pids(client, "mail-worker_")
+    file.doomed = mail_logs
+    report = act.apply({"mail": 2, "orders": 2})
+    assert report.error is None, report.error
+    assert set(report.refused) == {"mail"} and "CANT_REREAD" in report.refused["mail"]
+    assert str(mail_logs) in report.refused["mail"]
+    assert report.after == {"mail": 2, "orders": 2}
+    assert _pool_sections(file.path, "mail-worker_") == {}
+    converge(act, {"mail": 2, "orders": 2})
+    assert len(pids(client, "orders-worker_")) == 2
+    assert pids(client, "mail-worker_") == workers
+    mail_logs.mkdir()
+    clock.advance(10)  # held with a backoff (our check could not see it coming)
+    report = act.apply({"mail": 2, "orders": 2})
+    assert report.error is None and report.refused == {}
+    assert len(_pool_sections(file.path, "mail-worker_")) == 2
+    assert pids(client, "mail-worker_") == workers
 
 
 def _pool_sections(include: Path, prefix: str) -> dict[str, str]:

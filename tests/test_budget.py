@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autoscaler.decide.budget import allocate
 
@@ -167,3 +170,68 @@ def test_a_pool_whose_cut_workers_still_drain_is_not_cut_again() -> None:
     claims = [want("a", 6, priority=300, current=3), want("b", 1, current=1)]
     allocate(claims, 900)
     assert claims[0].granted == 6
+
+
+def test_another_pools_draining_workers_never_cut_a_running_pool() -> None:
+    """Issue 19.8: the budget cap flapped (6 -> 3 -> ... -> 6) while workers drained: another
+    pool's draining workers were charged before the running pools, so a healthy pool was cut
+    to make room for memory about to be freed, then given it back once they had exited."""
+    # b was scaled down 5 -> 1; 4 of its workers still finish their jobs. a runs its 6.
+    claims = [want("a", 6, priority=300, current=6), want("b", 1, current=1, draining=4)]
+    allocate(claims, 900)
+    assert claims[0].granted == 6  # not cut: the draining memory is about to be freed
+    assert claims[0].cap == ""
+    # b's workers exit one by one: a's count never moves
+    for draining in (2, 0):
+        claims = [
+            want("a", 6, priority=300, current=6),
+            want("b", 1, current=1, draining=draining),
+        ]
+        allocate(claims, 900)
+        assert claims[0].granted == 6
+
+
+def test_draining_memory_only_delays_additions() -> None:
+    # a wants 2 more; b's draining workers hold their memory: a waits, keeping its 6
+    claims = [want("a", 8, priority=300, current=6), want("b", 1, current=1, draining=4)]
+    _, peak = allocate(claims, 900)
+    assert claims[0].granted == 6 and claims[0].cap == "draining"
+    assert peak == 1100  # over the limit only by the workers already running
+    claims = [want("a", 8, priority=300, current=6), want("b", 1, current=1)]
+    allocate(claims, 900)
+    assert claims[0].granted == 8
+
+
+claim_strategy = st.builds(
+    want,
+    st.sampled_from("abcdef"),
+    st.integers(0, 12),
+    low=st.integers(0, 3),
+    mb=st.sampled_from([50.0, 100.0, 250.0]),
+    priority=st.integers(1, 3),
+    current=st.integers(0, 12),
+    draining=st.integers(0, 6),
+    urgency=st.floats(0, 5),
+    fixed=st.booleans(),
+    workers_known=st.booleans(),
+    keep_up=st.integers(0, 12),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(claim_strategy, min_size=1, max_size=5, unique_by=lambda c: c.pool),
+       st.floats(0, 3000))  # fmt: skip
+def test_draining_workers_never_lower_a_count(claims: list[Want], limit: float) -> None:
+    """A pool is never cut to make room for memory that draining workers are about to free:
+    with the same wants, draining workers (its own or another pool's) may hold back only what
+    a pool would add, never what it runs."""
+    for claim in claims:
+        claim.wanted = max(claim.wanted, claim.const.min_processes)
+        claim.idle = min(claim.idle, claim.current)
+    drained = [dataclasses.replace(c, draining=0) for c in claims]
+    allocate(claims, limit)
+    allocate(drained, limit)
+    for claim, calm in zip(claims, drained, strict=True):
+        if claim.workers_known:
+            assert claim.granted >= min(calm.granted, claim.current), claim.pool
+        assert claim.granted <= calm.granted or claim.fixed, claim.pool

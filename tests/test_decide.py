@@ -220,15 +220,11 @@ def test_invariants(case: tuple[dict[str, Policy], list[Observation], float]) ->
                     )
                 floors_mb += decision.desired * policy.memory_per_worker_mb
             else:
-                low = policy.min_processes
-                if draining and workers is not None and decision.wanted is not None:
-                    # its own cut workers still drain: it keeps what it runs (up to its want)
-                    low = max(low, min(workers.running + workers.starting, decision.wanted))
-                floors_mb += low * policy.memory_per_worker_mb
+                floors_mb += policy.min_processes * policy.memory_per_worker_mb
         limit = plan.memory_limit_mb
         assert limit <= max(0.0, budget_mb - 10) + 1e-6
-        if floors_mb + draining_mb <= limit:
-            assert plan.memory_planned_mb <= limit + 1e-6
+        if floors_mb <= limit:  # draining workers are about to exit: they cut no pool
+            assert plan.memory_planned_mb - draining_mb <= limit + 1e-6
         # right after applying: above the limit only as far as the standing workers were
         assert plan.memory_peak_mb <= max(limit, standing_mb) + 1e-6
         state = new_state
@@ -282,3 +278,26 @@ def test_a_pool_crashing_at_start_is_not_scaled_up_nor_charged() -> None:
         observation(quiet, healthy, at_s=1400.0), policies, state, now_s=1400.0, budget=budget
     )
     assert plan.counts()["broken"] > 1 and state.crashed_at_s == {}
+
+
+def test_another_pools_draining_workers_never_cut_a_healthy_pool() -> None:
+    """Issue 19.8: the budget cap flapped 6 -> 3 -> ... while workers drained: pool b was
+    scaled down and its draining workers were charged before pool a's running ones, so a was
+    cut to make room for memory about to be freed, and got its workers back once they exited.
+    Every tick of b's drain, a keeps its 6."""
+    policies = {
+        "a": make_policy("a", strategy="static", static_processes=6, priority=300),
+        "b": make_policy("b", strategy="static", static_processes=1, priority=100),
+    }
+    budget = MemoryBudget(budget_mb=900)  # 9 workers of 100 MB
+    state = ControllerState(last_desired={"a": 6, "b": 5})
+    counts = []
+    for tick, draining in enumerate((4, 3, 1, 0)):  # b's stopped workers exit one by one
+        at_s = 1000.0 + 5 * tick
+        obs = observation(
+            pool_obs("a", running=6), pool_obs("b", running=1, draining=draining), at_s=at_s
+        )
+        plan, state = decide(obs, policies, state, now_s=at_s, budget=budget)
+        counts.append(plan.counts()["a"])
+        assert not plan.decisions["a"].capped
+    assert counts == [6, 6, 6, 6]

@@ -142,6 +142,56 @@ def test_a_pool_supervisor_refuses_never_freezes_the_others(
     assert result.report.after["quiet"] == result.plan.decisions["quiet"].desired > 1
 
 
+def own_log_dir(sandbox: Sandbox, pool: str) -> Path:
+    """Give `pool` a log directory of its own (before its first slot starts)."""
+    log_dir = sandbox.root / f"{pool}-logs"
+    log_dir.mkdir()
+    policy = sandbox.policies_dir / f"{pool}.toml"
+    shared = str(sandbox.log_dir / f"{pool}.log")
+    policy.write_text(policy.read_text().replace(shared, str(log_dir / f"{pool}.log")))
+    return log_dir
+
+
+def test_a_running_pools_deleted_log_directory_never_freezes_the_others(
+    sandbox: Sandbox,
+) -> None:
+    """Issue 19.1, the rest: deleting the log directory of a pool that already runs failed
+    the whole apply (supervisord refuses the whole file, the live file included). Now: that
+    pool keeps running as is and alerts with the directory, the others apply in the same
+    tick, and recreating the directory recovers at the next tick."""
+    log_dir = own_log_dir(sandbox, "quiet")
+    controller = controller_for(sandbox)
+    ticks(controller, 2)
+    client = SupervisorClient(sandbox.supervisord.url)
+    quiet_pids = wait_for(lambda: pids(client, "sandbox-quiet_"), what="the quiet slot runs")
+    assert len(quiet_pids) == 1
+    for log in log_dir.iterdir():
+        log.unlink()
+    log_dir.rmdir()
+    old_backlog(sandbox, "burst", 60, age_s=60)
+    result = controller.tick()
+    assert result.report is not None and result.report.error is None
+    assert result.plan.decisions["burst"].desired > 1
+    burst = result.report.after["burst"]
+    assert burst == result.plan.decisions["burst"].desired
+    assert result.report.after["quiet"] == 1
+    refused = alerts(controller, "pool_refused")
+    assert len(refused) == 1 and refused[0].startswith("quiet: ") and str(log_dir) in refused[0]
+    assert not alerts(controller, "apply_failed")
+    wait_for(lambda: len(pids(client, "sandbox-burst_")) == burst, what="the new burst slots")
+    ticks(controller, 2)
+    assert pids(client, "sandbox-quiet_") == quiet_pids  # kept running, as it was
+    assert len(alerts(controller, "pool_refused")) == 1  # once, not every tick
+
+    log_dir.mkdir()  # the fix applies at the next tick: no backoff left over
+    old_backlog(sandbox, "quiet", 60, age_s=60)
+    result = controller.tick()
+    assert result.report is not None and result.report.error is None
+    assert result.report.refused == {}
+    assert result.report.after["quiet"] == result.plan.decisions["quiet"].desired > 1
+    assert pids(client, "sandbox-quiet_").items() >= quiet_pids.items()  # not restarted
+
+
 @contextlib.contextmanager
 def tmpfs(path: Path, size: str) -> Iterator[None]:
     """A small tmpfs at `path` (root only): a disk that can be filled or made read-only."""
@@ -261,6 +311,76 @@ def test_a_pool_crashing_at_start_is_not_scaled_up_and_not_charged(sandbox: Sand
     decision = result.plan.decisions["quiet"]
     assert "crash at start" in decision.reason or "slots crashed" in decision.reason
     assert result.plan.counts()["burst"] == BURST.max_processes  # the healthy pool got it all
+
+
+def static_count(sandbox: Sandbox, pool: str, count: int) -> None:
+    """Make `pool` keep exactly `count` workers (the `static` strategy): wants set by hand."""
+    policy = sandbox.policies_dir / f"{pool}.toml"
+    text = policy.read_text()
+    if '[strategy]\nname = "static"' not in text:
+        text = text.replace("[strategy.slo]", '[strategy]\nname = "static"\n\n[strategy.slo]')
+    start = text.index("static_processes = ")
+    end = text.index("\n", start)
+    policy.write_text(text[:start] + f"static_processes = {count}" + text[end:])
+
+
+def test_another_pools_draining_workers_never_cut_a_running_pool(tmp_path: Path) -> None:
+    """Issue 19.8: the budget cap flapped while workers drained. Pool b is scaled down while
+    its workers are busy, to make room for pool c; while b's workers finish their jobs, their
+    memory was charged before pool a's running workers, so a (at its want) was cut 3 -> 1 and
+    given its workers back once b's had exited. Now a keeps its 3 throughout, and c's new
+    slots wait for the memory b's workers free."""
+    require_binary("redis-server")
+    require_binary("supervisord")
+    pools = (
+        SandboxPool(name="a", queues=("a",), static_processes=3, priority=200),
+        SandboxPool(name="b", queues=("b",), static_processes=3, priority=300),
+        SandboxPool(name="c", queues=("c",), static_processes=1, priority=50),
+    )
+    box = Sandbox(tmp_path.resolve() / "s", pools=pools).start()
+    try:
+        for pool in pools:
+            static_count(box, pool.name, pool.static_processes)
+        memory_mb = pools[0].memory_mb
+        controller = controller_for(box, budget_mb=8 * memory_mb)  # a 3 + b 3 + c 1 fit
+        client = SupervisorClient(box.supervisord.url)
+
+        def serving() -> dict[str, int]:
+            counts = dict.fromkeys("abc", 0)
+            for process in client.processes():
+                if process.statename == "RUNNING":
+                    counts[process.name.split("_")[0].removeprefix("sandbox-")] += 1
+            return counts
+
+        controller.tick()
+        wait_for(lambda: serving() == {"a": 3, "b": 3, "c": 1}, what="a 3, b 3, c 1 run")
+        a_workers = pids(client, "sandbox-a_")
+        box.push("b", 3, run_s=6.0)  # every b worker busy for 6 s: stopped, they drain
+        redis = box.client()
+        wait_for(lambda: redis.llen(f"{PREFIX}queues:b") == 0, what="b's workers take the jobs")
+        redis.close()
+        static_count(box, "b", 1)  # b gives up 2 workers' memory ...
+        static_count(box, "c", 4)  # ... which c (the highest priority) wants
+        reload(controller, box)
+
+        a_counts, drained = [], False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            result = controller.tick()
+            a_counts.append(result.plan.counts()["a"])
+            workers = result.observation.pools["b"].workers
+            assert workers is not None
+            drained = drained or workers.draining > 0
+            if drained and workers.draining == 0 and result.plan.counts()["c"] == 4:
+                break
+            time.sleep(0.5)
+        print(f"a's count each tick while b drained: {a_counts}")
+        assert drained  # b's workers did drain for some ticks (the case under test)
+        assert set(a_counts) == {3}
+        assert pids(client, "sandbox-a_") == a_workers  # never stopped, never replaced
+        wait_for(lambda: serving() == {"a": 3, "b": 1, "c": 4}, what="a 3, b 1, c 4 run")
+    finally:
+        box.stop()
 
 
 def tick_or_hang(controller: Controller) -> TickResult:

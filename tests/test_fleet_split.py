@@ -80,6 +80,18 @@ CASES = [
         id="draining workers still hold memory",
     ),
     pytest.param(
+        [need("a", 2), need("b", 1, priority=200)],
+        [HostRoom(host="h1", limit_mb=300.0, draining_mb=100.0, current={"a": 2, "b": 1})],
+        {"h1": {"a": 2, "b": 1}}, {}, 0,
+        id="draining workers never cut what a host runs (issue 19: the count flapped)",
+    ),
+    pytest.param(
+        [need("a", 3)],
+        [HostRoom(host="h1", limit_mb=300.0, draining_mb=100.0, current={"a": 2})],
+        {"h1": {"a": 2}}, {"a": 1}, 0,
+        id="draining workers hold back what a host would be given",
+    ),
+    pytest.param(
         [need("a", 0)], [room("h1", a=1), room("h2")],
         {"h1": {"a": 0}, "h2": {"a": 0}}, {}, 0,
         id="zero is zero everywhere",

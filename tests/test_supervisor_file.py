@@ -68,6 +68,27 @@ def test_env_and_here_expansions_are_checked_as_supervisord_would(
     check_text(text, path=tmp_path / "w.conf")
 
 
+def test_a_section_that_passed_is_checked_again_once_its_log_directory_is_gone(
+    tmp_path: Path,
+) -> None:
+    """Issue 19.1: sections that passed were remembered as good, so a log directory deleted
+    since went unseen until supervisord refused the whole file."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    file = SupervisorFile(path=tmp_path / "workers.conf")
+    text = GOOD + f"stdout_logfile={logs}/w_00.log\nstderr_logfile=NONE\n"
+    file.check(text)
+    logs.rmdir()
+    with pytest.raises(SupervisorFileError, match="does not exist"):
+        file.check(text)
+    logs.mkdir()
+    file.check(text)
+    # A path supervisord expands is not cached by its directory: parsed every time.
+    expanded = GOOD.replace("w_00", "w_01") + "stdout_logfile=%(here)s/gone/w_01.log\n"
+    with pytest.raises(SupervisorFileError, match="does not exist"):
+        file.check(expanded)
+
+
 def test_write_keeps_rotated_versions_and_skips_identical_text(tmp_path: Path) -> None:
     live = tmp_path / "conf.d" / "workers.conf"
     live.parent.mkdir()

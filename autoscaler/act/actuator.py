@@ -9,8 +9,9 @@ nothing: counts come from `decide` or from the operator.
 One apply:
 1. read the running processes and the live file; choose the slots (reconcile.choose_layout);
 2. render the file pool by pool (pool_guard): a pool whose sections Supervisor's parser would
-   refuse keeps the sections the live file has for it (it is reported, the others go on);
-   write it atomically if it differs, keeping the previous version;
+   refuse keeps the sections the live file has for it, or, when those are refused too (its
+   log directory was deleted), is left out while its serving slots run on (it is reported,
+   the others go on); write it atomically if it differs, keeping the previous version;
 3. reread (reloadConfig) when the file was written or an earlier reread is unfinished; if
    supervisord refuses one pool's section, hold that pool back and reread the rest; if it
    refuses for another reason, roll the file back, reread again, report;
@@ -82,12 +83,14 @@ class ApplyError(Exception):
 
 
 class _PoolRefused(Exception):
-    """supervisord refused a reread because of one pool's sections."""
+    """supervisord refused a reread because of one pool's sections (`leave_out`: sections
+    the live file had already, so keeping them would not help)."""
 
-    def __init__(self, pool: str, reason: str) -> None:
+    def __init__(self, pool: str, reason: str, *, leave_out: bool) -> None:
         super().__init__(reason)
         self.pool = pool
         self.reason = reason
+        self.leave_out = leave_out
 
 
 class Actuator:
@@ -371,7 +374,9 @@ class Actuator:
             retire_first=surge.retire_first,
             surge=surge.surge,
         )
-        text, refused = self._guard.render(self.policies, old_text, layout, outdated.sections)
+        text, refused = self._guard.render(
+            self.policies, old_text, layout, slots, outdated.sections
+        )
         problem: str | None = None
         if check and text != old_text:
             try:
@@ -418,18 +423,22 @@ class Actuator:
     ) -> tuple[set[str], Layout, dict[str, Slot]]:
         """Reread; a refusal that names one pool's section holds that pool back (its last
         good sections are put back, `replan` renders that) and the rest is reread again, at
-        most once per pool. Returns the changed groups and the layout finally loaded."""
+        most twice per pool (its last good sections, then none). Returns the changed groups
+        and the layout finally loaded."""
         plan, layout, slots = planned
-        for _attempt in range(len(self.policies) + 1):
+        for _attempt in range(2 * len(self.policies) + 1):
             try:
                 changed = self._reread(old_text, plan.new_text, wrote=report.wrote_file)
                 break
             except _PoolRefused as refused:
                 pool = refused.pool
-                self._guard.hold(pool, self.policies[pool], refused.reason)
+                self._guard.hold(
+                    pool, self.policies[pool], refused.reason, leave_out=refused.leave_out
+                )
                 self.file.save_rejected(plan.new_text)
                 plan, layout, slots = replan()
                 self.file.restore(plan.new_text)  # the refused text was never loaded
+                report.wrote_file = True
                 report.after, report.refused = plan.after, plan.refused
         else:
             raise ApplyError("supervisord refused every pool's sections in turn")
@@ -444,10 +453,17 @@ class Actuator:
             return set(self.client.reload_config().changed)
         except xmlrpc.client.Fault as fault:
             why = f"{fault_name(fault.faultCode)}: {brief(fault.faultString)}"
-            pool = self._guard.refused_pool(self.policies, fault.faultString, old_text, new_text)
-            if wrote and pool is not None:
+            base = old_text
+            if not wrote and self.file.pending():
+                base = self.file.previous_version()  # what the unfinished write changed
+            refused = self._guard.refused_pool(self.policies, fault.faultString, base, new_text)
+            if refused is not None and (wrote or refused[1]):
+                # One pool's sections: hold that pool, apply the others. A section no write
+                # changed (a log directory deleted under a running pool) is refused whoever
+                # wrote last; one an unfinished earlier write changed is rolled back below.
+                pool, leave_out = refused
                 raise _PoolRefused(
-                    pool, f"supervisord refused pool {pool}'s sections ({why})"
+                    pool, f"supervisord refused pool {pool}'s sections ({why})", leave_out=leave_out
                 ) from None
             if not wrote:
                 # Pending: an earlier apply wrote the live file and never saw it reread (it

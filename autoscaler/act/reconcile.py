@@ -71,6 +71,8 @@ class Layout:
     before: dict[str, int]  # slots each pool had (in the file or serving)
     notes: list[str] = field(default_factory=list)  # drift found and how it is repaired
     stop_reasons: dict[str, str] = field(default_factory=dict)  # slot -> why it is dropped
+    # slot -> its note (also in `notes`): serving but missing from the file, adopted
+    adopted: dict[str, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {pool: len(indices) for pool, indices in self.indices.items()}
@@ -145,9 +147,9 @@ def choose_layout(
         layout.before[pool] = len(members)
         for slot in members:
             if not slot.in_file:
-                layout.notes.append(
-                    f"{slot.name} is {slot.state} but missing from the file: adopting it"
-                )
+                note = f"{slot.name} is {slot.state} but missing from the file: adopting it"
+                layout.notes.append(note)
+                layout.adopted[slot.name] = note
         count = wanted.get(pool)
         if pool in paused:
             if count:

@@ -3,7 +3,9 @@
 The rule (README and docs/slo-strategy.md repeat it for operators):
 
 1. Workers that are draining (stopping after SIGTERM, finishing their job) hold their memory
-   until they exit; it is taken off the top.
+   until they exit, but that memory is about to be freed: it never cuts a pool (its own or
+   another's). The counts are shared out as if they had exited (steps 2-4); step 5 then holds
+   back only what would be added until they have.
 2. Every pool keeps its min_processes; a pool whose data is missing keeps the count it holds.
 3. Keeping up comes first: each pool may grow to the count that keeps up with its arrivals
    (the `slo` strategy's ⌈λ·S⌉, the whole load; for the other strategies, all they want), lower
@@ -12,25 +14,25 @@ The rule (README and docs/slo-strategy.md repeat it for operators):
 4. Catching up comes next: the rest of each want (draining a backlog), to the pool furthest
    past its SLO first, then by priority. A pool whose workers are larger than the room left
    gets none while a later, smaller one may still fit.
-5. A pool being scaled down still holds its stopped busy workers' memory until they exit
-   (the actuator stops idle workers first, and those exit at once). So scale-ups are
+5. Draining workers, and a pool being scaled down, still hold memory until their workers
+   exit (the actuator stops idle workers first, and those exit at once). So scale-ups are
    granted only as far as memory is free right after this decision:
    Σ (held + draining) × memory per worker must stay within the limit, where held is the
    desired count, or for a pool being scaled down the current count less the idle workers
    it stops.
-   Where it would not, scale-ups are held back, lowest priority first; they go ahead on a
-   later tick, once the stopped workers have exited.
+   Where it would not, scale-ups are held back, lowest priority first, never below what a
+   pool runs; they go ahead on a later tick, once the stopped workers have exited.
 
 So a burst on a high-priority pool cannot starve another pool of the workers it needs just
-to keep pace, and late work is drained where it is latest.
-
-6. A pool whose own stopped workers still drain is not cut below what it runs (up to its
-   want): cutting it again before they exit made the cap flap (6 -> 3 -> 2 -> 3 in 3 s).
+to keep pace, late work is drained where it is latest, and a count does not flap while
+workers drain: charging another pool's draining workers first cut a healthy pool 6 -> 3 and
+gave the workers back once they had exited (issue 19).
 
 Invariants (property-tested): no pool below its min or above what it asked; when the floors
-(the mins; for a pool with draining workers, what it runs up to its want) and the draining
-workers fit, Σ (desired + draining) × memory <= limit; memory right after the decision
-exceeds the limit only where the workers already running did.
+(the mins, and the held counts) fit, Σ desired × memory <= limit; memory right after the
+decision exceeds the limit only where the workers already running (and draining) did; with
+the same wants, draining workers never lower a count below min(what it runs, what it would
+get once they exit), nor raise one.
 """
 
 from __future__ import annotations
@@ -127,15 +129,13 @@ def _keep_up(claim: Claim) -> int:
 
 
 def _contended(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
+    # Shared out as if the draining workers had exited (rule 1): they only hold back
+    # additions, below.
     used = 0.0
     for claim in claims:
         floor = _floor(claim)
-        if claim.draining and claim.workers_known and not claim.fixed:
-            # Its own stopped workers still drain: cutting it again before they have exited
-            # would flap (6 -> 3 -> 2 -> 3 in 3 s). It keeps what it runs, up to its want.
-            floor = max(floor, min(claim.current, claim.wanted))
         claim.granted = floor
-        used += (floor + claim.draining) * claim.memory_mb
+        used += floor * claim.memory_mb
     growing = [c for c in claims if not c.fixed and c.wanted > c.granted]
     # keeping up with arrivals: by priority, then by how far past the SLO
     keep_order = sorted(growing, key=lambda c: (c.const.priority, -c.urgency, c.pool))
@@ -172,7 +172,9 @@ def _contended(claims: Sequence[Claim], limit_mb: float) -> tuple[float, float]:
             claim.granted -= cut
             claim.cap = "draining"
             peak -= cut * memory_mb
-            used -= cut * memory_mb
             if peak <= limit_mb + _EPS:
                 break
-    return used, peak
+    planned = 0.0
+    for claim in claims:
+        planned += (claim.granted + claim.draining) * claim.memory_mb
+    return planned, peak

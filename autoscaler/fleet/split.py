@@ -2,7 +2,9 @@
 
 Rules, in order of precedence:
 1. A host never gets more than fits its memory (its limit minus what its draining workers
-   still hold); a pool whose worker does not fit a host goes elsewhere.
+   still hold); a pool whose worker does not fit a host goes elsewhere. Draining workers are
+   about to exit, so they hold back only what a host would be given, never what it runs
+   (as in decide/budget.py: cutting for them made counts flap while they drained).
 2. Move as few workers as possible: start from what each host runs now; shrink a pool on the
    hosts that run the most of it, grow it on those that run the least.
 3. Spread for availability: then, while one host runs two or more of a pool than another host
@@ -63,10 +65,12 @@ def split(needs: Sequence[PoolNeed], hosts: Sequence[HostRoom]) -> Split:
             place[host][need.pool] -= 1
             room[host] += need.memory_mb
             extra -= 1
-    # 2. A host over its memory gives back workers of its least important pools.
+    # 2. A host over its memory gives back workers of its least important pools (over it
+    # without its draining workers: their memory is about to be freed).
+    draining = {h.host: h.draining_mb for h in hosts}
     for host in names:
         for need in reversed(order):
-            while room[host] < -1e-9 and place[host][need.pool] > 0:
+            while room[host] + draining[host] < -1e-9 and place[host][need.pool] > 0:
                 place[host][need.pool] -= 1
                 room[host] += need.memory_mb
     # 3. Grow, then 4. spread; spreading can free room on a full host for a pool that found

@@ -56,13 +56,17 @@ def default_state_dir(path: Path) -> Path:
     return real.parent / f".{real.name}.autoscaler"
 
 
-def check_text(text: str, *, path: Path, accepted: set[str] | None = None) -> None:
+def check_text(
+    text: str, *, path: Path, accepted: dict[str, tuple[str, ...] | None] | None = None
+) -> None:
     """Raise SupervisorFileError unless supervisord would load `text` as the file at `path`
     and it holds nothing but worker slots with numprocs=1 and known keys.
 
-    `accepted`: a cache of sections (their text) that passed before for this path; only the
-    others are parsed (about a millisecond each with Supervisor's parser), and passing ones
-    are added. Both parsers judge each section on its own, so checking fewer is the same.
+    `accepted`: a cache of sections (their text) that passed before for this path, with the
+    log directories their verdict depends on; only the others, and those whose directories
+    are gone since, are parsed (about a millisecond each with Supervisor's parser), and
+    passing ones are added. Both parsers judge each section on its own, so checking fewer is
+    the same.
     """
     preamble, chunks = _section_chunks(text)
     for line in preamble:
@@ -75,14 +79,53 @@ def check_text(text: str, *, path: Path, accepted: set[str] | None = None) -> No
         if name in seen:
             raise SupervisorFileError(f"{path}: section [{name}] appears twice")
         seen.add(name)
-    todo = [chunk for chunk in chunks if accepted is None or chunk not in accepted]
+    is_dir: dict[str, bool] = {}  # slots of a pool share a directory: one stat for them
+    todo = [chunk for chunk in chunks if not _still_accepted(chunk, accepted, is_dir)]
     if todo:
         _check_structure("".join(todo), path=path)
         _check_with_supervisor("".join(todo), path=path)
     if accepted is not None:
         if len(accepted) > MAX_ACCEPTED:
             accepted.clear()
-        accepted.update(todo)
+        accepted.update((chunk, _log_dirs(chunk)) for chunk in todo)
+
+
+# A section's verdict depends on the file system too: supervisord refuses a log file whose
+# directory does not exist, so a directory deleted after a section passed makes supervisord
+# refuse it (and with it the whole file). The cache re-checks those directories (a stat each).
+_LOGFILE = re.compile(r"^(?:stdout|stderr)_logfile\s*=\s*(.*?)\s*$", re.MULTILINE)
+_NOT_A_PATH = frozenset({"NONE", "AUTO", "SYSLOG"})
+
+
+def _log_dirs(chunk: str) -> tuple[str, ...] | None:
+    """The directories a section's log files need (None: not known without expanding it, so
+    it is parsed at every check)."""
+    dirs: list[str] = []
+    for value in _LOGFILE.findall(chunk):
+        if "%(" in value:
+            return None
+        if value.upper() not in _NOT_A_PATH:
+            directory = os.path.dirname(os.path.expanduser(value))
+            if directory:
+                dirs.append(directory)
+    return tuple(dirs)
+
+
+def _still_accepted(
+    chunk: str, accepted: dict[str, tuple[str, ...] | None] | None, is_dir: dict[str, bool]
+) -> bool:
+    if accepted is None or chunk not in accepted:
+        return False
+    dirs = accepted[chunk]
+    if dirs is None:
+        return False
+    for directory in dirs:
+        found = is_dir.get(directory)
+        if found is None:
+            found = is_dir[directory] = os.path.isdir(directory)
+        if not found:
+            return False
+    return True
 
 
 def _check_structure(text: str, *, path: Path) -> None:
@@ -202,7 +245,8 @@ class SupervisorFile:
         self.path = path.resolve()
         self.state_dir = state_dir if state_dir is not None else default_state_dir(path)
         self.backups = backups
-        self._accepted: set[str] = set()  # section texts Supervisor's parser accepted
+        # section texts Supervisor's parser accepted -> the log directories they need
+        self._accepted: dict[str, tuple[str, ...] | None] = {}
 
     # -- reading -------------------------------------------------------------------------
     def read(self) -> str | None:
