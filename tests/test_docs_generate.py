@@ -63,11 +63,9 @@ def test_the_committed_pages_are_current_and_an_edited_one_is_stale(copy: Path) 
 def test_a_field_added_to_the_models_makes_its_reference_stale(copy: Path) -> None:
     replace_once(
         copy / "autoscaler" / "policy" / "lifecycle.py",
-        "class Lifecycle(StrictModel):\n"
-        '    """Recycling workers: a worker past a limit is replaced surge-first (README)."""\n',
-        "class Lifecycle(StrictModel):\n"
-        '    """Recycling workers: a worker past a limit is replaced surge-first (README)."""\n\n'
-        '    max_jobs: int = Field(default=0, ge=0, description="Recycle after this many jobs.")\n',
+        "    max_rss_mb: float | None = Field(\n",
+        '    max_jobs: int = Field(default=0, ge=0, description="Recycle after this many jobs.")\n'
+        "    max_rss_mb: float | None = Field(\n",
     )
     replace_once(
         copy / "autoscaler" / "settings.py",

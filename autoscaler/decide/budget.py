@@ -1,6 +1,6 @@
 """The host memory budget: which pool gets how many workers when not all wants fit.
 
-The rule (README and docs/slo-strategy.md repeat it for operators):
+The rule (docs/deciding.md and docs/slo-strategy.md repeat it for operators):
 
 1. Workers that are draining (stopping after SIGTERM, finishing their job) hold their memory
    until they exit; it is taken off the top.
