@@ -87,7 +87,19 @@ def type_text(annotation: Any) -> str:
 def bounds_text(field: FieldInfo) -> str:
     """The field's constraints: `> 0`, `≤ 1000`, `at least 1 item`, `matches ^...$`."""
     parts: list[str] = []
-    for item in [*field.metadata, *_annotated_metadata(field.annotation)]:
+    annotation = field.annotation
+    if typing.get_origin(annotation) is dict:  # a free-form table: its keys' constraints
+        key_bounds = _constraint_words(_annotated_metadata(typing.get_args(annotation)[0]))
+        if key_bounds:
+            parts.append(f"keys: {', '.join(key_bounds)}")
+        annotation = typing.get_args(annotation)[1]
+    parts += _constraint_words([*field.metadata, *_annotated_metadata(annotation)])
+    return ", ".join(dict.fromkeys(parts))
+
+
+def _constraint_words(items: typing.Iterable[Any]) -> list[str]:
+    parts: list[str] = []
+    for item in items:
         if isinstance(item, annotated_types.Gt):
             parts.append(f"> {item.gt}")
         elif isinstance(item, annotated_types.Ge):
@@ -104,7 +116,7 @@ def bounds_text(field: FieldInfo) -> str:
             parts.append(f"matches `{item.pattern}`")
             if getattr(item, "max_length", None):
                 parts.append(f"length ≤ {item.max_length}")
-    return ", ".join(dict.fromkeys(parts))
+    return parts
 
 
 def _annotated_metadata(annotation: Any) -> Iterator[Any]:
@@ -288,7 +300,7 @@ def commands_page() -> str:
         lines += [f"## `{path}`", ""]
         if sub.description:
             lines += [cell(sub.description), ""]
-        usage = sub.format_usage().removeprefix("usage: ").rstrip()
+        usage = sub.format_usage().rstrip()
         lines += ["```text", usage, "```", ""]
         lines += _options_table(sub)
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -317,7 +329,7 @@ def _options_table(parser: argparse.ArgumentParser) -> list[str]:
         else:
             name = formatter._format_args(action, action.dest)
         shown = formatter._expand_help(action) if action.help else ""
-        if action.choices is not None and not isinstance(action.choices, dict):
+        if action.choices is not None and "{" not in name:  # a metavar hides the choices
             shown += f" (one of {', '.join(str(c) for c in action.choices)})"
         default = action.default
         fixed = default not in (None, False, argparse.SUPPRESS) and action.nargs != 0
