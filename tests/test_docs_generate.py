@@ -92,6 +92,17 @@ def test_a_field_added_to_the_models_makes_its_reference_stale(copy: Path) -> No
     )
 
 
+def test_a_generated_block_edited_in_its_page_is_stale(copy: Path) -> None:
+    page = copy / "docs" / "observe.md"
+    text = page.read_text()
+    page.write_text(text.replace("gift_card_exchange  gift_card_exchange       96", "x", 1))
+    stale = generate(copy, "--check")
+    assert stale.returncode == 1
+    assert "docs/observe.md" in stale.stderr
+    assert generate(copy).returncode == 0
+    assert page.read_text() == text
+
+
 def test_a_field_without_a_description_is_refused(copy: Path) -> None:
     replace_once(
         copy / "autoscaler" / "policy" / "model.py",
@@ -120,11 +131,11 @@ def test_a_new_verb_option_a_moved_layer_and_new_plot_data_are_stale(copy: Path)
     )
     stale = generate(copy, "--check")
     assert stale.returncode == 1
-    for name in ("commands.md", "architecture.mmd", "simulate-flash-burst.png"):
+    for name in ("commands.md", "docs/concepts.md", "simulate-flash-burst.png"):
         assert name in stale.stderr
     assert "policy.md" not in stale.stderr
 
     assert generate(copy).returncode == 0
     assert "`--since SINCE`" in (copy / "docs" / "reference" / "commands.md").read_text()
-    assert '["observe/ · review/"]' in (copy / "docs" / "images" / "architecture.mmd").read_text()
+    assert '["observe/ · review/"]' in (copy / "docs" / "concepts.md").read_text()
     assert generate(copy, "--check").returncode == 0
