@@ -67,7 +67,7 @@ echo "== installing autoscaler with its test extra"
 echo "== ruff"
 "$PYTHON" -m ruff check .
 "$PYTHON" -m ruff format --check .
-echo "== mypy (strict, autoscaler/)"
+echo "== mypy (strict, autoscaler/ and docs/generate.py)"
 "$PYTHON" -m mypy
 echo "== import-linter (imports flow one way through the packages, pyproject.toml)"
 "$(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')")/lint-imports"
