@@ -36,7 +36,8 @@ CONFIG_ENV = "AUTOSCALER_CONFIG"
 FLEET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MASK = "***"
 # Where the settings file is looked for when neither --config nor AUTOSCALER_CONFIG names one,
-# first found wins (README "Configuration"). The first is relative to the working directory.
+# first found wins (docs/getting-started.md, "Configuration"). The first is relative to the
+# working directory.
 SEARCH_PATHS: tuple[Path, ...] = (
     Path("autoscaler.toml"),
     Path("/etc/autoscaler/autoscaler.toml"),
@@ -456,5 +457,5 @@ def effective_settings(settings: Settings) -> dict[str, Any]:
 
 
 def describe_fields() -> dict[str, str]:
-    """Field name -> description, for `autoscaler config --describe` and the README."""
+    """Field name -> description, for `autoscaler config --describe`."""
     return {name: field.description or "" for name, field in Settings.model_fields.items()}

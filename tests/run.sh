@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need
 # (redis-server and PHP with Debian's Laravel 8 when missing, the package with its test extra,
-# supervisor from PyPI), then lints, type-checks, checks the import layers (import-linter) and runs
-# pytest. Fails on the first failure.
+# supervisor from PyPI), then lints, type-checks, checks the import layers (import-linter), runs
+# pytest, checks that the generated results, docs pages and pictures are current, and builds the
+# docs site (mkdocs --strict). Fails on the first failure.
 # Extra arguments go to pytest, e.g. tests/run.sh -k policy
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,7 +67,7 @@ echo "== installing autoscaler with its test extra"
 echo "== ruff"
 "$PYTHON" -m ruff check .
 "$PYTHON" -m ruff format --check .
-echo "== mypy (strict, autoscaler/)"
+echo "== mypy (strict, autoscaler/ and docs/generate.py)"
 "$PYTHON" -m mypy
 echo "== import-linter (imports flow one way through the packages, pyproject.toml)"
 "$(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')")/lint-imports"
@@ -75,4 +76,10 @@ echo "== pytest"
 if [ "$#" -eq 0 ]; then  # the whole suite only; a developer's `tests/run.sh -k x` skips it
   echo "== simulations/README.md results are current"
   "$PYTHON" simulations/update_results.py --check
+  echo "== generated docs (references, pictures) are current"
+  "$PYTHON" docs/generate.py --check
+  echo "== mkdocs build --strict (a broken link or a page missing from the nav fails)"
+  site=$(mktemp -d)
+  trap 'rm -rf "$site"' EXIT
+  NO_MKDOCS_2_WARNING=1 "$PYTHON" -m mkdocs build --strict --quiet --site-dir "$site"
 fi

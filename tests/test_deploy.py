@@ -35,8 +35,9 @@ def test_runbook_creates_the_daemons_log_directory() -> None:
     parser = configparser.RawConfigParser(inline_comment_prefixes=(";",))
     parser.read_string((DEPLOY / "supervisor" / "autoscaler.conf").read_text())
     log_dir = Path(parser.get("program:autoscaler", "stdout_logfile")).parent
-    readme = (DEPLOY.parent / "README.md").read_text()
-    assert f"mkdir -p {log_dir}`" in readme
+    deploying = (DEPLOY.parent / "docs" / "deploying.md").read_text()
+    assert f"mkdir -p {log_dir}`" in deploying
+    assert f"mkdir -p {log_dir}\n" in (DEPLOY.parent / "README.md").read_text()
 
 
 def test_include_snippet_names_the_default_owned_file() -> None:

@@ -29,9 +29,9 @@ GROUP = "laravel-mail-worker"
 
 
 def blocks(name: str) -> str:
-    """The runbook's ```sh runbook:NAME blocks, in order."""
+    """The runbook's ```sh title="runbook:NAME" blocks, in order."""
     text = RUNBOOK.read_text()
-    found = re.findall(rf"^```sh runbook:{name}\n(.*?)^```$", text, flags=re.M | re.S)
+    found = re.findall(rf'^```sh title="runbook:{name}"\n(.*?)^```$', text, flags=re.M | re.S)
     assert found, f"no runbook:{name} block in {RUNBOOK}"
     return "".join(found)
 

@@ -26,7 +26,7 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "problem as a GitHub Actions error annotation on its file and line. On the host "
         "(where the include file's directory exists, or with --host) it also checks each "
         "pool's program sections as supervisord would: log directories that do not exist, "
-        "unknown users, %%(ENV_X)s that is not set.",
+        "unknown users, %(ENV_X)s that is not set.",
     )
     parser.add_argument("directory", nargs="?", type=Path, help="policy directory")
     parser.add_argument(

@@ -42,7 +42,8 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--plot",
         type=Path,
         metavar="FILE.png",
-        help="also draw backlog, workers and wait over time per pool (needs autoscaler[plot])",
+        help="also draw backlog, workers and wait over time per pool, as PNG (or SVG when "
+        "FILE ends in .svg; needs autoscaler[plot])",
     )
     add_jobs_option(parser, "strategies run in parallel")
     parser.set_defaults(func=run)

@@ -25,12 +25,11 @@ from autoscaler.cli.common import (
 )
 from autoscaler.cli.status_view import (
     SLOT_HEADERS,
-    TABLE_HEADERS,
     notes,
     pool_rows,
+    screen,
     slot_rows,
     slot_table_rows,
-    table_rows,
 )
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
 from autoscaler.daemon.published import active_daemon_pid, read_published
@@ -187,11 +186,16 @@ def _show(
             if "unknown" in line:
                 print(f"autoscaler: {line}", file=sys.stderr)
         return
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(observation.at_s))
-    print(f"autoscaler status at {stamp} (prefix {settings.redis_prefix})")
-    print(render_table(TABLE_HEADERS, table_rows(observation, policies, plan, observer.flows)))
-    for line in [*_notes(observation, observer, settings), source_note]:
-        print(f"  {line}")
+    print(
+        screen(
+            observation,
+            policies,
+            plan,
+            observer.flows,
+            prefix=settings.redis_prefix,
+            note_lines=[*_notes(observation, observer, settings), source_note],
+        )
+    )
 
 
 def _notes(observation: Observation, observer: Observer, settings: Settings) -> list[str]:

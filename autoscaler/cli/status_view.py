@@ -8,7 +8,8 @@ per queue, for people.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from autoscaler.decide.plan import Plan
@@ -16,6 +17,7 @@ from autoscaler.laravel.queue_sample import QueueSample
 from autoscaler.observe.observation import Observation, PoolObservation
 from autoscaler.observe.observer import QueueFlow
 from autoscaler.policy.model import Policy
+from autoscaler.table import render_table
 
 UNKNOWN = "unknown"
 TABLE_HEADERS = (
@@ -145,6 +147,26 @@ def table_rows(
             )
             rows.append([pool, "(all)", *totals, *pool_cells])
     return rows
+
+
+def screen(
+    observation: Observation,
+    policies: Mapping[str, Policy],
+    plan: Plan | None,
+    flows: Mapping[str, QueueFlow] | None,
+    *,
+    prefix: str,
+    note_lines: Sequence[str],
+) -> str:
+    """The text `status` (and each refresh of `status --watch`) prints: a title line, the
+    table and the notes under it (docs/generate.py draws the docs' status screen with it)."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(observation.at_s))
+    lines = [
+        f"autoscaler status at {stamp} (prefix {prefix})",
+        render_table(TABLE_HEADERS, table_rows(observation, policies, plan, flows)),
+        *(f"  {line}" for line in note_lines),
+    ]
+    return "\n".join(lines)
 
 
 SLOT_HEADERS = ("pool", "slot", "pid", "state", "rss MB", "cpu %", "age s", "job in flight")

@@ -1,4 +1,4 @@
-"""The daemon's recycling of leaking or old workers, once per tick (docs: README "Worker
+"""The daemon's recycling of leaking or old workers, once per tick (docs/lifecycle.md, "Worker
 lifecycle").
 
 Per pool with `[lifecycle]` limits: pick a worker past them (decide/recycle.py) and ask the

@@ -1,6 +1,6 @@
 """The host memory budget: which pool gets how many workers when not all wants fit.
 
-The rule (README and docs/slo-strategy.md repeat it for operators):
+The rule (docs/deciding.md and docs/slo-strategy.md repeat it for operators):
 
 1. Workers that are draining (stopping after SIGTERM, finishing their job) hold their memory
    until they exit, but that memory is about to be freed: it never cuts a pool (its own or

@@ -1,5 +1,5 @@
 """A policy's worker-lifecycle tables: `[memory]` (the size the budget takes a worker to be)
-and `[lifecycle]` (recycling workers). README "Worker lifecycle" explains them."""
+and `[lifecycle]` (recycling workers). docs/lifecycle.md explains them."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class MemorySizing(StrictModel):
 
 
 class Lifecycle(StrictModel):
-    """Recycling workers: a worker past a limit is replaced surge-first (README)."""
+    """Recycling workers: a worker past a limit is replaced surge-first (docs/lifecycle.md)."""
 
     max_rss_mb: float | None = Field(
         default=None,

@@ -191,9 +191,11 @@ class HorizonKnobs(StrictModel):
 class HpaPolicyRule(StrictModel):
     """One Kubernetes HPA scaling policy: at most `value` pods (or %) per `period_s`."""
 
-    type: Literal["Pods", "Percent"]
-    value: int = Field(gt=0)
-    period_s: float = Field(gt=0, le=1800)
+    type: Literal["Pods", "Percent"] = Field(
+        description="Pods: `value` pods per period; Percent: `value` % of the current pods."
+    )
+    value: int = Field(gt=0, description="Pods, or percent of the current pods, per period.")
+    period_s: float = Field(gt=0, le=1800, description="The rule's window (periodSeconds), s.")
 
 
 SelectPolicy = Literal["Max", "Min", "Disabled"]
@@ -235,20 +237,42 @@ class HpaKnobs(StrictModel):
     scale_down_tolerance: float | None = Field(
         default=None, ge=0, lt=1, description="behavior.scaleDown.tolerance (none: tolerance)."
     )
-    scale_up_stabilization_s: float = Field(default=0.0, ge=0, le=3600)
-    scale_down_stabilization_s: float = Field(default=300.0, ge=0, le=3600)
+    scale_up_stabilization_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=3600,
+        description="behavior.scaleUp.stabilizationWindowSeconds: scale up only to the lowest "
+        "recommendation within this window, s.",
+    )
+    scale_down_stabilization_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=3600,
+        description="behavior.scaleDown.stabilizationWindowSeconds: scale down only to the "
+        "highest recommendation within this window, s.",
+    )
     scale_up_policies: tuple[HpaPolicyRule, ...] = Field(
         default=(
             HpaPolicyRule(type="Pods", value=4, period_s=15),
             HpaPolicyRule(type="Percent", value=100, period_s=15),
         ),
         strict=False,
+        description="behavior.scaleUp.policies: the most pods added per period, each rule a "
+        "table `{ type, value, period_s }`.",
     )
     scale_down_policies: tuple[HpaPolicyRule, ...] = Field(
-        default=(HpaPolicyRule(type="Percent", value=100, period_s=15),), strict=False
+        default=(HpaPolicyRule(type="Percent", value=100, period_s=15),),
+        strict=False,
+        description="behavior.scaleDown.policies: the most pods removed per period.",
     )
-    scale_up_select_policy: SelectPolicy = "Max"
-    scale_down_select_policy: SelectPolicy = "Max"
+    scale_up_select_policy: SelectPolicy = Field(
+        default="Max",
+        description="behavior.scaleUp.selectPolicy: the rule allowing the most change (Max), "
+        "the least (Min), or no scale-up (Disabled).",
+    )
+    scale_down_select_policy: SelectPolicy = Field(
+        default="Max", description="behavior.scaleDown.selectPolicy, as for scale-up."
+    )
 
 
 class StepKnobs(StrictModel):
@@ -296,7 +320,9 @@ class StrategySpec(StrictModel):
     same policies.
     """
 
-    name: StrategyName = "slo"
+    name: StrategyName = Field(
+        default="slo", description="The strategy the daemon runs for this pool."
+    )
     slo: SloKnobs = SloKnobs()
     horizon: HorizonKnobs = HorizonKnobs()
     hpa: HpaKnobs = HpaKnobs()
@@ -307,31 +333,53 @@ class StrategySpec(StrictModel):
 class SupervisorOptions(StrictModel):
     """Options copied into every worker slot's `[program:...]` section."""
 
-    user: IniStr | None = None
-    directory: IniStr | None = None
-    environment: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    user: IniStr | None = Field(default=None, description="Unix user the workers run as.")
+    directory: IniStr | None = Field(
+        default=None, description="Working directory of the workers (the Laravel app root)."
+    )
+    environment: dict[EnvName, EnvValue] = Field(
+        default_factory=dict,
+        description="Environment variables of the workers, an inline table "
+        '`{ APP_ENV = "production" }`.',
+    )
     stopwaitsecs: int | None = Field(
         default=None,
         gt=0,
         description="Seconds a worker may take to finish its job after SIGTERM before "
         "SIGKILL; must exceed the worker's --timeout (none: --timeout + 30).",
     )
-    startsecs: int = Field(default=1, ge=0)
-    startretries: int = Field(default=3, ge=0)
+    startsecs: int = Field(
+        default=1, ge=0, description="Seconds a worker must stay up to count as started."
+    )
+    startretries: int = Field(
+        default=3, ge=0, description="Failed starts in a row before Supervisor gives up (FATAL)."
+    )
     # TOML's own `true` / `false` (what `init` writes), or "unexpected"; the quoted strings
     # "true" / "false" of earlier files still work. Kept as Supervisor's word for the INI.
     autorestart: Annotated[
         Literal["true", "false", "unexpected"], BeforeValidator(_autorestart_word)
-    ] = "true"
+    ] = Field(
+        default="true",
+        description="Restart a worker that exits: true, false or unexpected (a TOML boolean "
+        "or the word).",
+    )
     stdout_logfile: IniStr | None = Field(
         default=None,
         description="Log path; each slot writes its own file, with `_NN` inserted before the "
         "extension unless the path already uses %(program_name)s.",
     )
-    stdout_logfile_maxbytes: ByteSize = "100MB"
-    stdout_logfile_backups: int = Field(default=5, ge=0)
-    redirect_stderr: bool = True
-    stderr_logfile: IniStr | None = None
+    stdout_logfile_maxbytes: ByteSize = Field(
+        default="100MB", description="Size at which Supervisor rotates a slot's log."
+    )
+    stdout_logfile_backups: int = Field(
+        default=5, ge=0, description="Rotated log files Supervisor keeps per slot."
+    )
+    redirect_stderr: bool = Field(
+        default=True, description="Send the workers' stderr to their stdout log."
+    )
+    stderr_logfile: IniStr | None = Field(
+        default=None, description="Separate stderr log (with redirect_stderr = false)."
+    )
 
 
 def command_option(command: str, name: str) -> str | None:
@@ -381,12 +429,19 @@ class Policy(StrictModel):
         description="Supervisor program name; slots are rendered as <program>_00, _01, ..."
     )
     command: IniStr = Field(min_length=1, description="The worker command (php artisan ...).")
-    min_processes: int = Field(ge=0, le=1000)
-    max_processes: int = Field(ge=1, le=1000)
+    min_processes: int = Field(
+        ge=0, le=1000, description="Fewest workers, whatever the load (0: none when idle)."
+    )
+    max_processes: int = Field(ge=1, le=1000, description="Most workers, whatever the load.")
     static_processes: int = Field(
         ge=0, le=1000, description="What the hand-written config ran; the starting point."
     )
-    memory_per_worker_mb: float = Field(gt=0, le=1_000_000)
+    memory_per_worker_mb: float = Field(
+        gt=0,
+        le=1_000_000,
+        description="One worker's memory as the budget counts it (AUTOSCALER_MEMORY_BUDGET_MB), "
+        "MB; [memory] size = measured can replace it by what the workers use.",
+    )
     priority: int = Field(
         ge=0,
         le=999,

@@ -74,7 +74,7 @@ def compare_policies(
     processes: int = 1,
     cwd: Path | None = None,
 ) -> dict[str, Any]:
-    """The diff report of docs (README, "Reviewing policy changes"), `exit_code` included."""
+    """The diff report of docs (docs/policy-review.md), `exit_code` included."""
     traces = list(dict.fromkeys(traces))  # a trace named twice is simulated once
     if not traces:
         raise DiffError("at least one --trace is needed")

@@ -1,6 +1,6 @@
 """The verdict on one pool of a policy diff: better, worse, same, trade-off, added or removed.
 
-The rule (README, "Reviewing policy changes in pull requests"):
+The rule (docs/policy-review.md, "The verdict rule"):
 
 - Both sides are measured against the pool's SLO at HEAD (the target the change will be held
   to). On each trace the SLO is *met* when the share of jobs waiting longer than its `wait_s`

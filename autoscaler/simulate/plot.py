@@ -58,8 +58,13 @@ def _binned(
     return times[:usable:size], reduced
 
 
-def plot_results(results: Sequence[SimulationResult], path: Path) -> None:
-    """Draw every result's series into one PNG at `path` (written atomically)."""
+def plot_results(
+    results: Sequence[SimulationResult], path: Path, *, description: str | None = None
+) -> None:
+    """Draw every result's series into one PNG at `path`, or SVG when its name ends in .svg
+    (written atomically). Either is the same bytes for the same results and matplotlib (an
+    SVG has no date and fixed ids); `description` goes into the file's metadata
+    (docs/generate.py keeps a digest of the plotted data there)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -121,6 +126,12 @@ def plot_results(results: Sequence[SimulationResult], path: Path) -> None:
     )
     figure.tight_layout(rect=(0, 0, 1, 1 - 0.75 / figure.get_figheight()))
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
+    if path.suffix.lower() == ".svg":
+        metadata = {"Date": None, "Description": description}
+        with matplotlib.rc_context({"svg.hashsalt": "autoscaler"}):
+            figure.savefig(buffer, format="svg", metadata=metadata)
+    else:
+        extra = {"Description": description} if description is not None else {}
+        figure.savefig(buffer, format="png", dpi=100, metadata=extra)
     plt.close(figure)
     write_atomic_bytes(path, buffer.getvalue())
