@@ -61,6 +61,15 @@ def commands(box: Sandbox) -> dict[str, str]:
         client.close()
 
 
+def supervised(box: Sandbox) -> set[str]:
+    """The names of the processes supervisord has now, in any state."""
+    client = SupervisorClient(box.supervisord.url)
+    try:
+        return {p.name for p in client.processes()}
+    finally:
+        client.close()
+
+
 def apply_until_done(
     box: Sandbox, *, done: Callable[[], bool], converged: bool = True, timeout_s: float = 90
 ) -> None:
@@ -193,12 +202,16 @@ def test_a_daemon_killed_midway_is_finished_by_the_next_one(one: Sandbox, tmp_pa
         second = daemon(one, log)
         try:
             wait_for(lambda: not state_file.exists(), timeout_s=90, what="the swap finished")
-            wait_for(lambda: len(running_pids(one, "sandbox-one_")) == 1, timeout_s=60)
+            # The swap ends when the old worker is told to stop; it is STOPPING, finishing its
+            # job, until it exits and the daemon removes its drained slot.
+            wait_for(lambda: SLOT not in supervised(one), timeout_s=60, what="the old slot gone")
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(60)
     assert min(sampler.counts) >= 1
-    assert finished_by(one) == {job: old_pid}
+    assert finished_by(one) == {job: old_pid}  # the old worker finished its job...
+    supervisord_log = (one.supervisord.directory / "supervisord.log").read_text()
+    assert f"stopped: {SLOT} (exit status 0)" in supervisord_log  # ...and exited 0 on SIGTERM
     ((name, pid),) = running_pids(one, "sandbox-one_").items()
     assert name == midway.replacement and pid != old_pid
     assert commands(one)[name].endswith("--memory=100")
