@@ -23,6 +23,11 @@ from autoscaler.cli.common import (
     print_json,
     unreachable_hint,
 )
+from autoscaler.cli.replacing_view import (
+    pool_replacement,
+    read_replacements,
+    replacement_notes,
+)
 from autoscaler.cli.status_view import (
     SLOT_HEADERS,
     notes,
@@ -174,10 +179,12 @@ def _show(
         _show_slots(observation, output, compact=compact)
         return
     plan, source_note = shown_plan(observation, policies, settings)
+    replacements = read_replacements(_state_dir(settings))
     if output == "json":
         rows = pool_rows(observation, policies, plan, observer.flows)
         for row in rows:
             row["desired_source"] = "daemon" if source_note.startswith("desired:") else "status"
+            row.update(pool_replacement(replacements, row["pool"], observation))
         if compact:
             print(json.dumps(rows, separators=(",", ":")))
         else:
@@ -185,6 +192,8 @@ def _show(
         for line in _notes(observation, observer, settings):
             if "unknown" in line:
                 print(f"autoscaler: {line}", file=sys.stderr)
+        if replacements.problem is not None:
+            print(f"autoscaler: replacements in progress {replacements.problem}", file=sys.stderr)
         return
     print(
         screen(
@@ -193,7 +202,11 @@ def _show(
             plan,
             observer.flows,
             prefix=settings.redis_prefix,
-            note_lines=[*_notes(observation, observer, settings), source_note],
+            note_lines=[
+                *_notes(observation, observer, settings),
+                source_note,
+                *replacement_notes(replacements, policies, observation),
+            ],
         )
     )
 
@@ -225,7 +238,7 @@ def shown_plan(
 ) -> tuple[Plan, str]:
     """The active daemon's last decision when it is fresh, else decide's answer from this
     one sample; and a note saying which it is."""
-    state_dir = settings.state_dir or default_state_dir(settings.include_file)
+    state_dir = _state_dir(settings)
     pid = active_daemon_pid(state_dir)
     published = read_published(state_dir) if pid is not None else None
     if published is not None and published.fresh(observation.at_s):
@@ -255,6 +268,10 @@ def shown_plan(
         "differ: it remembers earlier ticks"
     )
     return desired_plan(observation, policies, settings), note
+
+
+def _state_dir(settings: Settings) -> Path:
+    return settings.state_dir or default_state_dir(settings.include_file)
 
 
 def _show_slots(observation: Observation, output: str, *, compact: bool) -> None:
