@@ -370,7 +370,7 @@ def status_screen() -> str:
     """`status --watch`'s screen for the sample in docs/status_sample.toml, rendered by the
     code status runs (the table, decide's desired count, the notes)."""
     from autoscaler.act.retire_state import STATE_NAME, ReplaceState, Restart, Retirement, save
-    from autoscaler.cli.replacing_view import read_replacements, replacement_notes
+    from autoscaler.cli.replacing_view import read_replacements, replacement_notes, waiting_notes
     from autoscaler.cli.status_view import notes, screen
     from autoscaler.decide.core import decide
     from autoscaler.decide.plan import ControllerState, MemoryBudget
@@ -437,6 +437,7 @@ def status_screen() -> str:
                 *notes(observation, {}),
                 sample["source_note"],
                 *replacement_notes(replacements, shown, observation),
+                *waiting_notes(sample.get("waiting_for_room", {})),
             ],
         )
     finally:

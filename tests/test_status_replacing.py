@@ -5,6 +5,7 @@ a problem, never a crash; and, on a real stack, an `autoscaler restart` in progr
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,11 @@ from autoscaler.act.retire_state import (
 )
 from autoscaler.cli.main import main
 from autoscaler.cli.replacing_view import pool_replacement, read_replacements, replacement_notes
+from autoscaler.daemon.alerts import Alerter
+from autoscaler.daemon.lock import ControllerLock
+from autoscaler.daemon.published import publish
+from autoscaler.daemon.recycler import Recycler
+from autoscaler.decide.plan import Plan, PoolDecision
 from autoscaler.observe.observation import Observation
 from autoscaler.observe.process_memory import SlotUsage
 from autoscaler.policy.loader import load_policies
@@ -31,7 +37,7 @@ from autoscaler.supervisord.include_file import default_state_dir
 from autoscaler.testing.sandbox import Sandbox, SandboxPool
 from tests.act_helpers import make_actuator, wait_for
 from tests.cli_sandbox import cli_sandbox
-from tests.test_lifecycle_logic import POLICIES, proc
+from tests.test_lifecycle_logic import POLICIES, proc, recycler_inputs
 
 NOW_S = 1000.0
 
@@ -225,3 +231,52 @@ def test_status_shows_a_restart_in_progress(
     shown = f"replacing in mail: {step.slot} (pid {step.pid}) -> {step.replacement}, restart"
     assert shown in table
     assert "restart of mail since " in table and "0 replaced, 2 to go" in table
+
+
+# -- held back for memory room: in the daemon's memory, published with its decision -------------
+def test_the_recycler_names_the_replacements_held_back_for_memory_room(tmp_path: Path) -> None:
+    replacer = Replacer(path=tmp_path / STATE_NAME)
+    recycler = Recycler(replacer=replacer, alerter=Alerter(interval_s=600))
+    recycler.tick(*recycler_inputs(room_mb=50))  # one more worker (100 MB) does not fit
+    assert not replacer.requested()
+    why = recycler.waiting_for_room["p"]
+    assert why.startswith("recycling p-worker_01 (RSS 260 MB > max_rss_mb 200")
+    assert "(100 MB) does not fit the memory budget (50 MB free)" in why
+    assert replacer.may_surge is not None and not replacer.may_surge("p")  # a config change too
+    assert recycler.waiting_for_room["p"] == why  # the recycle's reason is kept
+    recycler.tick(*recycler_inputs(room_mb=500))
+    assert recycler.waiting_for_room == {} and replacer.requested()["p"].slot == "p-worker_01"
+    assert not replacer.may_surge("q")  # not a pool of these policies: no surge, not waiting
+    recycler.tick(*recycler_inputs(room_mb=150))  # the recycle takes 100: 50 left for config
+    assert replacer.may_surge is not None and not replacer.may_surge("p")
+    assert recycler.waiting_for_room["p"].startswith("configuration change: one more worker")
+
+
+@pytest.mark.integration
+def test_status_shows_what_the_daemon_holds_back_for_memory_room(
+    box: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state_dir = default_state_dir(box.include_file)
+    lock = ControllerLock(state_dir=state_dir)
+    assert lock.acquire()  # this test process plays the active daemon
+    why = (
+        "configuration change: one more worker (100 MB) does not fit the memory budget (5 MB free)"
+    )
+    decision = PoolDecision(pool="mail", strategy="static", current=2, desired=2, reason="r")
+    try:
+        plan = Plan(at_s=time.time(), decisions={"mail": decision}, memory_limit_mb=0.0,
+                    memory_planned_mb=0.0)  # fmt: skip
+        publish(state_dir, plan, interval_s=1.0, dry_run=False, waiting_for_room={"mail": why})
+        assert main(["status", "--window", "0", "--format", "json"]) == 0
+        (row,) = json.loads(capsys.readouterr().out)
+        assert row["waiting_for_room"] == why and row["desired_source"] == "daemon"
+        assert main(["status", "--window", "0"]) == 0
+        assert f"waiting for memory room in mail: {why}" in capsys.readouterr().out
+
+        plan.at_s = time.time() - 120  # stale: status recomputes, and shows no hold-back
+        publish(state_dir, plan, interval_s=1.0, dry_run=False, waiting_for_room={"mail": why})
+        assert main(["status", "--window", "0", "--format", "json"]) == 0
+        (row,) = json.loads(capsys.readouterr().out)
+        assert row["waiting_for_room"] is None and row["desired_source"] == "status"
+    finally:
+        lock.release()

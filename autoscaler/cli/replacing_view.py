@@ -4,8 +4,10 @@ a configuration change whose new worker did not start, held back for a retry.
 
 Read from the file every apply keeps under the apply lock (act/retire_state.py, `replacing.json`
 in the state directory), so it shows the daemon's replacements and an `autoscaler restart`'s
-alike. status reads it without the lock: the file is written atomically, and a missing,
-unreadable or damaged one becomes a problem to show, never an exception.
+alike (a replacement held back for memory room has not started: the daemon publishes those
+with its decision, daemon/published.py). status reads it without the lock: the file is written
+atomically, and a missing, unreadable or damaged one becomes a problem to show, never an
+exception.
 """
 
 from __future__ import annotations
@@ -120,6 +122,12 @@ def replacement_notes(
                 "policy edit"
             )
     return lines
+
+
+def waiting_notes(waiting_for_room: Mapping[str, str]) -> list[str]:
+    """Lines for the replacements the daemon holds back for memory room (published with its
+    decision: daemon/published.py), not in the file as they have not started."""
+    return [f"waiting for memory room in {pool}: {why}" for pool, why in waiting_for_room.items()]
 
 
 def _step(retirement: Retirement, states: Mapping[str, str]) -> str:
