@@ -179,7 +179,7 @@ def _show(
     if slots:
         _show_slots(observation, output, compact=compact)
         return
-    plan, source_note, published = _shown_plan(observation, policies, settings)
+    plan, source_note, published = shown_plan(observation, policies, settings)
     replacements = read_replacements(_state_dir(settings))
     # replacements held back for memory room: in the daemon's memory, published with its
     # decision (shown only while that is fresh)
@@ -245,17 +245,9 @@ def _notes(observation: Observation, observer: Observer, settings: Settings) -> 
 
 def shown_plan(
     observation: Observation, policies: Mapping[str, Policy], settings: Settings
-) -> tuple[Plan, str]:
-    """The active daemon's last decision when it is fresh, else decide's answer from this
-    one sample; and a note saying which it is."""
-    plan, note, _published = _shown_plan(observation, policies, settings)
-    return plan, note
-
-
-def _shown_plan(
-    observation: Observation, policies: Mapping[str, Policy], settings: Settings
 ) -> tuple[Plan, str, Published | None]:
-    """shown_plan, and the daemon's publication when fresh (None: status recomputed)."""
+    """The active daemon's last decision when it is fresh, else decide's answer from this
+    one sample; a note saying which it is; and the daemon's publication when fresh."""
     state_dir = _state_dir(settings)
     pid = active_daemon_pid(state_dir)
     published = read_published(state_dir) if pid is not None else None
