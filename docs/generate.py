@@ -369,6 +369,8 @@ SAMPLE = DOCS / "status_sample.toml"
 def status_screen() -> str:
     """`status --watch`'s screen for the sample in docs/status_sample.toml, rendered by the
     code status runs (the table, decide's desired count, the notes)."""
+    from autoscaler.act.retire_state import STATE_NAME, ReplaceState, Restart, Retirement, save
+    from autoscaler.cli.replacing_view import read_replacements, replacement_notes, waiting_notes
     from autoscaler.cli.status_view import notes, screen
     from autoscaler.decide.core import decide
     from autoscaler.decide.plan import ControllerState, MemoryBudget
@@ -379,6 +381,7 @@ def status_screen() -> str:
         PoolObservation,
         WorkSample,
     )
+    from autoscaler.observe.process_memory import SlotUsage
     from autoscaler.policy.loader import load_policies
     from autoscaler.settings import Settings
     from autoscaler.supervisord.slots import WorkerCounts
@@ -397,7 +400,23 @@ def status_screen() -> str:
             workers=WorkerCounts(**data["workers"]),
             memory=PoolMemory(**data["memory"]),
         )
-    observation = Observation(at_s=at_s, interval_s=interval_s, pools=pools)
+    slots = tuple(
+        SlotUsage(slot=slot, pool=pool, pid=0, state=state, rss_mb=None, cpu_percent=None,
+                  age_s=None, children=0, in_flight=None)
+        for slot, state in sample.get("slot_states", {}).items()
+        for pool in [next(p for p in pools if slot.startswith(policies[p].program))]
+    )  # fmt: skip
+    observation = Observation(at_s=at_s, interval_s=interval_s, pools=pools, slots=slots)
+    # The replacements go through the state file as the daemon writes and status reads it.
+    state = ReplaceState()
+    for pool, entry in sample.get("replacing", {}).items():
+        restart = entry.pop("restart", None)
+        state.retiring[pool] = Retirement(pool=pool, **entry)
+        if restart is not None:
+            state.restarts[pool] = Restart(pool=pool, **restart)
+    with tempfile.TemporaryDirectory() as state_dir:
+        save(Path(state_dir) / STATE_NAME, state)
+        replacements = read_replacements(Path(state_dir))
     defaults = Settings.model_construct()  # the defaults, not this machine's environment
     budget = MemoryBudget(
         budget_mb=defaults.memory_budget_mb, reserve_mb=defaults.memory_reserve_mb
@@ -414,7 +433,12 @@ def status_screen() -> str:
             plan,
             None,
             prefix=defaults.redis_prefix,
-            note_lines=[*notes(observation, {}), sample["source_note"]],
+            note_lines=[
+                *notes(observation, {}),
+                sample["source_note"],
+                *replacement_notes(replacements, shown, observation),
+                *waiting_notes(sample.get("waiting_for_room", {})),
+            ],
         )
     finally:
         if previous_tz is None:

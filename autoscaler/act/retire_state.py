@@ -87,7 +87,7 @@ def read_text(path: Path) -> str | None:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ReplaceStateError(f"{path}: cannot read: {exc}") from None
 
 
@@ -101,7 +101,7 @@ def loads(path: Path, text: str | None) -> ReplaceState:
             restarts={p: Restart(**r) for p, r in raw.get("restarts", {}).items()},
             config_failed={p: ConfigFailure(**r) for p, r in raw.get("config_failed", {}).items()},
         )
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:
         # A damaged file must not stop every apply: report it, and start from nothing (the
         # worst outcome is an extra slot the next apply sees as a plain scale-up).
         raise ReplaceStateError(f"{path}: not a replacement state ({exc})") from None

@@ -23,6 +23,12 @@ from autoscaler.cli.common import (
     print_json,
     unreachable_hint,
 )
+from autoscaler.cli.replacing_view import (
+    pool_replacement,
+    read_replacements,
+    replacement_notes,
+    waiting_notes,
+)
 from autoscaler.cli.status_view import (
     SLOT_HEADERS,
     notes,
@@ -32,7 +38,7 @@ from autoscaler.cli.status_view import (
     slot_table_rows,
 )
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
-from autoscaler.daemon.published import active_daemon_pid, read_published
+from autoscaler.daemon.published import Published, active_daemon_pid, read_published
 from autoscaler.decide.core import decide
 from autoscaler.decide.plan import ControllerState, MemoryBudget, Plan, PoolDecision
 from autoscaler.laravel.discovery import Discovery, discover
@@ -173,11 +179,21 @@ def _show(
     if slots:
         _show_slots(observation, output, compact=compact)
         return
-    plan, source_note = shown_plan(observation, policies, settings)
+    plan, source_note, published = shown_plan(observation, policies, settings)
+    replacements = read_replacements(_state_dir(settings))
+    # replacements held back for memory room: in the daemon's memory, published with its
+    # decision (shown only while that is fresh)
+    waiting = {
+        pool: why
+        for pool, why in (published.waiting_for_room if published is not None else {}).items()
+        if pool in policies
+    }
     if output == "json":
         rows = pool_rows(observation, policies, plan, observer.flows)
         for row in rows:
             row["desired_source"] = "daemon" if source_note.startswith("desired:") else "status"
+            row.update(pool_replacement(replacements, row["pool"], observation))
+            row["waiting_for_room"] = waiting.get(row["pool"])
         if compact:
             print(json.dumps(rows, separators=(",", ":")))
         else:
@@ -185,6 +201,8 @@ def _show(
         for line in _notes(observation, observer, settings):
             if "unknown" in line:
                 print(f"autoscaler: {line}", file=sys.stderr)
+        if replacements.problem is not None:
+            print(f"autoscaler: replacements in progress {replacements.problem}", file=sys.stderr)
         return
     print(
         screen(
@@ -193,7 +211,12 @@ def _show(
             plan,
             observer.flows,
             prefix=settings.redis_prefix,
-            note_lines=[*_notes(observation, observer, settings), source_note],
+            note_lines=[
+                *_notes(observation, observer, settings),
+                source_note,
+                *replacement_notes(replacements, policies, observation),
+                *waiting_notes(waiting),
+            ],
         )
     )
 
@@ -222,10 +245,10 @@ def _notes(observation: Observation, observer: Observer, settings: Settings) -> 
 
 def shown_plan(
     observation: Observation, policies: Mapping[str, Policy], settings: Settings
-) -> tuple[Plan, str]:
+) -> tuple[Plan, str, Published | None]:
     """The active daemon's last decision when it is fresh, else decide's answer from this
-    one sample; and a note saying which it is."""
-    state_dir = settings.state_dir or default_state_dir(settings.include_file)
+    one sample; a note saying which it is; and the daemon's publication when fresh."""
+    state_dir = _state_dir(settings)
     pid = active_daemon_pid(state_dir)
     published = read_published(state_dir) if pid is not None else None
     if published is not None and published.fresh(observation.at_s):
@@ -242,7 +265,7 @@ def shown_plan(
             at_s=published.at_s, decisions=decisions, memory_limit_mb=0.0, memory_planned_mb=0.0
         )
         dry = " (dry run: not applied)" if published.dry_run else ""
-        return plan, f"desired: the daemon's decision at {stamp} (pid {pid}){dry}"
+        return plan, f"desired: the daemon's decision at {stamp} (pid {pid}){dry}", published
     if pid is None:
         why = "no daemon is active"
     elif published is None:
@@ -254,7 +277,11 @@ def shown_plan(
         f"desired recomputed by status from this sample ({why}); the daemon's own count may "
         "differ: it remembers earlier ticks"
     )
-    return desired_plan(observation, policies, settings), note
+    return desired_plan(observation, policies, settings), note, None
+
+
+def _state_dir(settings: Settings) -> Path:
+    return settings.state_dir or default_state_dir(settings.include_file)
 
 
 def _show_slots(observation: Observation, output: str, *, compact: bool) -> None:

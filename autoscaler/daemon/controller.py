@@ -196,7 +196,13 @@ class Controller:
         if self.publish_dir is None:
             return
         try:
-            publish(self.publish_dir, plan, interval_s=self.interval_s, dry_run=self.dry_run)
+            publish(
+                self.publish_dir,
+                plan,
+                interval_s=self.interval_s,
+                dry_run=self.dry_run,
+                waiting_for_room=self.recycler.waiting_for_room,
+            )
         except OSError as exc:  # status recomputes instead; the loop goes on
             logger.warning("cannot publish the decision for status: {}", exc)
 

@@ -4,7 +4,9 @@ scale-down window, the smoothed rates) instead of recomputing it from one sample
 
 Written atomically after every tick by the active daemon only (a standby holds no lock and
 publishes nothing); read by `status`, which trusts it while a daemon holds `daemon.lock` and
-the decision is fresh (at most a few intervals old).
+the decision is fresh (at most a few intervals old). With it, the replacements the daemon holds
+back for memory room this tick (kept in its memory only, unlike those in progress, which
+`replacing.json` holds).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from autoscaler.daemon.lock import LOCK_NAME
@@ -40,12 +43,21 @@ class Published:
     interval_s: float
     dry_run: bool
     pools: dict[str, PublishedDecision]
+    # pool -> a replacement (recycle, configuration change) waiting for memory room, and why
+    waiting_for_room: dict[str, str] = field(default_factory=dict)
 
     def fresh(self, now_s: float) -> bool:
         return now_s - self.at_s <= max(FRESH_INTERVALS * self.interval_s, FRESH_MIN_S)
 
 
-def publish(state_dir: Path, plan: Plan, *, interval_s: float, dry_run: bool) -> None:
+def publish(
+    state_dir: Path,
+    plan: Plan,
+    *,
+    interval_s: float,
+    dry_run: bool,
+    waiting_for_room: Mapping[str, str] | None = None,
+) -> None:
     decisions = {
         pool: PublishedDecision(
             strategy=d.strategy, current=d.current, desired=d.desired, reason=d.reason,
@@ -54,7 +66,12 @@ def publish(state_dir: Path, plan: Plan, *, interval_s: float, dry_run: bool) ->
         for pool, d in plan.decisions.items()
     }  # fmt: skip
     published = Published(
-        at_s=plan.at_s, pid=os.getpid(), interval_s=interval_s, dry_run=dry_run, pools=decisions
+        at_s=plan.at_s,
+        pid=os.getpid(),
+        interval_s=interval_s,
+        dry_run=dry_run,
+        pools=decisions,
+        waiting_for_room=dict(waiting_for_room or {}),
     )
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_atomic(state_dir / DECISIONS_NAME, json.dumps(asdict(published)) + "\n")

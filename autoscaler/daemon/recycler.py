@@ -52,11 +52,14 @@ class Recycler:
         self._held_until: dict[str, float] = {}  # pool -> no recycling before (a failure)
         self._no_room: set[str] = set()  # pools told "no room" (logged once)
         self._no_room_config: set[str] = set()  # likewise, for configuration changes
+        # pool -> the replacement waiting for memory room this tick, and why (for status)
+        self.waiting_for_room: dict[str, str] = {}
 
     def tick(self, observation: Observation, plan: Plan, policies: Mapping[str, Policy]) -> None:
         """Ask for at most one replacement per pool, and say how many configuration surges
         fit; call before the tick's apply."""
         room_mb = plan.memory_limit_mb - plan.memory_peak_mb
+        self.waiting_for_room = {}
         if observation.supervisor_error is None and observation.slots:
             room_mb = self._recycle(observation, policies, room_mb)
         self.replacer.may_surge = self._surge_room(observation, policies, room_mb)
@@ -79,6 +82,11 @@ class Recycler:
             obs = observation.pools.get(pool)
             size_mb = worker_mb(constants(policy), obs.memory if obs is not None else None)
             if size_mb > room_mb + 1e-9:
+                self.waiting_for_room[pool] = (
+                    f"recycling {choice.slot} ({choice.reason}): one more worker "
+                    f"({size_mb:.0f} MB) does not fit the memory budget "
+                    f"({max(0.0, room_mb):.0f} MB free)"
+                )
                 if pool not in self._no_room:
                     logger.warning(
                         "{}: {} should be recycled ({}) but one more worker ({:.0f} MB) does "
@@ -107,6 +115,11 @@ class Recycler:
             obs = observation.pools.get(pool)
             size_mb = worker_mb(constants(policy), obs.memory if obs is not None else None)
             if size_mb > left_mb + 1e-9:
+                self.waiting_for_room.setdefault(
+                    pool,
+                    f"configuration change: one more worker ({size_mb:.0f} MB) does not fit the "
+                    f"memory budget ({max(0.0, left_mb):.0f} MB free)",
+                )
                 if pool not in self._no_room_config:
                     logger.warning(
                         "{}: a worker runs an older configuration; replacing it surge-first "
