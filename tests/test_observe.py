@@ -11,7 +11,8 @@ import redis
 
 from autoscaler.laravel.sampler import connect_redis
 from autoscaler.observe.meminfo import memory_available_mb
-from autoscaler.observe.observer import Observer, expand_logfile
+from autoscaler.observe.observer import Observer
+from autoscaler.observe.slot_logs import expand_logfile
 from autoscaler.policy.loader import PolicySet, load_policies
 from autoscaler.supervisord.rpc import SupervisorClient
 from autoscaler.testing.laravel import later, make_payload, pop, push

@@ -18,7 +18,7 @@ import redis
 from autoscaler.cli.common import UsageError
 from autoscaler.cli.main import main
 from autoscaler.cli.record_cmd import _header, parse_duration_s
-from autoscaler.observe.observer import QueueFlow
+from autoscaler.observe.flow_balance import QueueFlow
 from autoscaler.observe.recorder import TraceRecorder
 from autoscaler.policy.loader import load_policies
 from autoscaler.settings import load_settings

@@ -12,8 +12,8 @@ import redis
 from autoscaler.cli.main import main
 from autoscaler.cli.status_view import TABLE_HEADERS, pool_rows, table_rows
 from autoscaler.laravel.queue_sample import QueueSample
+from autoscaler.observe.flow_balance import QueueFlow
 from autoscaler.observe.observation import Observation, PoolObservation, WorkSample
-from autoscaler.observe.observer import QueueFlow
 from autoscaler.policy.loader import load_policies
 from autoscaler.testing.laravel import later, make_payload, pop, push
 from autoscaler.testing.stack import RedisServer, Supervisord

@@ -175,7 +175,7 @@ def test_every_bundled_trace_loads_and_says_where_it_came_from(seed: PolicySet) 
 
 def test_a_recorded_trace_replays(seed: PolicySet) -> None:
     """`autoscaler record` writes rate traces; the simulator reads them."""
-    from autoscaler.observe.observer import QueueFlow
+    from autoscaler.observe.flow_balance import QueueFlow
     from autoscaler.observe.recorder import TraceRecorder
 
     recorder = TraceRecorder(policies=seed, started_at_s=1000.0)

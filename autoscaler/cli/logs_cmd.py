@@ -10,8 +10,8 @@ from pathlib import Path
 from autoscaler.cli.actuation import check_pool
 from autoscaler.cli.common import UsageError, build_settings, load_cli_policies
 from autoscaler.constants import EXIT_OK
-from autoscaler.observe.observer import policy_log_paths
 from autoscaler.observe.poollog import LogLine, PoolLog
+from autoscaler.observe.slot_logs import policy_log_paths
 from autoscaler.policy.model import Policy
 from autoscaler.supervisord.rpc import SupervisorClient, SupervisorUnavailable
 from autoscaler.supervisord.slots import parse_slot

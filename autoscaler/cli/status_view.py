@@ -14,8 +14,8 @@ from typing import Any
 
 from autoscaler.decide.plan import Plan
 from autoscaler.laravel.queue_sample import QueueSample
+from autoscaler.observe.flow_balance import QueueFlow
 from autoscaler.observe.observation import Observation, PoolObservation
-from autoscaler.observe.observer import QueueFlow
 from autoscaler.policy.model import Policy
 from autoscaler.table import render_table
 

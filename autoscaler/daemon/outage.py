@@ -1,5 +1,5 @@
 """Outage bookkeeping for a dependency (Redis, Supervisor): log once per outage and once on
-recovery. The retry schedule is the Observer's (autoscaler/observe/observer.py)."""
+recovery. The retry schedule is the Observer's (autoscaler/observe/retry.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A rate trace of live traffic (docs/design.md, "Trace format"), built tick by tick.
 
-Each tick's per-queue flows (autoscaler.observe.observer.QueueFlow) become one row per queue:
+Each tick's per-queue flows (autoscaler.observe.flow_balance.QueueFlow) become one row per queue:
 `time_s,queue,arrivals,service_s`. `time_s` is the bucket's start in seconds since the
 recording started; `arrivals` the jobs that arrived in the bucket by flow balance, as whole
 numbers (fractions carried to the next bucket, so totals stay exact); `service_s` the mean
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoscaler.fileio import write_atomic, write_atomic_bytes
-from autoscaler.observe.observer import QueueFlow
+from autoscaler.observe.flow_balance import QueueFlow
 from autoscaler.policy.model import Policy
 
 COLUMNS = ("time_s", "queue", "arrivals", "service_s")
