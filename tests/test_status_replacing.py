@@ -242,13 +242,14 @@ def test_the_recycler_names_the_replacements_held_back_for_memory_room(tmp_path:
     why = recycler.waiting_for_room["p"]
     assert why.startswith("recycling p-worker_01 (RSS 260 MB > max_rss_mb 200")
     assert "(100 MB) does not fit the memory budget (50 MB free)" in why
-    assert replacer.may_surge is not None and not replacer.may_surge("p")  # a config change too
+    assert replacer.may_surge is not None
+    assert not replacer.may_surge("p", "configuration change")  # a config change too
     assert recycler.waiting_for_room["p"] == why  # the recycle's reason is kept
     recycler.tick(*recycler_inputs(room_mb=500))
     assert recycler.waiting_for_room == {} and replacer.requested()["p"].slot == "p-worker_01"
-    assert not replacer.may_surge("q")  # not a pool of these policies: no surge, not waiting
+    assert not replacer.may_surge("q", "restart")  # not a pool of these policies: not waiting
     recycler.tick(*recycler_inputs(room_mb=150))  # the recycle takes 100: 50 left for config
-    assert replacer.may_surge is not None and not replacer.may_surge("p")
+    assert not replacer.may_surge("p", "configuration change")
     assert recycler.waiting_for_room["p"].startswith("configuration change: one more worker")
 
 

@@ -377,3 +377,67 @@ def test_the_daemon_finishes_a_restart_whose_process_was_killed(
     assert len(now) == 3 and not set(now.values()) & set(first.values())
     assert min(sampler.counts) >= 3
     assert "restart done, 3 worker(s) replaced" in (tmp_path / "daemon.log").read_text()
+
+
+class LiveSampler(RunningSampler):
+    """Also counts every live worker (starting, running or stopping) of the sandbox."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, "sandbox-")
+        self.live: list[int] = []
+        self.running_per_pool: dict[str, list[int]] = {}
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            processes = [p for p in self.client.processes() if p.name.startswith(self.prefix)]
+            self.live.append(
+                sum(1 for p in processes if p.statename in {"STARTING", "RUNNING", "STOPPING"})
+            )
+            for pool in ("a", "b"):
+                self.running_per_pool.setdefault(pool, []).append(
+                    sum(
+                        1
+                        for p in processes
+                        if p.name.startswith(f"sandbox-{pool}_") and p.statename == "RUNNING"
+                    )
+                )
+            self._stop.wait(0.1)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_restart_all_on_a_full_budget_goes_pool_after_pool_within_it(tmp_path: Path) -> None:
+    """Two pools of two 64 MB workers, a budget of 320 MB: room for one surge at a time. The
+    restart replaces every worker surge-first without ever holding a sixth worker."""
+    require_binary("redis-server")
+    require_binary("supervisord")
+    box = Sandbox(tmp_path.resolve() / "s", pools=(fixed_pool("a", 2), fixed_pool("b", 2)))
+    box.start()
+    try:
+        policies = load_policies(box.policies_dir)
+        actuator, client = make_actuator(box.supervisord.url, box.include_file, policies)
+        wait_for(lambda: actuator.apply({"a": 2, "b": 2}).settled, timeout_s=60, what="4 up")
+        client.close()
+        first = running_pids(box, "sandbox-")
+        pushed = box.push("a", 20, run_s=0.5) + box.push("b", 20, run_s=0.5)
+        with LiveSampler(box.supervisord.url) as sampler:
+            cli = subprocess.Popen(
+                [sys.executable, "-m", "autoscaler", "restart", "--all"],
+                env=box.env(AUTOSCALER_MEMORY_BUDGET_MB="320"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            output, _ = cli.communicate(timeout=240)
+            wait_for(lambda: len(box.finished_jobs()) == len(pushed), what="every job done")
+        assert cli.returncode == 0, output
+        print(f"most live workers at once: {max(sampler.live)}")
+        assert "b: waiting for memory room: restart: one more worker (64 MB)" in output
+        assert "over the budget" not in output
+        now = running_pids(box, "sandbox-")
+        assert len(now) == 4 and not set(now.values()) & set(first.values()), output
+        assert max(sampler.live) == 5  # one surge at a time, never two
+        assert min(sampler.running_per_pool["a"]) >= 2 and min(sampler.running_per_pool["b"]) >= 2
+        assert Counter(box.finished_jobs()) == Counter(pushed)
+    finally:
+        box.stop()

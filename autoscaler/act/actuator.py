@@ -51,6 +51,7 @@ from autoscaler.act.retire import Replacer
 from autoscaler.act.retire_state import STATE_NAME
 from autoscaler.act.slot_calls import execute, is_unknown_name
 from autoscaler.act.slot_watch import SlotWatch
+from autoscaler.act.surge_room import DeclaredRoom
 from autoscaler.backoff import Backoff
 from autoscaler.policy.model import Policy
 from autoscaler.settings import Settings
@@ -132,7 +133,16 @@ class Actuator:
             state_dir=settings.state_dir,
             backups=settings.include_backups,
         )
-        return cls(client=SupervisorClient.from_settings(settings), file=file, policies=policies)
+        replacer = Replacer(
+            path=file.state_dir / STATE_NAME,
+            declared_room=DeclaredRoom(settings.usable_memory_mb),
+        )
+        return cls(
+            client=SupervisorClient.from_settings(settings),
+            file=file,
+            policies=policies,
+            replacer=replacer,
+        )
 
     # -- reading ---------------------------------------------------------------------------
     def file_counts(self) -> dict[str, int]:

@@ -18,6 +18,13 @@ state file (retire_state), so the daemon and `autoscaler restart` never fight:
      already runs (then the old one goes): no slot is left over after this apply;
    - the old worker gone (exited, or another PID in its slot): done.
 2. `settle` (after the calls): remember which slot was added as the new one.
+
+A restart's next step and a configuration change start only while one more worker fits the
+memory budget (`may_surge`: the daemon's budget per tick; else act/surge_room.py's declared
+sizes), so a deploy's `restart --all` goes pool after pool on a full host instead of adding
+a worker to every pool at once. When nothing else is being replaced and no worker is
+finishing its job, no memory will come free by waiting: a restart then takes its next step
+anyway, over the budget by that one worker, because a deploy must finish.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from autoscaler.act.retire_state import (
     read_text,
     save,
 )
+from autoscaler.act.surge_room import DeclaredRoom, SurgeGate
 from autoscaler.policy.model import Policy
 
 LIVE_STATES = SERVING | {"STOPPING"}
@@ -66,20 +74,29 @@ class Adjustment:
 class Replacer:
     """The actuator's hook for surge-first replacements (see the module docstring)."""
 
-    def __init__(self, *, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        path: Path,
+        clock: Callable[[], float] = time.time,
+        declared_room: DeclaredRoom | None = None,
+    ) -> None:
         self.path = path
         self._clock = clock
+        self._declared_room = declared_room  # the gate when may_surge is not set
         self._requests: dict[str, Retirement] = {}
         self._state = ReplaceState()
         self._loaded: str | None = None  # the file's text when the state was read
         self.events: list[str] = []  # the last apply's, for the CLI and the log
         self.failures: dict[str, str] = {}  # pool -> why its replacement failed, last apply
         self.config_failures: set[str] = set()  # those of `failures` that were config changes
-        # Whether a pool may start a configuration replacement now (one more worker): the
-        # daemon's memory budget says, per tick; None (the CLI): always.
-        self.may_surge: Callable[[str], bool] | None = None
+        # Whether a pool may start a restart step or a configuration replacement now (one
+        # more worker): the daemon's memory budget says, per tick; None: the declared sizes
+        # (`declared_room`), or always when there is none.
+        self.may_surge: SurgeGate | None = None
         self.replacing: set[str] = set()  # pools with outdated slots still to replace
-        self.waiting: set[str] = set()  # of those, the pools waiting for room (may_surge)
+        self.waiting: set[str] = set()  # pools whose next replacement waits for memory room
+        self._told_waiting: set[str] = set()  # of those, the ones already said (once each)
         self._log = True
 
     # -- asking ----------------------------------------------------------------------------
@@ -126,8 +143,13 @@ class Replacer:
             state, self._loaded = ReplaceState(), ""
         self._state = state
         now = self._clock()
-        self._next_restart_steps(state, policies, slots, busy or (), now)
-        self._next_config_steps(state, slots, busy or (), outdated or Outdated(), now)
+        gate = self.may_surge
+        if gate is None and self._declared_room is not None:
+            gate = self._declared_room.gate(slots, policies)
+        self.replacing, self.waiting = set(), set()
+        self._next_restart_steps(state, policies, slots, busy or (), now, gate=gate)
+        self._next_config_steps(state, slots, busy or (), outdated or Outdated(), now, gate=gate)
+        self._say_waiting()
         restarting = {p for p, r in state.restarts.items() if r.failed is None}
         for pool, wanted in self._requests.items():
             old = slots.get(wanted.slot)
@@ -180,8 +202,11 @@ class Replacer:
         slots: Mapping[str, Slot],
         busy: Collection[str],
         now_s: float,
+        *,
+        gate: SurgeGate | None,
     ) -> None:
-        """Drop restarted pools' old workers that are gone; start the next replacement."""
+        """Drop restarted pools' old workers that are gone; start the next replacement
+        where one more worker fits (module docstring)."""
         for pool, restart in list(state.restarts.items()):
             if pool not in policies:
                 del state.restarts[pool]
@@ -203,6 +228,15 @@ class Replacer:
                 return (name in busy, slots[name].state != "RUNNING", name)
 
             name = min(todo, key=order)
+            if gate is not None and not gate(pool, "restart"):
+                if state.retiring or any(s.state == "STOPPING" for s in slots.values()):
+                    self.waiting.add(pool)  # memory comes free once those are done
+                    continue
+                self._event(
+                    f"{pool}: no memory room for one more worker, and none will come free: "
+                    f"replacing {name} over the budget by one worker, as nothing else is "
+                    "being replaced"
+                )
             state.retiring[pool] = Retirement(
                 pool=pool,
                 slot=name,
@@ -219,11 +253,12 @@ class Replacer:
         busy: Collection[str],
         outdated: Outdated,
         now_s: float,
+        *,
+        gate: SurgeGate | None,
     ) -> None:
         """Start replacing one outdated slot per pool that replaces nothing else now: not
         while a restart runs (it replaces them all), nor within CONFIG_RETRY_S of a failure
-        to start the same configuration, nor without room (may_surge)."""
-        self.replacing, self.waiting = set(), set()
+        to start the same configuration, nor without room (`gate`)."""
         for retirement in state.retiring.values():
             old = slots.get(retirement.slot)
             if (
@@ -245,7 +280,7 @@ class Replacer:
             restart = state.restarts.get(pool)
             if pool in state.retiring or (restart is not None and restart.failed is None):
                 continue
-            if self.may_surge is not None and not self.may_surge(pool):
+            if gate is not None and not gate(pool, "configuration change"):
                 self.waiting.add(pool)
                 continue
 
@@ -367,6 +402,16 @@ class Replacer:
         if self._log:
             logger.error(f"{pool}: replacing {old.name} failed: {why}")
         self.events.append(f"{pool}: FAILED: {why}")
+
+    def _say_waiting(self) -> None:
+        """An event once per pool when its next replacement starts waiting for room."""
+        if self.may_surge is not None:
+            return  # the daemon's gate says it itself (daemon/recycler.py)
+        refusals = self._declared_room.refusals if self._declared_room is not None else {}
+        for pool in sorted(self.waiting - self._told_waiting):
+            why = refusals.get(pool, "one more worker does not fit the memory budget")
+            self._event(f"{pool}: waiting for memory room: {why}")
+        self._told_waiting = set(self.waiting)
 
     def _event(self, text: str) -> None:
         self.events.append(text)

@@ -7,10 +7,11 @@ in progress and one more worker fits the memory budget this tick. A failed repla
 worker did not start) holds the pool's recycling back for FAILURE_HOLD_S. A pool recycling more
 than `alert_recycles_per_hour` workers in an hour raises a `recycling` alert: a leak to fix.
 
-The same budget gates the replacement of workers that run an older configuration (a policy
-edit, act/outdated.py): each tick the Replacer may start one per pool only while one more
-worker fits what is left after the recycles (`may_surge`); otherwise it waits, and says so
-once. A new configuration that does not start raises `config_change_failed`.
+The same budget gates the other surge-first replacements: the next step of a rolling restart
+(`autoscaler restart`) and the replacement of workers that run an older configuration (a
+policy edit, act/outdated.py). Each tick the Replacer may start one per pool only while one
+more worker fits what is left after the recycles (`may_surge`); otherwise it waits, and says
+so once. A new configuration that does not start raises `config_change_failed`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable, Mapping
 from loguru import logger
 
 from autoscaler.act.retire import Replacer
+from autoscaler.act.surge_room import SurgeGate
 from autoscaler.daemon.alerts import Alert, Alerter, AlertKind
 from autoscaler.daemon.metrics import Metrics
 from autoscaler.decide.core import worker_mb
@@ -51,7 +53,7 @@ class Recycler:
         self._recycled: dict[str, deque[float]] = {}  # pool -> when each recycle was asked
         self._held_until: dict[str, float] = {}  # pool -> no recycling before (a failure)
         self._no_room: set[str] = set()  # pools told "no room" (logged once)
-        self._no_room_config: set[str] = set()  # likewise, for configuration changes
+        self._no_room_surge: set[str] = set()  # likewise, for restarts and configuration changes
         # pool -> the replacement waiting for memory room this tick, and why (for status)
         self.waiting_for_room: dict[str, str] = {}
 
@@ -103,11 +105,11 @@ class Recycler:
 
     def _surge_room(
         self, observation: Observation, policies: Mapping[str, Policy], room_mb: float
-    ) -> Callable[[str], bool]:
+    ) -> SurgeGate:
         """may_surge for this tick's apply: each yes takes one worker's memory off the room."""
         left_mb = room_mb
 
-        def fits(pool: str) -> bool:
+        def fits(pool: str, what: str) -> bool:
             nonlocal left_mb
             policy = policies.get(pool)
             if policy is None:
@@ -117,19 +119,19 @@ class Recycler:
             if size_mb > left_mb + 1e-9:
                 self.waiting_for_room.setdefault(
                     pool,
-                    f"configuration change: one more worker ({size_mb:.0f} MB) does not fit the "
-                    f"memory budget ({max(0.0, left_mb):.0f} MB free)",
+                    f"{what}: one more worker ({size_mb:.0f} MB) does not fit the memory "
+                    f"budget ({max(0.0, left_mb):.0f} MB free)",
                 )
-                if pool not in self._no_room_config:
+                if pool not in self._no_room_surge:
                     logger.warning(
-                        "{}: a worker runs an older configuration; replacing it surge-first "
-                        "needs one more worker ({:.0f} MB) and the memory budget has {:.0f} MB "
-                        "free: waiting (it keeps the older configuration meanwhile)",
-                        pool, size_mb, max(0.0, left_mb),
+                        "{}: {}: replacing a worker surge-first needs one more worker ({:.0f} MB) "
+                        "and the memory budget has {:.0f} MB free: waiting (the old worker "
+                        "keeps running meanwhile)",
+                        pool, what, size_mb, max(0.0, left_mb),
                     )  # fmt: skip
-                    self._no_room_config.add(pool)
+                    self._no_room_surge.add(pool)
                 return False
-            self._no_room_config.discard(pool)
+            self._no_room_surge.discard(pool)
             left_mb -= size_mb
             return True
 
