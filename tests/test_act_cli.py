@@ -117,6 +117,23 @@ def test_scale_clamps_prints_and_plan_then_shows_nothing_to_do(
     assert "mail: 1 slot(s), unchanged" in capsys.readouterr().out
 
 
+def test_scale_past_the_memory_budget_warns_and_still_scales(
+    setup: tuple[Path, SupervisorClient],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An operator's override is carried out (an incident may need the workers), with a note
+    naming how far past the budget the declared sizes are."""
+    _include, client = setup
+    monkeypatch.setenv("AUTOSCALER_MEMORY_BUDGET_MB", "300")  # two 128 MB workers fit
+    assert main(["scale", "mail", "3", "--wait", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "mail: 0 -> 3 slot(s)" in out and len(pids(client, "mail-worker_")) == 3
+    assert "note: the managed workers now hold 84 MB more than the memory budget (300 MB" in out
+    assert main(["scale", "mail", "2", "--wait", "30", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["over_budget_mb"] == 0
+
+
 def test_scale_reads_the_logs_and_stops_idle_workers_first(
     setup: tuple[Path, SupervisorClient],
     redis_client: redis.Redis,

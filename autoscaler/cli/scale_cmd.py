@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping
 
 from autoscaler.act.actuator import Actuator
 from autoscaler.act.apply_report import ApplyReport, change_json
@@ -22,6 +23,7 @@ from autoscaler.cli.actuation import (
 )
 from autoscaler.cli.common import UsageError, add_format, print_json, unreachable_hint
 from autoscaler.constants import EXIT_FAILED, EXIT_OK
+from autoscaler.policy.model import Policy
 
 RETRY_FOR_S = 10.0  # keep retrying an unreachable supervisord this long (with backoff)
 POLL_S = 1.0
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     desired = {pool: count}
     first, report, changes = apply_until(actuator, desired, wait_s=args.wait, pool=pool)
     settled = report.ok and (args.wait == 0 or report.converged)
+    over_mb = over_budget_mb(report, policies, settings.usable_memory_mb)
     if first.unreachable and first.error is not None:
         first.error += unreachable_hint(settings, "supervisor_url")
     if args.format == "json":
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 "after": count,
                 "changes": [change_json(c) for c in changes],
                 "settled": settled,
+                "over_budget_mb": over_mb,
             }
         )
     else:
@@ -97,7 +101,28 @@ def run(args: argparse.Namespace) -> int:
             changes=changes,
             wait_s=args.wait,
         )
+        if over_mb > 0:
+            print(
+                f"note: the managed workers now hold {over_mb:.0f} MB more than the memory "
+                f"budget ({settings.usable_memory_mb:.0f} MB: memory_budget_mb less "
+                "memory_reserve_mb) at their declared sizes; a running daemon brings them back "
+                "within it on its next tick, and nothing else does"
+            )
     return EXIT_OK if settled else EXIT_FAILED
+
+
+def over_budget_mb(report: ApplyReport, policies: Mapping[str, Policy], usable_mb: float) -> float:
+    """How far the live managed workers (starting, running, draining) are over the budget,
+    at their declared sizes; 0 when within it. `scale` is an operator's override: it warns
+    and does not refuse (an incident may need the workers)."""
+    held = 0.0
+    for pool, counts in report.counts.items():
+        policy = policies.get(pool)
+        if policy is not None:
+            held += (counts.running + counts.starting + counts.draining) * (
+                policy.memory_per_worker_mb
+            )
+    return max(0.0, held - usable_mb)
 
 
 def _count(text: str, static: int) -> int:
