@@ -17,6 +17,7 @@ class Const:
     min_processes: int
     memory_mb: float
     priority: int
+    slo_wait_s: float = 30.0  # short: never deferred (DEFER_SLACK_S)
 
 
 @dataclass
@@ -40,9 +41,17 @@ class Want:
 
 
 def want(
-    pool: str, wanted: int, *, low: int = 1, mb: float = 100, priority: int = 100, **kw: object
+    pool: str,
+    wanted: int,
+    *,
+    low: int = 1,
+    mb: float = 100,
+    priority: int = 100,
+    slo_wait_s: float = 30.0,
+    **kw: object,
 ) -> Want:
-    return Want(pool=pool, const=Const(low, mb, priority), wanted=wanted, **kw)  # type: ignore[arg-type]
+    const = Const(low, mb, priority, slo_wait_s)
+    return Want(pool=pool, const=const, wanted=wanted, **kw)  # type: ignore[arg-type]
 
 
 def test_everything_fits() -> None:
@@ -51,6 +60,25 @@ def test_everything_fits() -> None:
     assert [c.granted for c in claims] == [3, 2]
     assert planned == peak == 500
     assert all(c.cap == "" for c in claims)
+
+
+def test_a_batch_pool_with_slack_waits_for_a_pool_about_to_be_late() -> None:
+    """Earliest deadline first: a long-SLO pool whose oldest job has more than DEFER_SLACK_S
+    left takes no keep-up share; a short-SLO pool near its SLO catches up first, even at a
+    lower priority. Once the batch pool's slack is used up, its keep-up comes first again."""
+
+    def claims(batch_urgency: float) -> list[Want]:
+        return [
+            want("crawl", 4, priority=200, slo_wait_s=300, keep_up=4, urgency=batch_urgency),
+            want("gift", 6, priority=300, slo_wait_s=15, keep_up=3, urgency=0.9, current=3),
+        ]
+
+    early = claims(0.5)  # 150 s left
+    allocate(early, 700)
+    assert [c.granted for c in early] == [1, 6]  # crawl keeps its min; gift gets all it wants
+    late = claims(0.9)  # 30 s left: no longer deferred
+    allocate(late, 700)
+    assert [c.granted for c in late] == [4, 3]
 
 
 def test_keeping_up_by_priority_before_catching_up_by_lateness() -> None:
@@ -209,6 +237,7 @@ claim_strategy = st.builds(
     low=st.integers(0, 3),
     mb=st.sampled_from([50.0, 100.0, 250.0]),
     priority=st.integers(1, 3),
+    slo_wait_s=st.sampled_from([10.0, 60.0, 300.0]),
     current=st.integers(0, 12),
     draining=st.integers(0, 6),
     urgency=st.floats(0, 5),
