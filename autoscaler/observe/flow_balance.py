@@ -42,6 +42,9 @@ class _Balance:
     queued: int | None = None  # pending + reserved + due delayed at the last balance point
     at_s: float | None = None
     completions: float = 0.0  # completions counted since then, while Redis was unreadable
+    # Jobs that left the queue before their completion was counted (the logs are read before
+    # Redis: a job ending in between is in neither); the next completions include them.
+    owed: float = 0.0
 
 
 class FlowBalance:
@@ -71,14 +74,20 @@ class FlowBalance:
             arrived: float | None = None
             if tally is None:  # the work is unknown: restart the balance from here
                 balance.queued = queued(sample) if sample is not None else None
-                balance.at_s, balance.completions = now_s, 0.0
+                balance.at_s, balance.completions, balance.owed = now_s, 0.0, 0.0
             elif sample is None:  # Redis unreadable: keep the completions for later
                 balance.completions += tally.completions
             elif balance.queued is None or balance.at_s is None:
                 balance.queued, balance.at_s, balance.completions = queued(sample), now_s, 0.0
+                balance.owed = 0.0
             else:
                 done = balance.completions + tally.completions
-                arrived = flow_arrivals(done, balance.queued, queued(sample))
+                credit = min(balance.owed, done)  # already counted by the queue's drop
+                after = queued(sample)
+                arrived = flow_arrivals(done - credit, balance.queued, after)
+                # A drop beyond the completions: owed once, by the next balance only (a job
+                # deleted by hand must not shave completions for long).
+                balance.owed = max(0.0, balance.queued - after - (done - credit))
                 flows[name] = QueueFlow(
                     queue=name,
                     pool=pool,

@@ -132,8 +132,6 @@ class Observer:
 
     def observe(self) -> Observation:
         now = self._now_s = self._clock()
-        sample = self._redis.sample(now)
-        self.head_problems = sample.head_problems
         processes, supervisor_error = self._supervisord.processes()
         first = self._last_at is None
         interval = 0.0 if self._last_at is None else max(0.0, now - self._last_at)
@@ -144,13 +142,22 @@ class Observer:
             self.unmanaged = unmanaged_workers(processes, self._supervisord.commands, self.policies)
             for pool, others in self.unmanaged.items():
                 counts[pool].unmanaged = len(others)
+        # The workers' logs before Redis: a job that ends in between is then in neither (the
+        # flow balance counts it with the next tick's completions), never in both (the queue
+        # still holding it while its completion is counted made one arrival too many).
+        read_logs = {
+            pool: self._logs.read(pool, policy, processes, self.unmanaged.get(pool, ()))
+            for pool, policy in self.policies.items()
+        }
+        sample = self._redis.sample(now)
+        self.head_problems = sample.head_problems
         flows: dict[str, QueueFlow] = {}
         pools: dict[str, PoolObservation] = {}
         self.log_problems = {}
         completions: dict[str, float] = {}  # per queue, this tick's (logs or Little's law)
         for pool, policy in self.policies.items():
             queues = pool_queues(policy, sample)
-            logs = self._logs.read(pool, policy, processes, self.unmanaged.get(pool, ()))
+            logs = read_logs[pool]
             if logs.problem is not None:
                 self.log_problems[pool] = logs.problem
             work: WorkSample | None = None
