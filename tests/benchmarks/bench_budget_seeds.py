@@ -16,24 +16,21 @@ import argparse
 import math
 from pathlib import Path
 
-import numpy as np
-
 from autoscaler.decide import budget
 from autoscaler.policy.loader import load_policies
 from autoscaler.simulate.engine import DecideController, SimulationResult, WorldSettings, simulate
+from autoscaler.simulate.report import pool_report
 from autoscaler.traces.loader import parse_trace
 from autoscaler.traces.scenarios import generate
 
 
 def missing(result: SimulationResult) -> list[str]:
-    """Pools whose share of late jobs is past what their SLO allows."""
-    out = []
-    for name, pool in result.pools.items():
-        if pool.jobs:
-            late = float(np.count_nonzero(pool.waits_s > pool.slo_wait_s)) / pool.jobs
-            if late > 1.0 - pool.slo_percentile / 100.0 + 1e-12:
-                out.append(name)
-    return out
+    """Pools whose share of late jobs is past what their SLO allows (the results' verdict)."""
+    return [
+        name
+        for name, pool in result.pools.items()
+        if pool.jobs and not pool_report(pool)["slo_met"]
+    ]
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from autoscaler.policy.loader import load_policies
 from autoscaler.policy.model import Policy
 from autoscaler.simulate.engine import DecideController, SimulationResult, WorldSettings, simulate
 from autoscaler.simulate.oracle_search import run_oracle
+from autoscaler.simulate.report import pool_report
 from autoscaler.traces.loader import Trace, parse_trace
 
 HOURS = 2.0
@@ -61,7 +62,7 @@ def with_strategy(
 
 def row(label: str, load: float, result: SimulationResult, pool: str) -> str:
     seen = result.pools[pool]
-    late = 100.0 * float(np.count_nonzero(seen.waits_s > seen.slo_wait_s)) / max(1, seen.jobs)
+    late = 100.0 * pool_report(seen)["slo_miss_fraction"]
     per_10_min = seen.reversals / (HOURS * 6)
     return (
         f"| {load:g} | {label} | {late:.2f} | {seen.worker_seconds / 3600:.2f} | "
